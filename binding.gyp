@@ -1,0 +1,34 @@
+{
+  "targets": [
+    {
+      "target_name": "multiprocessing",
+      "sources": [
+        "native/addon.cc",
+        "native/errors.cc",
+        "native/fork.cc",
+        "native/wait.cc",
+        "native/shm.cc",
+        "native/futex.cc"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions"],
+      "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "conditions": [
+        ["OS=='mac'", {
+          "xcode_settings": {
+            "GCC_ENABLE_CPP_EXCEPTIONS": "YES",
+            "CLANG_CXX_LANGUAGE_STANDARD": "c++17",
+            "MACOSX_DEPLOYMENT_TARGET": "11.0"
+          }
+        }],
+        ["OS=='win'", {
+          "sources!": ["native/fork.cc", "native/wait.cc", "native/shm.cc", "native/futex.cc"],
+          "sources": ["native/unsupported.cc"],
+          "msvs_settings": { "VCCLCompilerTool": { "ExceptionHandling": 1 } }
+        }]
+      ]
+    }
+  ]
+}

@@ -1,0 +1,39 @@
+#include "errors.h"
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+#include <uv.h>
+
+namespace mp {
+
+Napi::Error ErrnoError(Napi::Env env, int err, const char* syscall) {
+  // libuv's error codes on Unix are the negated errno values, so it names them.
+  const char* code = uv_err_name(-err);
+  std::string message = std::string(code) + ": " + std::strerror(err) + ", " + syscall;
+  Napi::Error error = Napi::Error::New(env, message);
+  error.Set("code", Napi::String::New(env, code));
+  error.Set("errno", Napi::Number::New(env, -err));
+  error.Set("syscall", Napi::String::New(env, syscall));
+  return error;
+}
+
+void ThrowErrno(Napi::Env env, const char* syscall) {
+  ThrowErrno(env, errno, syscall);
+}
+
+void ThrowErrno(Napi::Env env, int err, const char* syscall) {
+  throw ErrnoError(env, err, syscall);
+}
+
+void ThrowUsage(Napi::Env env, const char* usage) {
+  throw Napi::TypeError::New(env, std::string("Usage: ") + usage);
+}
+
+int32_t IntArg(const Napi::CallbackInfo& info, size_t i, const char* usage) {
+  if (info.Length() <= i || !info[i].IsNumber()) ThrowUsage(info.Env(), usage);
+  return info[i].As<Napi::Number>().Int32Value();
+}
+
+}  // namespace mp

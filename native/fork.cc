@@ -1,0 +1,373 @@
+// fork() made safe inside a running Node.js process.
+//
+// A plain fork() of Node gives a child that crashes or hangs; each step below
+// answers one fact measured on Node 20 (see DESIGN.md, "Real fork() inside Node"):
+//   1. V8 marks its heap MADV_DONTFORK      -> ForkableAddressSpace clears it.
+//   3. platform workers vanish in the child -> ParkedWorkers holds them at a safe
+//      point (inside a task of ours, holding no lock) for the instant of fork().
+//   4. the child needs its own epoll        -> uv_loop_fork().
+//   5. every normal exit path hangs          -> ChildExit: process.exit(), fatal
+//      errors and the end of the event loop all leave through _exit().
+//   9. nested forks                          -> a forked child parks nothing.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <node.h>
+#include <uv.h>
+#include <v8.h>
+
+#include "errors.h"
+#include "modules.h"
+
+namespace mp {
+namespace {
+
+// True in every process that came out of our fork(): its platform workers are gone.
+bool g_isForkedChild = false;
+
+// ---------------------------------------------------------------------------
+// 1. The whole address space must be copied into the child.
+
+struct AddressRange {
+  uintptr_t start;
+  uintptr_t end;
+};
+
+// The kernel's special mappings refuse MADV_DOFORK (EINVAL) and never move;
+// everything else in the user address space gets the flag cleared.
+bool IsSpecialMapping(const std::string& line) {
+  return line.find("[vvar") != std::string::npos || line.find("[vdso]") != std::string::npos ||
+         line.find("[vsyscall]") != std::string::npos;
+}
+
+std::vector<AddressRange> ReadMappings(bool special) {
+  std::vector<AddressRange> ranges;
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line)) {
+    if (IsSpecialMapping(line) != special) continue;
+    AddressRange range{};
+    char dash = 0;
+    std::istringstream fields(line);
+    fields >> std::hex >> range.start >> dash >> range.end;
+    if (fields && dash == '-') ranges.push_back(range);
+  }
+  return ranges;
+}
+
+class ForkableAddressSpace {
+ public:
+  // Clears VM_DONTCOPY on every user mapping. Holes between mappings only make
+  // madvise() report ENOMEM after it has advised every mapping in the span, so a
+  // handful of calls over the spans between the special mappings does the work
+  // that reading /proc/self/smaps and advising each flagged mapping would do,
+  // at a fraction of the cost (fact 1 measured ~0.9 ms for the smaps scan).
+  void MakeForkable() {
+    if (spans_.empty()) ComputeSpans();
+    for (const AddressRange& span : spans_) {
+      if (madvise(reinterpret_cast<void*>(span.start), span.end - span.start, MADV_DOFORK) == 0 ||
+          errno == ENOMEM) {
+        continue;
+      }
+      // Some other mapping refuses the advice (a device mapping of another
+      // library's): fall back to advising each mapping on its own.
+      AdviseEachMapping();
+      return;
+    }
+  }
+
+ private:
+  void ComputeSpans() {
+    const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+    std::vector<AddressRange> special = ReadMappings(true);
+    uintptr_t top = 0;
+    for (const AddressRange& range : ReadMappings(false)) top = std::max(top, range.end);
+    for (const AddressRange& range : special) top = std::max(top, range.end);
+    uintptr_t cursor = page;
+    for (const AddressRange& range : special) {
+      if (range.start > cursor) spans_.push_back({cursor, range.start});
+      cursor = std::max(cursor, range.end);
+    }
+    if (top > cursor) spans_.push_back({cursor, top});
+  }
+
+  static void AdviseEachMapping() {
+    for (const AddressRange& range : ReadMappings(false)) {
+      // Mappings that cannot be copied (VM_IO) stay as they are, as in C.
+      madvise(reinterpret_cast<void*>(range.start), range.end - range.start, MADV_DOFORK);
+    }
+  }
+
+  std::vector<AddressRange> spans_;
+};
+
+ForkableAddressSpace g_addressSpace;
+
+// ---------------------------------------------------------------------------
+// 3. Platform workers parked at a safe point for the instant of fork().
+
+class ParkedWorkers {
+ public:
+  ParkedWorkers(v8::Platform* platform, int count) : state_(std::make_shared<State>()) {
+    state_->expected = count;
+    for (int i = 0; i < count; i++) platform->CallOnWorkerThread(std::make_unique<ParkTask>(state_));
+  }
+
+  ParkedWorkers(const ParkedWorkers&) = delete;
+  ParkedWorkers& operator=(const ParkedWorkers&) = delete;
+
+  // In the parent the workers go back to work when this ends. In the child the
+  // state's mutex and condition variable still list the vanished workers as
+  // waiters, so the child must never touch them: see Abandon().
+  ~ParkedWorkers() {
+    if (!state_) return;
+    {
+      std::lock_guard<std::mutex> lock(state_->mutex);
+      state_->released = true;
+    }
+    state_->changed.notify_all();
+  }
+
+  // Waits until every worker sits inside a ParkTask (so none holds a lock or is
+  // half-way through a job). A worker busy with a long GC job delays this.
+  bool WaitUntilParked(std::chrono::milliseconds timeout) {
+    std::unique_lock<std::mutex> lock(state_->mutex);
+    return state_->changed.wait_for(lock, timeout,
+                                    [this] { return state_->parked == state_->expected; });
+  }
+
+  void Abandon() { new std::shared_ptr<State>(std::move(state_)); }  // deliberately leaked
+
+ private:
+  struct State {
+    std::mutex mutex;
+    std::condition_variable changed;
+    int expected = 0;
+    int parked = 0;
+    bool released = false;
+  };
+
+  class ParkTask : public v8::Task {
+   public:
+    explicit ParkTask(std::shared_ptr<State> state) : state_(std::move(state)) {}
+    void Run() override {
+      std::unique_lock<std::mutex> lock(state_->mutex);
+      if (state_->released) return;  // parked too late: the fork already happened
+      state_->parked++;
+      state_->changed.notify_all();
+      state_->changed.wait(lock, [this] { return state_->released; });
+    }
+
+   private:
+    std::shared_ptr<State> state_;
+  };
+
+  std::shared_ptr<State> state_;
+};
+
+// Node counts its delayed-task scheduler thread among the workers, but that
+// thread never runs tasks: parking it would wait forever.
+int WorkersToPark(node::MultiIsolatePlatform* platform) {
+  if (g_isForkedChild) return 0;  // fact 9: nothing left to park after a fork
+  return std::max(0, platform->NumberOfWorkerThreads() - 1);
+}
+
+constexpr std::chrono::milliseconds kParkTimeout{10000};
+
+// ---------------------------------------------------------------------------
+// 5. Every way out of a forked child goes through _exit().
+
+[[noreturn]] void ExitNow(int code) {
+  // JS writes to stdout/stderr reach the fd synchronously (files, TTYs, pipes
+  // with room); C stdio of other native code is flushed here.
+  std::fflush(nullptr);
+  _exit(code & 0xff);
+}
+
+// The JS side's hooks for the end of the child's event loop; see os.ts.
+struct ChildLoopHooks {
+  napi_env env = nullptr;
+  Napi::FunctionReference beforeExit;  // emits 'beforeExit'; may schedule more work
+  Napi::FunctionReference exit;        // emits 'exit' and leaves through _exit()
+  napi_async_context asyncContext = nullptr;
+};
+
+ChildLoopHooks* g_hooks = nullptr;
+
+// Keeps the child's loop from ever running dry: Node would then wait for the
+// vanished platform workers (DrainTasks) and hang. Each iteration it asks
+// whether anything but itself keeps the loop alive; when nothing does, it runs
+// the hooks, which is what Node itself would do at that point.
+class LoopEndWatcher {
+ public:
+  // Returns 0 or a libuv error code.
+  static int InstallOn(uv_loop_t* loop) {
+    static LoopEndWatcher watcher;  // inherited as-is by nested forks
+    if (watcher.installed_) return 0;
+    if (int err = uv_prepare_init(loop, &watcher.handle_)) return err;
+    watcher.installed_ = true;
+    return uv_prepare_start(&watcher.handle_, OnPrepare);
+  }
+
+ private:
+  static bool LoopHasOtherWork(uv_prepare_t* handle) {
+    uv_unref(reinterpret_cast<uv_handle_t*>(handle));
+    bool alive = uv_loop_alive(handle->loop) != 0;
+    uv_ref(reinterpret_cast<uv_handle_t*>(handle));
+    return alive;
+  }
+
+  static void CallHook(Napi::FunctionReference& hook) {
+    Napi::Env env(g_hooks->env);
+    Napi::HandleScope scope(env);
+    napi_value result;
+    // napi_make_callback runs the microtask and nextTick queues afterwards, as
+    // Node does after each of its own callbacks.
+    napi_make_callback(g_hooks->env, g_hooks->asyncContext, env.Global(), hook.Value(), 0, nullptr,
+                       &result);
+  }
+
+  static void OnPrepare(uv_prepare_t* handle) {
+    if (g_hooks == nullptr || LoopHasOtherWork(handle)) return;
+    CallHook(g_hooks->beforeExit);
+    if (LoopHasOtherWork(handle)) return;
+    CallHook(g_hooks->exit);
+    ExitNow(0);  // not reached: the exit hook leaves with the right code
+  }
+
+  uv_prepare_t handle_{};
+  bool installed_ = false;
+};
+
+void SetUpChild(Napi::Env env, node::Environment* nodeEnv, uv_loop_t* loop) {
+  g_isForkedChild = true;
+  // process.exit(), uncaught errors and unhandled rejections end in
+  // Environment::Exit(), whose default handler joins the platform threads.
+  node::SetProcessExitHandler(nodeEnv, [](node::Environment*, int code) { ExitNow(code); });
+  if (int err = uv_loop_fork(loop)) ThrowErrno(env, -err, "uv_loop_fork");
+  if (int err = LoopEndWatcher::InstallOn(loop)) ThrowErrno(env, -err, "uv_prepare_start");
+}
+
+// ---------------------------------------------------------------------------
+
+node::Environment* CurrentNodeEnvironment(Napi::Env env) {
+  v8::Isolate* isolate = v8::Isolate::GetCurrent();
+  node::Environment* nodeEnv = node::GetCurrentEnvironment(isolate->GetCurrentContext());
+  if (nodeEnv == nullptr) throw Napi::Error::New(env, "fork: no Node.js environment in this context");
+  return nodeEnv;
+}
+
+Napi::Value Fork(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  // Everything the child needs from Node is fetched before fork() (fact 2).
+  uv_loop_t* loop = nullptr;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok) throw Napi::Error::New(env, "fork: no event loop");
+  node::Environment* nodeEnv = CurrentNodeEnvironment(env);
+  node::MultiIsolatePlatform* platform = node::GetMultiIsolatePlatform(nodeEnv);
+  if (platform == nullptr) throw Napi::Error::New(env, "fork: no V8 platform");
+
+  g_addressSpace.MakeForkable();
+  ParkedWorkers parked(platform, WorkersToPark(platform));
+  if (!parked.WaitUntilParked(kParkTimeout)) ThrowErrno(env, ETIMEDOUT, "fork");
+  pid_t pid = fork();
+  if (pid < 0) ThrowErrno(env, "fork");
+  if (pid == 0) {
+    parked.Abandon();
+    SetUpChild(env, nodeEnv, loop);
+  }
+  return Napi::Number::New(env, pid);
+}
+
+// setForkChildHooks({ beforeExit, exit }): what a forked child runs when its
+// event loop has nothing left to do.
+Napi::Value SetForkChildHooks(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* usage = "setForkChildHooks(beforeExit: Function, exit: Function)";
+  if (info.Length() < 2 || !info[0].IsFunction() || !info[1].IsFunction()) ThrowUsage(env, usage);
+  auto* hooks = new ChildLoopHooks();  // lives as long as the process
+  hooks->env = env;
+  hooks->beforeExit = Napi::Persistent(info[0].As<Napi::Function>());
+  hooks->exit = Napi::Persistent(info[1].As<Napi::Function>());
+  napi_value resourceName = Napi::String::New(env, "node-multiprocessing:fork-child-exit");
+  if (napi_async_init(env, nullptr, resourceName, &hooks->asyncContext) != napi_ok) {
+    delete hooks;
+    throw Napi::Error::New(env, "setForkChildHooks: napi_async_init failed");
+  }
+  delete g_hooks;
+  g_hooks = hooks;
+  return env.Undefined();
+}
+
+// _exit(code): leaves at once, without 'exit' listeners, as os._exit() does.
+Napi::Value Exit(const Napi::CallbackInfo& info) {
+  ExitNow(IntArg(info, 0, "_exit(code: number)"));
+  return info.Env().Undefined();
+}
+
+Napi::Value IsForkedChild(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), g_isForkedChild);
+}
+
+// Threads in this process (num_threads of /proc/self/stat), for the warning
+// that fork() with other threads running is unsafe.
+Napi::Value ThreadCount(const Napi::CallbackInfo& info) {
+  std::ifstream stat("/proc/self/stat");
+  std::string content((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  size_t afterName = content.rfind(')');
+  if (afterName == std::string::npos) ThrowErrno(info.Env(), EIO, "read /proc/self/stat");
+  std::istringstream fields(content.substr(afterName + 2));
+  std::string field;
+  for (int i = 3; i <= 20 && fields >> field; i++) {
+    if (i == 20) return Napi::Number::New(info.Env(), std::stod(field));
+  }
+  ThrowErrno(info.Env(), EIO, "read /proc/self/stat");
+}
+
+Napi::Value PlatformWorkerCount(const Napi::CallbackInfo& info) {
+  if (g_isForkedChild) return Napi::Number::New(info.Env(), 0);
+  node::MultiIsolatePlatform* platform = node::GetMultiIsolatePlatform(CurrentNodeEnvironment(info.Env()));
+  return Napi::Number::New(info.Env(), platform == nullptr ? 0 : platform->NumberOfWorkerThreads());
+}
+
+// Starts libuv's thread pool now, so that the thread count seen by the fork
+// warning does not change the first time some fs call needs the pool.
+void NoWork(uv_work_t*) {}
+void FreeWork(uv_work_t* work, int) { delete work; }
+
+Napi::Value StartThreadPool(const Napi::CallbackInfo& info) {
+  uv_loop_t* loop = nullptr;
+  napi_get_uv_event_loop(info.Env(), &loop);
+  auto* work = new uv_work_t();
+  if (int err = uv_queue_work(loop, work, NoWork, FreeWork)) {
+    delete work;
+    ThrowErrno(info.Env(), -err, "uv_queue_work");
+  }
+  return info.Env().Undefined();
+}
+
+}  // namespace
+
+void InitFork(Napi::Env env, Napi::Object exports) {
+  exports.Set("fork", Napi::Function::New(env, Fork, "fork"));
+  exports.Set("_exit", Napi::Function::New(env, Exit, "_exit"));
+  exports.Set("setForkChildHooks", Napi::Function::New(env, SetForkChildHooks, "setForkChildHooks"));
+  exports.Set("isForkedChild", Napi::Function::New(env, IsForkedChild, "isForkedChild"));
+  exports.Set("threadCount", Napi::Function::New(env, ThreadCount, "threadCount"));
+  exports.Set("platformWorkerCount", Napi::Function::New(env, PlatformWorkerCount, "platformWorkerCount"));
+  exports.Set("startThreadPool", Napi::Function::New(env, StartThreadPool, "startThreadPool"));
+}
+
+}  // namespace mp

@@ -1,0 +1,7 @@
+#include "modules.h"
+
+namespace mp {
+
+void InitFutex(Napi::Env env, Napi::Object exports) {}
+
+}  // namespace mp

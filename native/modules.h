@@ -1,0 +1,13 @@
+// The concerns of the addon, one source file each.
+#pragma once
+
+#include <napi.h>
+
+namespace mp {
+
+void InitFork(Napi::Env env, Napi::Object exports);   // fork.cc: fork() made safe inside Node
+void InitWait(Napi::Env env, Napi::Object exports);   // wait.cc: waitpid, kill, pids, _exit
+void InitShm(Napi::Env env, Napi::Object exports);    // shm.cc: POSIX shared memory mappings
+void InitFutex(Napi::Env env, Napi::Object exports);  // futex.cc: process-shared waits
+
+}  // namespace mp

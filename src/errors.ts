@@ -1,0 +1,31 @@
+/**
+ * The exception classes of Python's `multiprocessing`, as Error subclasses
+ * whose `name` is the class name.
+ * @packageDocumentation
+ */
+
+/** Base class of this library's own errors, as `multiprocessing.ProcessError`. */
+export class ProcessError extends Error {
+  constructor(message?: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** A wait ran out of time (`AsyncResult.get(timeout)`), as `multiprocessing.TimeoutError`. */
+export class TimeoutError extends ProcessError {}
+
+/** The other end of a connection was closed, as Python's `EOFError`. */
+export class EOFError extends ProcessError {}
+
+/** A received message is larger than the buffer given for it, as `multiprocessing.BufferTooShort`. */
+export class BufferTooShort extends ProcessError {}
+
+/** `get` on an empty queue without waiting, or after the timeout, as `queue.Empty`. */
+export class Empty extends ProcessError {}
+
+/** `put` on a full queue without waiting, or after the timeout, as `queue.Full`. */
+export class Full extends ProcessError {}
+
+/** A `Barrier` was broken (aborted, reset or timed out) while waiting, as `threading.BrokenBarrierError`. */
+export class BrokenBarrierError extends ProcessError {}

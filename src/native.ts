@@ -1,0 +1,110 @@
+/**
+ * The native addon's exact contract, and the one place that loads it.
+ *
+ * Every export of `native/*.cc` is declared here. The addon is optional at run
+ * time: where it cannot load (Windows, or `NODE_MULTIPROCESSING_NO_NATIVE=1`,
+ * which tests use to prove the Windows path on Linux), {@link loadNative}
+ * returns `null` and the library runs on `child_process` alone.
+ * @internal
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+
+/** A child being watched for its exit by the event loop (see `native/wait.cc`). */
+export interface NativeExitWatcher {
+  /** The wait keeps the event loop alive (the default). */
+  ref(): void;
+  /** The wait does not keep the event loop alive. */
+  unref(): void;
+  /** Stops watching; the child is left unreaped. */
+  close(): void;
+}
+
+export type ExitCallback = (error: Error | null, pid: number, status: number) => void;
+
+export interface NativeBinding {
+  // native/fork.cc
+  fork(): number;
+  _exit(code: number): never;
+  setForkChildHooks(beforeExit: () => void, exit: () => void): void;
+  isForkedChild(): boolean;
+  threadCount(): number;
+  platformWorkerCount(): number;
+  startThreadPool(): void;
+  // native/wait.cc
+  waitpid(pid: number, flags: number): [number, number];
+  waitpidTimeout(pid: number, timeoutMs: number): [number, number];
+  ExitWatcher: new (pid: number, onExit: ExitCallback) => NativeExitWatcher;
+  kill(pid: number, signal: number): void;
+  getpid(): number;
+  getppid(): number;
+  WIFEXITED(status: number): boolean;
+  WIFSIGNALED(status: number): boolean;
+  WIFSTOPPED(status: number): boolean;
+  WEXITSTATUS(status: number): number;
+  WTERMSIG(status: number): number;
+  WSTOPSIG(status: number): number;
+  readonly WNOHANG: number;
+  readonly WUNTRACED: number;
+}
+
+/** Set to `1` to run without the addon, exactly as on Windows. */
+export const NO_NATIVE_ENV = 'NODE_MULTIPROCESSING_NO_NATIVE';
+
+const ADDON_NAME = 'multiprocessing.node';
+const packageRoot = path.resolve(__dirname, '..');
+
+/** Where the addon may be, first match wins: node-gyp's builds, then cmake-js's. */
+export function addonCandidates(): string[] {
+  return ['build/Release', 'build/Debug', 'build-cmake/Release', 'build-cmake/Debug'].map((dir) =>
+    path.join(packageRoot, dir, ADDON_NAME),
+  );
+}
+
+let binding: NativeBinding | null | undefined;
+let loadFailure: Error | undefined;
+
+function nativeDisabled(): boolean {
+  return process.platform === 'win32' || process.env[NO_NATIVE_ENV] === '1';
+}
+
+/** The addon, or `null` where this platform (or the environment) has none. */
+export function loadNative(): NativeBinding | null {
+  if (binding !== undefined) return binding;
+  binding = null;
+  if (nativeDisabled()) return binding;
+  const tried: string[] = [];
+  for (const candidate of addonCandidates()) {
+    if (!fs.existsSync(candidate)) {
+      tried.push(`${candidate} (not found)`);
+      continue;
+    }
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    binding = require(candidate) as NativeBinding;
+    return binding;
+  }
+  loadFailure = new Error(
+    `node-multiprocessing: the native addon is not built. Run "npm run build:native". Tried:\n  ${tried.join('\n  ')}`,
+  );
+  return binding;
+}
+
+/** An Error whose `code` is `ENOSYS`, for POSIX calls where there is no addon. */
+export function unsupported(what: string): Error {
+  const reason = nativeDisabled()
+    ? process.platform === 'win32'
+      ? 'not available on Windows'
+      : `disabled by ${NO_NATIVE_ENV}=1`
+    : (loadFailure?.message ?? 'the native addon could not be loaded');
+  return Object.assign(new Error(`${what} is not supported here: ${reason}`), {
+    code: 'ENOSYS',
+    syscall: what,
+  });
+}
+
+/** The addon, or an ENOSYS Error naming `what` could not run. */
+export function requireNative(what: string): NativeBinding {
+  const loaded = loadNative();
+  if (loaded === null) throw unsupported(what);
+  return loaded;
+}

@@ -1,0 +1,268 @@
+/**
+ * `mp.os`: the POSIX process calls of Python's `os` module, on the real system
+ * calls: `fork`, `waitpid`, `wait`, `kill`, `getpid`, `getppid`, `_exit` and the
+ * wait-status macros. Where there is no addon (Windows), each throws an Error
+ * with `code === 'ENOSYS'`.
+ *
+ * @example
+ * ```ts
+ * import { os } from 'node-multiprocessing';
+ * const pid = os.fork();
+ * if (pid === 0) {
+ *   console.log('child', os.getpid(), 'of', os.getppid());
+ *   os._exit(7);
+ * }
+ * const [, status] = os.waitpid(pid);
+ * console.log(os.WEXITSTATUS(status)); // 7
+ * ```
+ * @packageDocumentation
+ */
+import * as nodeOs from 'os';
+import * as v8 from 'v8';
+import { isMainThread } from 'worker_threads';
+
+import { loadNative, NativeBinding, requireNative } from './native';
+import { validateInteger } from './validate';
+
+/** `waitpid` flag: return `[0, 0]` at once when no child has changed state. */
+export const WNOHANG: number = loadNative()?.WNOHANG ?? 1;
+/** `waitpid` flag: also report stopped children. */
+export const WUNTRACED: number = loadNative()?.WUNTRACED ?? 2;
+
+/** Callbacks run around every {@link fork}, as Python's `os.register_at_fork`. */
+export interface AtForkHooks {
+  /** In the parent, just before the fork. */
+  before?: () => void;
+  /** In the parent, just after the fork. */
+  afterInParent?: (childPid: number) => void;
+  /** In the child, just after the fork, before `fork()` returns 0. */
+  afterInChild?: () => void;
+}
+
+const atForkHooks: AtForkHooks[] = [];
+
+/**
+ * Registers callbacks to run around each {@link fork}. `before` hooks run in
+ * reverse order of registration, the `after` hooks in order, as in Python.
+ */
+export function registerAtFork(hooks: AtForkHooks): void {
+  atForkHooks.push(hooks);
+}
+
+/**
+ * Forks this process: returns 0 in the child and the child's pid in the parent.
+ *
+ * The child is a copy of the parent: the same JS heap (globals, closures),
+ * the same open files, the same pending timers. It runs its event loop as
+ * usual and ends on every path (end of the script, `process.exit(n)`, an
+ * uncaught error, a signal) with the status Node would give; `'exit'`
+ * listeners run where Node would run them. The child stays a zombie until the
+ * parent reaps it with {@link waitpid}, {@link wait} or {@link waitpidAsync}.
+ *
+ * Forking while other threads of yours run (worker_threads) is unsafe, as in
+ * C; a warning says so, as Python does. Forking from a worker thread throws.
+ */
+export function fork(): number {
+  const native = requireNative('fork');
+  if (!isMainThread) throw new Error('fork() can only be called from the main thread, not from a worker thread');
+  warnIfOtherThreads(native);
+  for (const hooks of [...atForkHooks].reverse()) hooks.before?.();
+  const pid = native.fork();
+  if (pid === 0) {
+    becomeForkedChild(native);
+    for (const hooks of atForkHooks) hooks.afterInChild?.();
+  } else {
+    for (const hooks of atForkHooks) hooks.afterInParent?.(pid);
+  }
+  return pid;
+}
+
+/**
+ * Waits for the child `pid` (or any child when `pid` is -1) to change state and
+ * returns `[pid, status]`; `[0, 0]` with {@link WNOHANG} when none has. Blocks
+ * the event loop: see {@link waitpidAsync}. A pid that is not a child of this
+ * process gets an Error with `code === 'ECHILD'`.
+ */
+export function waitpid(pid: number, flags = 0): [number, number] {
+  validateInteger(pid, 'pid');
+  validateInteger(flags, 'flags', 0);
+  return requireNative('waitpid').waitpid(pid, flags);
+}
+
+/** Waits for any child to end: `waitpid(-1, 0)`. */
+export function wait(): [number, number] {
+  return requireNative('wait').waitpid(-1, 0);
+}
+
+/**
+ * Waits for the child `pid` to end without blocking the event loop, then reaps
+ * it: resolves to `[pid, status]`. Rejects with `code === 'ECHILD'` at once when
+ * `pid` is not a child of this process.
+ */
+export function waitpidAsync(pid: number): Promise<[number, number]> {
+  validateInteger(pid, 'pid');
+  const native = requireNative('waitpidAsync');
+  return new Promise((resolve, reject) => {
+    new native.ExitWatcher(pid, (error, reaped, status) => {
+      if (error) reject(error);
+      else resolve([reaped, status]);
+    });
+  });
+}
+
+/** True when the child ended normally (`exit`, `_exit`, end of script). */
+export function WIFEXITED(status: number): boolean {
+  return requireNative('WIFEXITED').WIFEXITED(validateInteger(status, 'status'));
+}
+/** The exit code of a child for which {@link WIFEXITED} is true. */
+export function WEXITSTATUS(status: number): number {
+  return requireNative('WEXITSTATUS').WEXITSTATUS(validateInteger(status, 'status'));
+}
+/** True when a signal ended the child. */
+export function WIFSIGNALED(status: number): boolean {
+  return requireNative('WIFSIGNALED').WIFSIGNALED(validateInteger(status, 'status'));
+}
+/** The signal that ended a child for which {@link WIFSIGNALED} is true. */
+export function WTERMSIG(status: number): number {
+  return requireNative('WTERMSIG').WTERMSIG(validateInteger(status, 'status'));
+}
+/** True when the child is stopped (only reported with {@link WUNTRACED}). */
+export function WIFSTOPPED(status: number): boolean {
+  return requireNative('WIFSTOPPED').WIFSTOPPED(validateInteger(status, 'status'));
+}
+/** The signal that stopped a child for which {@link WIFSTOPPED} is true. */
+export function WSTOPSIG(status: number): number {
+  return requireNative('WSTOPSIG').WSTOPSIG(validateInteger(status, 'status'));
+}
+
+/**
+ * The exit code of a wait status, as Python's `os.waitstatus_to_exitcode`: the
+ * exit code when the child exited, `-signal` when a signal killed it. A status
+ * of a stopped child gets a RangeError.
+ */
+export function waitstatusToExitcode(status: number): number {
+  const native = requireNative('waitstatusToExitcode');
+  validateInteger(status, 'status');
+  if (native.WIFEXITED(status)) return native.WEXITSTATUS(status);
+  if (native.WIFSIGNALED(status)) return -native.WTERMSIG(status);
+  throw new RangeError(`invalid wait status: ${status} (neither exited nor killed by a signal)`);
+}
+
+/** This process's pid, from the kernel (also right in a forked child). */
+export function getpid(): number {
+  return requireNative('getpid').getpid();
+}
+
+/** The parent's pid, from the kernel: 1 or a subreaper's pid once orphaned. */
+export function getppid(): number {
+  return requireNative('getppid').getppid();
+}
+
+/**
+ * Ends this process at once with `code`: no `'exit'` listeners, no cleanup, as
+ * Python's `os._exit`. Output already written to stdout/stderr is kept.
+ */
+export function _exit(code = 0): never {
+  validateInteger(code, 'code');
+  return requireNative('_exit')._exit(code);
+}
+
+/** Sends `signal` (a number or a name such as `'SIGTERM'`) to `pid`. */
+export function kill(pid: number, signal: number | NodeJS.Signals = 'SIGTERM'): void {
+  validateInteger(pid, 'pid');
+  requireNative('kill').kill(pid, signalNumber(signal));
+}
+
+function signalNumber(signal: number | string): number {
+  if (typeof signal === 'number') return validateInteger(signal, 'signal', 0, 64);
+  const signals = nodeOs.constants.signals as Record<string, number | undefined>;
+  const number = typeof signal === 'string' ? signals[signal] : undefined;
+  if (number === undefined) throw new TypeError(`unknown signal: ${String(signal)}`);
+  return number;
+}
+
+// --- the forked child ---------------------------------------------------------
+
+let childFlagsSet = false;
+
+function becomeForkedChild(native: NativeBinding): void {
+  // Node read its pid once at start-up; the child must see its own (fact 7).
+  Object.defineProperty(process, 'pid', { value: native.getpid(), writable: false, enumerable: true, configurable: true });
+  Object.defineProperty(process, 'ppid', { get: () => native.getppid(), enumerable: true, configurable: true });
+  if (!childFlagsSet) {
+    // Optimising compiles would be queued to the vanished platform workers and
+    // never run: compile on the main thread instead (fact 6).
+    v8.setFlagsFromString('--no-concurrent-recompilation');
+    v8.setFlagsFromString('--no-concurrent-osr');
+    v8.setFlagsFromString('--no-concurrent-sparkplug');
+    childFlagsSet = true;
+  }
+}
+
+/** The code Node would exit with now. */
+function currentExitCode(): number {
+  const code = Number(process.exitCode ?? 0);
+  return Number.isInteger(code) ? code : 0;
+}
+
+/**
+ * What a forked child does when its event loop runs dry, in Node's order:
+ * `'beforeExit'` (which may schedule more work), then `'exit'`, then leave.
+ */
+function installForkChildHooks(native: NativeBinding): void {
+  native.setForkChildHooks(
+    () => {
+      process.emit('beforeExit', currentExitCode());
+    },
+    () => {
+      (process as { _exiting?: boolean })._exiting = true;
+      process.emit('exit', currentExitCode());
+      native._exit(currentExitCode());
+    },
+  );
+}
+
+// --- the warning for forks with other threads running ----------------------
+
+let expectedThreads = 0;
+let warnedAboutThreads = false;
+
+function threadPoolSize(): number {
+  const size = Number(process.env.UV_THREADPOOL_SIZE);
+  return Number.isInteger(size) && size > 0 ? Math.min(size, 1024) : 4;
+}
+
+/**
+ * Node's own threads (platform workers, libuv's pool, the inspector's signal
+ * thread) are known; any other thread (a Worker's, another addon's) may hold a
+ * lock at the instant of the fork and deadlock the child. Python >= 3.12 warns
+ * in the same case.
+ */
+function warnIfOtherThreads(native: NativeBinding): void {
+  if (warnedAboutThreads) return;
+  if (native.isForkedChild() && expectedThreads === 0) {
+    native.startThreadPool();
+    expectedThreads = 1 + threadPoolSize();
+  }
+  const threads = native.threadCount();
+  if (threads <= expectedThreads) return;
+  warnedAboutThreads = true;
+  process.emitWarning(
+    `This process (pid=${process.pid}) is multi-threaded (${threads} threads, ${expectedThreads} of them Node's own): ` +
+      'use of fork() may lead to deadlocks in the child.',
+    { type: 'RuntimeWarning', code: 'MP_FORK_WITH_THREADS' },
+  );
+}
+
+function initialise(): void {
+  const native = loadNative();
+  if (native === null) return;
+  if (!native.isForkedChild()) {
+    // Started now, libuv's pool is part of the baseline the warning compares to.
+    native.startThreadPool();
+    expectedThreads = native.threadCount();
+  }
+  installForkChildHooks(native);
+}
+
+initialise();

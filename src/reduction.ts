@@ -1,0 +1,151 @@
+/**
+ * How objects cross into another process, as CPython's `reduction.py`.
+ *
+ * Values travel with `v8.serialize` (structured clone). Objects that stand for
+ * something shared (a Lock, a shared Value or Array, a Queue, a Connection)
+ * cannot be cloned: each kind registers a reducer that turns it into plain
+ * state (a segment name, an offset, a file descriptor) and a rebuild that makes
+ * it usable again in the receiving process. Under the fork start method none of
+ * this is needed: the child has the parent's heap.
+ * @internal
+ */
+import * as v8 from 'v8';
+
+import { describe } from './validate';
+
+/** How one kind of shared object is reduced to plain state and rebuilt. */
+export interface Reducer<T extends object = object, S = unknown> {
+  /** Unique name of the kind, e.g. `'Lock'`. */
+  readonly kind: string;
+  /** Plain, structured-cloneable state that identifies the shared object. */
+  reduce(object: T): S;
+  /** A usable object in this process for the state `reduce` made. */
+  rebuild(state: S): T;
+}
+
+const MARK = '__nodeMultiprocessingReduced__';
+
+interface ReducedObject {
+  [MARK]: string;
+  state: unknown;
+}
+
+const reducersByKind = new Map<string, Reducer>();
+const reducersByClass = new Map<abstract new (...args: never[]) => object, Reducer>();
+const reducersByInstance = new WeakMap<object, Reducer>();
+
+function register(reducer: Reducer): void {
+  const existing = reducersByKind.get(reducer.kind);
+  if (existing !== undefined && existing !== reducer) throw new Error(`a reducer for ${reducer.kind} is already registered`);
+  reducersByKind.set(reducer.kind, reducer);
+}
+
+/** Every instance of `type` (and its subclasses) crosses with `reducer`. */
+export function registerReducer<T extends object, S>(
+  type: abstract new (...args: never[]) => T,
+  reducer: Reducer<T, S>,
+): void {
+  register(reducer as unknown as Reducer);
+  reducersByClass.set(type, reducer as unknown as Reducer);
+}
+
+/**
+ * This one object crosses with `reducer`: for objects whose class is a
+ * built-in one, such as the TypedArray that `Array()` returns.
+ */
+export function registerInstanceReducer<T extends object, S>(object: T, reducer: Reducer<T, S>): void {
+  register(reducer as unknown as Reducer);
+  reducersByInstance.set(object, reducer as unknown as Reducer);
+}
+
+function reducerOf(value: object): Reducer | undefined {
+  const own = reducersByInstance.get(value);
+  if (own !== undefined) return own;
+  for (let proto = Object.getPrototypeOf(value); proto !== null; proto = Object.getPrototypeOf(proto)) {
+    const reducer = reducersByClass.get(proto.constructor);
+    if (reducer !== undefined) return reducer;
+  }
+  return undefined;
+}
+
+function isPlainContainer(value: object): boolean {
+  const proto = Object.getPrototypeOf(value);
+  return Array.isArray(value) || proto === Object.prototype || proto === null || value instanceof Map || value instanceof Set;
+}
+
+/** Replaces every registered object inside `value` by its reduced state. */
+function reduceDeep(value: unknown, path: string, seen: Map<object, unknown>): unknown {
+  if (typeof value === 'function') {
+    throw new TypeError(`${path} cannot be sent to another process: ${describe(value)} is not serialisable`);
+  }
+  if (typeof value !== 'object' || value === null) return value;
+  const done = seen.get(value);
+  if (done !== undefined) return done;
+  const reducer = reducerOf(value);
+  if (reducer !== undefined) {
+    const reduced: ReducedObject = { [MARK]: reducer.kind, state: reducer.reduce(value) };
+    seen.set(value, reduced);
+    return reduced;
+  }
+  if (!isPlainContainer(value)) return value; // Dates, TypedArrays, Errors...: v8 clones them
+  if (value instanceof Map) {
+    const copy = new Map();
+    seen.set(value, copy);
+    for (const [k, v] of value) copy.set(reduceDeep(k, `${path} key`, seen), reduceDeep(v, `${path}.get(${String(k)})`, seen));
+    return copy;
+  }
+  if (value instanceof Set) {
+    const copy = new Set();
+    seen.set(value, copy);
+    for (const v of value) copy.add(reduceDeep(v, `${path} element`, seen));
+    return copy;
+  }
+  const copy: Record<string, unknown> | unknown[] = Array.isArray(value) ? [] : {};
+  seen.set(value, copy);
+  for (const [key, item] of Object.entries(value)) {
+    (copy as Record<string, unknown>)[key] = reduceDeep(item, `${path}[${JSON.stringify(key)}]`, seen);
+  }
+  return copy;
+}
+
+function isReduced(value: object): value is ReducedObject {
+  return typeof (value as Record<string, unknown>)[MARK] === 'string';
+}
+
+function rebuildDeep(value: unknown, seen: Set<object>): unknown {
+  if (typeof value !== 'object' || value === null || seen.has(value)) return value;
+  if (isReduced(value)) {
+    const reducer = reducersByKind.get(value[MARK]);
+    if (reducer === undefined) throw new TypeError(`cannot rebuild a ${value[MARK]}: its module was not loaded`);
+    return reducer.rebuild(value.state);
+  }
+  seen.add(value);
+  if (value instanceof Map) {
+    for (const [k, v] of value) value.set(k, rebuildDeep(v, seen));
+  } else if (value instanceof Set) {
+    const items = [...value].map((v) => rebuildDeep(v, seen));
+    value.clear();
+    for (const item of items) value.add(item);
+  } else if (isPlainContainer(value)) {
+    for (const [key, item] of Object.entries(value)) (value as Record<string, unknown>)[key] = rebuildDeep(item, seen);
+  }
+  return value;
+}
+
+/**
+ * Serialises `value` for another process. `what` names it in errors, e.g.
+ * `'args[1]'`: a value that cannot cross gets a TypeError naming it.
+ */
+export function dumps(value: unknown, what = 'value'): Buffer {
+  const reduced = reduceDeep(value, what, new Map());
+  try {
+    return v8.serialize(reduced);
+  } catch (error) {
+    throw new TypeError(`${what} cannot be sent to another process: ${(error as Error).message}`, { cause: error });
+  }
+}
+
+/** The value `dumps` serialised, with shared objects rebuilt in this process. */
+export function loads(buffer: Buffer | Uint8Array): unknown {
+  return rebuildDeep(v8.deserialize(buffer), new Set());
+}
