@@ -31,8 +31,12 @@
 
 #include "errors.h"
 #include "modules.h"
+#include "own_threads.h"
 
 namespace mp {
+
+std::atomic<int> g_ownThreads{0};
+
 namespace {
 
 // True in every process that came out of our fork(): its platform workers are gone.
@@ -336,6 +340,10 @@ Napi::Value ThreadCount(const Napi::CallbackInfo& info) {
   ThrowErrno(info.Env(), EIO, "read /proc/self/stat");
 }
 
+Napi::Value OwnThreadCount(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), g_ownThreads.load());
+}
+
 Napi::Value PlatformWorkerCount(const Napi::CallbackInfo& info) {
   if (g_isForkedChild) return Napi::Number::New(info.Env(), 0);
   node::MultiIsolatePlatform* platform = node::GetMultiIsolatePlatform(CurrentNodeEnvironment(info.Env()));
@@ -366,6 +374,7 @@ void InitFork(Napi::Env env, Napi::Object exports) {
   exports.Set("setForkChildHooks", Napi::Function::New(env, SetForkChildHooks, "setForkChildHooks"));
   exports.Set("isForkedChild", Napi::Function::New(env, IsForkedChild, "isForkedChild"));
   exports.Set("threadCount", Napi::Function::New(env, ThreadCount, "threadCount"));
+  exports.Set("ownThreadCount", Napi::Function::New(env, OwnThreadCount, "ownThreadCount"));
   exports.Set("platformWorkerCount", Napi::Function::New(env, PlatformWorkerCount, "platformWorkerCount"));
   exports.Set("startThreadPool", Napi::Function::New(env, StartThreadPool, "startThreadPool"));
 }

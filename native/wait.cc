@@ -18,6 +18,7 @@
 
 #include "errors.h"
 #include "modules.h"
+#include "own_threads.h"
 
 namespace mp {
 namespace {
@@ -229,6 +230,7 @@ class ExitWatcher : public Napi::ObjectWrap<ExitWatcher> {
     // this shared state, which StopWatching() disconnects (on the main thread).
     threadState_ = std::make_shared<ThreadState>(ThreadState{this});
     std::thread([pid = pid_, tsfn = tsfn_, state = threadState_]() mutable {
+      OwnThreadScope ours;
       auto* result = new ThreadResult{0, 0, 0};
       result->pid = WaitpidRetrying(pid, &result->status, 0);
       result->err = result->pid < 0 ? errno : 0;

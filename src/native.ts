@@ -29,6 +29,8 @@ export interface NativeBinding {
   setForkChildHooks(beforeExit: () => void, exit: () => void): void;
   isForkedChild(): boolean;
   threadCount(): number;
+  /** Threads the addon started itself (see native/own_threads.h). */
+  ownThreadCount(): number;
   platformWorkerCount(): number;
   startThreadPool(): void;
   // native/wait.cc

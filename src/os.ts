@@ -244,7 +244,7 @@ function warnIfOtherThreads(native: NativeBinding): void {
     native.startThreadPool();
     expectedThreads = 1 + threadPoolSize();
   }
-  const threads = native.threadCount();
+  const threads = native.threadCount() - native.ownThreadCount();
   if (threads <= expectedThreads) return;
   warnedAboutThreads = true;
   process.emitWarning(
