@@ -10,9 +10,11 @@
 //      errors and the end of the event loop all leave through _exit().
 //   9. nested forks                          -> a forked child parks nothing.
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -148,9 +150,15 @@ class ParkedWorkers {
   // Waits until every worker sits inside a ParkTask (so none holds a lock or is
   // half-way through a job). A worker busy with a long GC job delays this.
   bool WaitUntilParked(std::chrono::milliseconds timeout) {
+    // Workers park within tens of microseconds when idle: spin (yielding the
+    // core to them) rather than pay for a futex sleep and wake-up each fork.
+    const auto spinUntil = std::chrono::steady_clock::now() + std::chrono::milliseconds(2);
+    while (state_->parked.load(std::memory_order_acquire) < state_->expected) {
+      if (std::chrono::steady_clock::now() > spinUntil) break;
+      sched_yield();
+    }
     std::unique_lock<std::mutex> lock(state_->mutex);
-    return state_->changed.wait_for(lock, timeout,
-                                    [this] { return state_->parked == state_->expected; });
+    return state_->changed.wait_for(lock, timeout, [this] { return state_->parked.load() == state_->expected; });
   }
 
   void Abandon() { new std::shared_ptr<State>(std::move(state_)); }  // deliberately leaked
@@ -160,7 +168,7 @@ class ParkedWorkers {
     std::mutex mutex;
     std::condition_variable changed;
     int expected = 0;
-    int parked = 0;
+    std::atomic<int> parked{0};
     bool released = false;
   };
 
@@ -170,7 +178,7 @@ class ParkedWorkers {
     void Run() override {
       std::unique_lock<std::mutex> lock(state_->mutex);
       if (state_->released) return;  // parked too late: the fork already happened
-      state_->parked++;
+      state_->parked.fetch_add(1, std::memory_order_release);
       state_->changed.notify_all();
       state_->changed.wait(lock, [this] { return state_->released; });
     }
@@ -256,13 +264,48 @@ class LoopEndWatcher {
   bool installed_ = false;
 };
 
-void SetUpChild(Napi::Env env, node::Environment* nodeEnv, uv_loop_t* loop) {
+node::Environment* CurrentNodeEnvironment(Napi::Env env);
+
+// Every write the child makes to a page still shared with the parent costs a
+// copy-on-write fault, so the child does as little as it can, all of it here
+// rather than in JS that would first have to be compiled in the child.
+Napi::Value GetPpid(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), getppid()); }
+
+void ShowOwnPids(Napi::Env env) {
+  // Node read process.pid once at start-up: the child must see its own (fact 7);
+  // process.ppid follows re-parenting, as getppid() does.
+  Napi::Object process = env.Global().Get("process").As<Napi::Object>();
+  const auto attributes = static_cast<napi_property_attributes>(napi_enumerable | napi_configurable);
+  process.DefineProperties({
+      Napi::PropertyDescriptor::Value("pid", Napi::Number::New(env, getpid()), attributes),
+      Napi::PropertyDescriptor::Accessor<GetPpid>("ppid", attributes),
+  });
+}
+
+void SetUpChild(Napi::Env env, uv_loop_t* loop) {
+  const bool nested = g_isForkedChild;
   g_isForkedChild = true;
-  // process.exit(), uncaught errors and unhandled rejections end in
-  // Environment::Exit(), whose default handler joins the platform threads.
-  node::SetProcessExitHandler(nodeEnv, [](node::Environment*, int code) { ExitNow(code); });
+  // The parent's epoll instance is shared with the child until this runs: the
+  // child must not touch the loop before (fact 4).
   if (int err = uv_loop_fork(loop)) ThrowErrno(env, -err, "uv_loop_fork");
   if (int err = LoopEndWatcher::InstallOn(loop)) ThrowErrno(env, -err, "uv_prepare_start");
+  if (!nested) {
+    // Optimising compiles would be queued to the vanished platform workers and
+    // never run: compile on the main thread instead (fact 6).
+    v8::V8::SetFlagsFromString("--no-concurrent-recompilation --no-concurrent-osr --no-concurrent-sparkplug");
+  }
+  ShowOwnPids(env);
+}
+
+// process.exit(), uncaught errors and unhandled rejections end in
+// Environment::Exit(), whose default handler joins the platform threads: in a
+// forked child it would wait for ever. Installed once, in the parent, so that
+// the child pays nothing for it.
+void InstallExitHandler(node::Environment* nodeEnv) {
+  node::SetProcessExitHandler(nodeEnv, [](node::Environment* env, int code) {
+    if (g_isForkedChild) ExitNow(code);
+    node::DefaultProcessExitHandler(env, code);
+  });
 }
 
 // ---------------------------------------------------------------------------
@@ -290,13 +333,14 @@ Napi::Value Fork(const Napi::CallbackInfo& info) {
   if (pid < 0) ThrowErrno(env, "fork");
   if (pid == 0) {
     parked.Abandon();
-    SetUpChild(env, nodeEnv, loop);
+    SetUpChild(env, loop);
   }
   return Napi::Number::New(env, pid);
 }
 
-// setForkChildHooks({ beforeExit, exit }): what a forked child runs when its
-// event loop has nothing left to do.
+// setForkChildHooks(beforeExit, exit): what a forked child runs when its event
+// loop has nothing left to do. Call once, from the main thread only: it also
+// replaces the main thread's process-exit handler (see InstallExitHandler).
 Napi::Value SetForkChildHooks(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* usage = "setForkChildHooks(beforeExit: Function, exit: Function)";
@@ -312,13 +356,20 @@ Napi::Value SetForkChildHooks(const Napi::CallbackInfo& info) {
   }
   delete g_hooks;
   g_hooks = hooks;
+  InstallExitHandler(CurrentNodeEnvironment(env));
   return env.Undefined();
 }
 
-// _exit(code): leaves at once, without 'exit' listeners, as os._exit() does.
+// _exit(code = 0): leaves at once, without 'exit' listeners, as os._exit()
+// does. Exported to users as it is: JS around it would be compiled anew in
+// every child that calls it (see ShowOwnPids).
 Napi::Value Exit(const Napi::CallbackInfo& info) {
-  ExitNow(IntArg(info, 0, "_exit(code: number)"));
-  return info.Env().Undefined();
+  if (info.Length() == 0 || info[0].IsUndefined()) ExitNow(0);
+  Napi::Value code = info[0];
+  if (!code.IsNumber() || code.As<Napi::Number>().DoubleValue() != code.As<Napi::Number>().Int32Value()) {
+    throw Napi::TypeError::New(info.Env(), "_exit(code): code must be an integer");
+  }
+  ExitNow(code.As<Napi::Number>().Int32Value());
 }
 
 Napi::Value IsForkedChild(const Napi::CallbackInfo& info) {

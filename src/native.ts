@@ -25,7 +25,7 @@ export type ExitCallback = (error: Error | null, pid: number, status: number) =>
 export interface NativeBinding {
   // native/fork.cc
   fork(): number;
-  _exit(code: number): never;
+  _exit(code?: number): never;
   setForkChildHooks(beforeExit: () => void, exit: () => void): void;
   isForkedChild(): boolean;
   threadCount(): number;

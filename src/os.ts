@@ -18,10 +18,9 @@
  * @packageDocumentation
  */
 import * as nodeOs from 'os';
-import * as v8 from 'v8';
 import { isMainThread } from 'worker_threads';
 
-import { loadNative, NativeBinding, requireNative } from './native';
+import { loadNative, NativeBinding, requireNative, unsupported } from './native';
 import { validateInteger } from './validate';
 
 /** `waitpid` flag: return `[0, 0]` at once when no child has changed state. */
@@ -69,7 +68,6 @@ export function fork(): number {
   for (const hooks of [...atForkHooks].reverse()) hooks.before?.();
   const pid = native.fork();
   if (pid === 0) {
-    becomeForkedChild(native);
     for (const hooks of atForkHooks) hooks.afterInChild?.();
   } else {
     for (const hooks of atForkHooks) hooks.afterInParent?.(pid);
@@ -159,13 +157,17 @@ export function getppid(): number {
 }
 
 /**
- * Ends this process at once with `code`: no `'exit'` listeners, no cleanup, as
- * Python's `os._exit`. Output already written to stdout/stderr is kept.
+ * Ends this process at once with `code` (default 0): no `'exit'` listeners, no
+ * cleanup, as Python's `os._exit`. Output already written to stdout/stderr is
+ * kept. A non-integer code gets a TypeError.
  */
-export function _exit(code = 0): never {
-  validateInteger(code, 'code');
-  return requireNative('_exit')._exit(code);
-}
+// The addon's function itself: a JS wrapper would be compiled anew in every
+// forked child that calls it, page fault by page fault.
+export const _exit: (code?: number) => never =
+  loadNative()?._exit ??
+  (() => {
+    throw unsupported('_exit');
+  });
 
 /** Sends `signal` (a number or a name such as `'SIGTERM'`) to `pid`. */
 export function kill(pid: number, signal: number | NodeJS.Signals = 'SIGTERM'): void {
@@ -182,22 +184,10 @@ function signalNumber(signal: number | string): number {
 }
 
 // --- the forked child ---------------------------------------------------------
-
-let childFlagsSet = false;
-
-function becomeForkedChild(native: NativeBinding): void {
-  // Node read its pid once at start-up; the child must see its own (fact 7).
-  Object.defineProperty(process, 'pid', { value: native.getpid(), writable: false, enumerable: true, configurable: true });
-  Object.defineProperty(process, 'ppid', { get: () => native.getppid(), enumerable: true, configurable: true });
-  if (!childFlagsSet) {
-    // Optimising compiles would be queued to the vanished platform workers and
-    // never run: compile on the main thread instead (fact 6).
-    v8.setFlagsFromString('--no-concurrent-recompilation');
-    v8.setFlagsFromString('--no-concurrent-osr');
-    v8.setFlagsFromString('--no-concurrent-sparkplug');
-    childFlagsSet = true;
-  }
-}
+//
+// The addon sets the child up itself (own pid, V8 flags, own epoll): JS that
+// ran only in children would be compiled anew, page fault by page fault, in
+// every child.
 
 /** The code Node would exit with now. */
 function currentExitCode(): number {
@@ -262,7 +252,9 @@ function initialise(): void {
     native.startThreadPool();
     expectedThreads = native.threadCount();
   }
-  installForkChildHooks(native);
+  // The hooks replace the process-exit handler of the main thread's Node
+  // environment; a worker thread has its own, which must stay.
+  if (isMainThread) installForkChildHooks(native);
 }
 
 initialise();
