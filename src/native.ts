@@ -48,6 +48,21 @@ export interface NativeBinding {
   WSTOPSIG(status: number): number;
   readonly WNOHANG: number;
   readonly WUNTRACED: number;
+  // native/shm.cc
+  /**
+   * An ArrayBuffer over the whole POSIX shared memory segment `name` (with its
+   * leading slash). `create`: a new segment of `size` (>= 1) bytes, EEXIST if
+   * the name is taken; otherwise the existing segment (ENOENT if none), `size`
+   * ignored. Errors carry `code`, `syscall` and `path` (the name).
+   */
+  shmOpen(name: string, create: boolean, size: number): ArrayBuffer;
+  /** Removes the name; existing mappings stay valid. ENOENT if there is none. */
+  shmUnlink(name: string): void;
+  /** A new ArrayBuffer over `[offset, offset + length)` of `buffer`'s memory, keeping the mapping alive. */
+  shmSlice(buffer: ArrayBuffer, offset: number, length: number): ArrayBuffer;
+  /** Detaches `buffer` now; the mapping is unmapped once no buffer over it is left. */
+  shmRelease(buffer: ArrayBuffer): void;
+  // end native/shm.cc
 }
 
 /** Set to `1` to run without the addon, exactly as on Windows. */
