@@ -66,6 +66,14 @@ export interface BlockState {
   readonly length: number;
 }
 
+/**
+ * This process's pid from the kernel: `process.pid` may be a stale copy in a
+ * forked child (jest's sandbox copies the process object, for one).
+ */
+function currentPid(): number {
+  return requireNative('shared memory').getpid();
+}
+
 const PAGE_SIZE = 4096;
 /** Arenas double in size up to this (CPython's `_DOUBLE_ARENA_SIZE_UNTIL`). */
 const MAX_SHARED_ARENA_SIZE = 4 * 1024 * 1024;
@@ -152,7 +160,7 @@ class Arena {
   /** Unmaps (once no block is left) and removes the name, in its creator only. */
   destroy(): void {
     requireNative('shared memory').shmRelease(this.buffer);
-    if (process.pid !== this.creatorPid) return;
+    if (currentPid() !== this.creatorPid) return;
     try {
       requireNative('shared memory').shmUnlink(this.name);
     } catch (error) {
@@ -210,7 +218,7 @@ class Heap {
   /** Unlinks the names of every arena this process created: at its exit. */
   unlinkAll(): void {
     for (const arena of this.arenas.splice(0)) {
-      if (process.pid === arena.creatorPid) arena.destroy();
+      if (currentPid() === arena.creatorPid) arena.destroy();
     }
   }
 
@@ -219,7 +227,7 @@ class Heap {
     if (this.nextArenaSize < MAX_SHARED_ARENA_SIZE) this.nextArenaSize *= 2;
     const { name, buffer } = createSegment('/mp-heap-', size);
     tracker.register(name, 'heap');
-    const arena = new Arena(name, buffer, process.pid);
+    const arena = new Arena(name, buffer, currentPid());
     this.arenas.push(arena);
     return arena;
   }

@@ -399,6 +399,11 @@ const arrayReducer: Reducer<TypedArrayOf[Typecode], SharedArrayState> = {
 
 const typecodes = new WeakMap<object, Typecode>();
 
+// The kind must be known before this process makes its first array, so that
+// one sent by another process can be rebuilt here: reduction.ts registers a
+// kind with its first instance, so give it a throwaway one.
+registerInstanceReducer(new Int8Array(0), arrayReducer);
+
 function wrapArray(typecode: Typecode, block: SharedBlock, length: number, lock: SharedLock | null): TypedArrayOf[Typecode] {
   const array = viewOf(typecode, block, length);
   typecodes.set(array, typecode);
