@@ -8,9 +8,20 @@
 
 namespace mp {
 
+namespace {
+
+// "ECHILD" for ECHILD. glibc names every errno; libuv only those it uses itself.
+const char* ErrnoName(int err) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
+  if (const char* name = strerrorname_np(err)) return name;
+#endif
+  return uv_err_name(-err);  // libuv's codes on Unix are the negated errno values
+}
+
+}  // namespace
+
 Napi::Error ErrnoError(Napi::Env env, int err, const char* syscall) {
-  // libuv's error codes on Unix are the negated errno values, so it names them.
-  const char* code = uv_err_name(-err);
+  const char* code = ErrnoName(err);
   std::string message = std::string(code) + ": " + std::strerror(err) + ", " + syscall;
   Napi::Error error = Napi::Error::New(env, message);
   error.Set("code", Napi::String::New(env, code));

@@ -228,16 +228,30 @@ class LoopEndWatcher {
   // Returns 0 or a libuv error code.
   static int InstallOn(uv_loop_t* loop) {
     static LoopEndWatcher watcher;  // inherited as-is by nested forks
+    // Requests in flight at the fork (thread-pool work such as an fs call of
+    // the parent's) ran on threads the child does not have: they never end
+    // there, and must not keep the child's loop alive for ever.
+    watcher.lostRequests_ = loop->active_reqs.count;
     if (watcher.installed_) return 0;
     if (int err = uv_prepare_init(loop, &watcher.handle_)) return err;
+    watcher.handle_.data = &watcher;
     watcher.installed_ = true;
     return uv_prepare_start(&watcher.handle_, OnPrepare);
   }
 
  private:
+  static LoopEndWatcher& Of(uv_prepare_t* handle) {
+    return *static_cast<LoopEndWatcher*>(handle->data);
+  }
+
+  // uv_loop_alive(), leaving out this watcher and the requests lost at the fork.
   static bool LoopHasOtherWork(uv_prepare_t* handle) {
+    uv_loop_t* loop = handle->loop;
+    const unsigned int lost = std::min(Of(handle).lostRequests_, loop->active_reqs.count);
     uv_unref(reinterpret_cast<uv_handle_t*>(handle));
-    bool alive = uv_loop_alive(handle->loop) != 0;
+    loop->active_reqs.count -= lost;
+    bool alive = uv_loop_alive(loop) != 0;
+    loop->active_reqs.count += lost;
     uv_ref(reinterpret_cast<uv_handle_t*>(handle));
     return alive;
   }
@@ -262,6 +276,7 @@ class LoopEndWatcher {
 
   uv_prepare_t handle_{};
   bool installed_ = false;
+  unsigned int lostRequests_ = 0;
 };
 
 node::Environment* CurrentNodeEnvironment(Napi::Env env);
@@ -401,22 +416,6 @@ Napi::Value PlatformWorkerCount(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), platform == nullptr ? 0 : platform->NumberOfWorkerThreads());
 }
 
-// Starts libuv's thread pool now, so that the thread count seen by the fork
-// warning does not change the first time some fs call needs the pool.
-void NoWork(uv_work_t*) {}
-void FreeWork(uv_work_t* work, int) { delete work; }
-
-Napi::Value StartThreadPool(const Napi::CallbackInfo& info) {
-  uv_loop_t* loop = nullptr;
-  napi_get_uv_event_loop(info.Env(), &loop);
-  auto* work = new uv_work_t();
-  if (int err = uv_queue_work(loop, work, NoWork, FreeWork)) {
-    delete work;
-    ThrowErrno(info.Env(), -err, "uv_queue_work");
-  }
-  return info.Env().Undefined();
-}
-
 }  // namespace
 
 void InitFork(Napi::Env env, Napi::Object exports) {
@@ -427,7 +426,6 @@ void InitFork(Napi::Env env, Napi::Object exports) {
   exports.Set("threadCount", Napi::Function::New(env, ThreadCount, "threadCount"));
   exports.Set("ownThreadCount", Napi::Function::New(env, OwnThreadCount, "ownThreadCount"));
   exports.Set("platformWorkerCount", Napi::Function::New(env, PlatformWorkerCount, "platformWorkerCount"));
-  exports.Set("startThreadPool", Napi::Function::New(env, StartThreadPool, "startThreadPool"));
 }
 
 }  // namespace mp

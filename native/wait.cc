@@ -168,6 +168,7 @@ class ExitWatcher : public Napi::ObjectWrap<ExitWatcher> {
     if (info.Length() < 2 || !info[1].IsFunction()) ThrowUsage(env, usage);
     if (pid_ > 0) CheckIsChild(env, pid_);
     onExit_ = Napi::Persistent(info[1].As<Napi::Function>());
+    asyncContext_ = std::make_unique<Napi::AsyncContext>(env, "node-multiprocessing:waitpid");
     self_ = Napi::Persistent(info.This().As<Napi::Object>());  // alive while watching
     UniqueFd pidfd(pid_ > 0 ? OpenPidfd(pid_) : -1);
     if (pidfd.get() >= 0) {
@@ -180,26 +181,28 @@ class ExitWatcher : public Napi::ObjectWrap<ExitWatcher> {
   ~ExitWatcher() override { StopWatching(); }
 
  private:
-  struct PollHandle {
-    uv_poll_t poll;
-    int fd;
-    ExitWatcher* owner;
-  };
-
-  struct ThreadState {
-    ExitWatcher* owner;
-  };
-
   struct ThreadResult {
     pid_t pid;
     int status;
     int err;
   };
 
+  struct PollHandle {
+    uv_poll_t poll;
+    int fd;
+    ExitWatcher* owner;
+    ThreadResult result;
+    bool reportOnClose;
+  };
+
+  struct ThreadState {
+    ExitWatcher* owner;
+  };
+
   void WatchPidfd(Napi::Env env, UniqueFd& pidfd) {
     uv_loop_t* loop = nullptr;
     napi_get_uv_event_loop(env, &loop);
-    auto* handle = new PollHandle{{}, pidfd.get(), this};
+    auto* handle = new PollHandle{{}, pidfd.get(), this, {0, 0, 0}, false};
     if (int err = uv_poll_init(loop, &handle->poll, handle->fd)) {
       delete handle;
       ThrowErrno(env, -err, "uv_poll_init");
@@ -213,15 +216,30 @@ class ExitWatcher : public Napi::ObjectWrap<ExitWatcher> {
     }
   }
 
+  // The child ended: reap it, then report once the pidfd is closed, so that a
+  // caller who counts its fds after the callback sees none left over.
   static void OnPidfdReadable(uv_poll_t* poll, int status, int) {
-    ExitWatcher* self = static_cast<PollHandle*>(poll->data)->owner;
+    auto* handle = static_cast<PollHandle*>(poll->data);
+    ExitWatcher* self = handle->owner;
     int waitStatus = 0;
     pid_t pid = WaitpidRetrying(self->pid_, &waitStatus, WNOHANG);
     int err = pid < 0 ? errno : (status < 0 ? -status : 0);
     if (pid == 0 && err == 0) return;  // spurious wake-up: still running
+    handle->result = {pid, waitStatus, err};
+    handle->reportOnClose = true;
+    self->poll_ = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t*>(poll), OnPollClosed);
+  }
+
+  static void OnPollClosed(uv_handle_t* closed) {
+    auto* handle = static_cast<PollHandle*>(closed->data);
+    close(handle->fd);
+    std::unique_ptr<PollHandle> owned(handle);
+    if (!handle->reportOnClose) return;
+    ExitWatcher* self = handle->owner;
     Napi::Env env = self->Env();
     Napi::HandleScope scope(env);
-    self->Report(env, {pid, waitStatus, err});
+    self->Report(env, handle->result);
   }
 
   void WatchWithThread(Napi::Env env) {
@@ -244,20 +262,20 @@ class ExitWatcher : public Napi::ObjectWrap<ExitWatcher> {
     }).detach();
   }
 
+  // Called from the event loop, not from JS: MakeCallback runs the callback as
+  // Node runs its own (async hooks, then the nextTick and microtask queues).
   void Report(Napi::Env env, ThreadResult result) {
     Napi::Function onExit = onExit_.Value();
+    std::unique_ptr<Napi::AsyncContext> context = std::move(asyncContext_);
     StopWatching();
     Napi::Value error = result.err ? ErrnoError(env, result.err, "waitpid").Value() : env.Null();
-    onExit.Call({error, Napi::Number::New(env, result.pid), Napi::Number::New(env, result.status)});
+    onExit.MakeCallback(env.Global(), {error, Napi::Number::New(env, result.pid), Napi::Number::New(env, result.status)},
+                        *context);
   }
 
   void StopWatching() {
     if (poll_ != nullptr) {
-      uv_close(reinterpret_cast<uv_handle_t*>(&poll_->poll), [](uv_handle_t* handle) {
-        auto* poll = static_cast<PollHandle*>(handle->data);
-        close(poll->fd);
-        delete poll;
-      });
+      uv_close(reinterpret_cast<uv_handle_t*>(&poll_->poll), OnPollClosed);
       poll_ = nullptr;
     }
     if (threadState_) {
@@ -287,6 +305,7 @@ class ExitWatcher : public Napi::ObjectWrap<ExitWatcher> {
 
   pid_t pid_ = 0;
   Napi::FunctionReference onExit_;
+  std::unique_ptr<Napi::AsyncContext> asyncContext_;
   Napi::ObjectReference self_;
   PollHandle* poll_ = nullptr;
   Napi::ThreadSafeFunction tsfn_;

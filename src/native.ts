@@ -22,6 +22,24 @@ export interface NativeExitWatcher {
 
 export type ExitCallback = (error: Error | null, pid: number, status: number) => void;
 
+// --- native/futex.cc: process-shared futex waits -----------------------------
+
+/** How a futex wait ended: woken (or spuriously), the word differed, or time ran out. */
+export type FutexWaitResult = 'ok' | 'not-equal' | 'timed-out';
+
+export type FutexCallback = (error: Error | null, result: FutexWaitResult) => void;
+
+/** A futex wait on a thread of the addon's, reported to the event loop. */
+export interface NativeFutexWaiter {
+  /** The pending wait keeps the event loop alive (the default). */
+  ref(): void;
+  /** The pending wait does not keep the event loop alive. */
+  unref(): void;
+  /** Ends the wait; its callback is not called. */
+  cancel(): void;
+}
+// --- end native/futex.cc -----------------------------------------------------
+
 export interface NativeBinding {
   // native/fork.cc
   fork(): number;
@@ -32,7 +50,6 @@ export interface NativeBinding {
   /** Threads the addon started itself (see native/own_threads.h). */
   ownThreadCount(): number;
   platformWorkerCount(): number;
-  startThreadPool(): void;
   // native/wait.cc
   waitpid(pid: number, flags: number): [number, number];
   waitpidTimeout(pid: number, timeoutMs: number): [number, number];
@@ -48,6 +65,17 @@ export interface NativeBinding {
   WSTOPSIG(status: number): number;
   readonly WNOHANG: number;
   readonly WUNTRACED: number;
+  // native/futex.cc (words of an Int32Array over MAP_SHARED memory; timeoutMs < 0: for ever)
+  futexWait(array: Int32Array, index: number, expected: number, timeoutMs: number): FutexWaitResult;
+  futexWake(array: Int32Array, index: number, count: number): number;
+  FutexWaiter: new (
+    array: Int32Array,
+    index: number,
+    expected: number,
+    timeoutMs: number,
+    onDone: FutexCallback,
+  ) => NativeFutexWaiter;
+  // end native/futex.cc
   // native/shm.cc
   /**
    * An ArrayBuffer over the whole POSIX shared memory segment `name` (with its

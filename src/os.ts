@@ -214,7 +214,8 @@ function installForkChildHooks(native: NativeBinding): void {
 
 // --- the warning for forks with other threads running ----------------------
 
-let expectedThreads = 0;
+/** Threads of Node's own when this module loaded (1 in a forked child). */
+let baselineThreads = 1;
 let warnedAboutThreads = false;
 
 function threadPoolSize(): number {
@@ -223,35 +224,34 @@ function threadPoolSize(): number {
 }
 
 /**
- * Node's own threads (platform workers, libuv's pool, the inspector's signal
- * thread) are known; any other thread (a Worker's, another addon's) may hold a
- * lock at the instant of the fork and deadlock the child. Python >= 3.12 warns
- * in the same case.
+ * Node's own threads (platform workers, the inspector's signal thread, then
+ * libuv's pool, all of whose threads start together on first use) are known;
+ * any other thread (a Worker's, another addon's) may hold a lock at the
+ * instant of the fork and deadlock the child. Python >= 3.12 warns then too.
  */
 function warnIfOtherThreads(native: NativeBinding): void {
   if (warnedAboutThreads) return;
-  if (native.isForkedChild() && expectedThreads === 0) {
-    native.startThreadPool();
-    expectedThreads = 1 + threadPoolSize();
-  }
   const threads = native.threadCount() - native.ownThreadCount();
-  if (threads <= expectedThreads) return;
+  const extra = threads - baselineThreads;
+  if (extra <= 0 || extra === threadPoolSize()) return;
   warnedAboutThreads = true;
   process.emitWarning(
-    `This process (pid=${process.pid}) is multi-threaded (${threads} threads, ${expectedThreads} of them Node's own): ` +
-      'use of fork() may lead to deadlocks in the child.',
+    `This process (pid=${process.pid}) is multi-threaded (${threads} threads, ${baselineThreads} of them Node's own ` +
+      `besides libuv's pool): use of fork() may lead to deadlocks in the child.`,
     { type: 'RuntimeWarning', code: 'MP_FORK_WITH_THREADS' },
   );
+}
+
+function forgetParentThreads(): void {
+  baselineThreads = 1;
+  warnedAboutThreads = false;
 }
 
 function initialise(): void {
   const native = loadNative();
   if (native === null) return;
-  if (!native.isForkedChild()) {
-    // Started now, libuv's pool is part of the baseline the warning compares to.
-    native.startThreadPool();
-    expectedThreads = native.threadCount();
-  }
+  baselineThreads = native.isForkedChild() ? 1 : native.threadCount() - native.ownThreadCount();
+  registerAtFork({ afterInChild: forgetParentThreads });
   // The hooks replace the process-exit handler of the main thread's Node
   // environment; a worker thread has its own, which must stay.
   if (isMainThread) installForkChildHooks(native);

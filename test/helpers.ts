@@ -1,0 +1,87 @@
+/**
+ * Shared test helpers: run a fixture in a fresh node process, and read the
+ * kernel's view of processes from /proc (never the demos' text).
+ */
+import { spawnSync, SpawnSyncReturns } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+
+export const FIXTURES = path.join(__dirname, 'fixtures');
+
+export interface FixtureRun {
+  status: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs test/fixtures/<name> with node; a run that hangs is killed after `timeoutMs` and fails. */
+export function runFixture(
+  name: string,
+  args: string[] = [],
+  options: { env?: NodeJS.ProcessEnv; timeoutMs?: number; stdio?: 'pipe' | [string, number | string, number | string] } = {},
+): FixtureRun {
+  const result: SpawnSyncReturns<string> = spawnSync(process.execPath, [path.join(FIXTURES, name), ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, ...options.env },
+    timeout: options.timeoutMs ?? 20000,
+    killSignal: 'SIGKILL',
+  });
+  if (result.error) throw result.error;
+  return { status: result.status, signal: result.signal, stdout: result.stdout, stderr: result.stderr };
+}
+
+/** The JSON lines a fixture printed, parsed. */
+export function jsonLines<T = Record<string, unknown>>(stdout: string): T[] {
+  return stdout
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as T);
+}
+
+export interface ProcStat {
+  pid: number;
+  state: string;
+  ppid: number;
+}
+
+/** /proc/<pid>/stat, or null when there is no such process (reaped). */
+export function procStat(pid: number): ProcStat | null {
+  let text: string;
+  try {
+    text = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return null;
+  }
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return { pid, state: fields[0], ppid: Number(fields[1]) };
+}
+
+/** Pids of the zombie children of `ppid`, from /proc. */
+export function zombieChildren(ppid = process.pid): number[] {
+  return fs
+    .readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .map((entry) => procStat(Number(entry)))
+    .filter((stat): stat is ProcStat => stat !== null && stat.ppid === ppid && stat.state === 'Z')
+    .map((stat) => stat.pid);
+}
+
+/** Open file descriptors of this process. */
+export function fdCount(): number {
+  return fs.readdirSync('/proc/self/fd').length;
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Polls `condition` every 5 ms until it holds or `timeoutMs` passes; returns its last value. */
+export async function waitFor(condition: () => boolean, timeoutMs = 5000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) return false;
+    await sleep(5);
+  }
+  return true;
+}
