@@ -22,7 +22,7 @@ import * as mp from '../..';
 function squareList(mylist: number[], result: Int32Array, squareSum: mp.Synchronized<number>): void {
   mylist.forEach((num, idx) => (result[idx] = num * num));
   squareSum.value = result.reduce((a, b) => a + b, 0);
-  console.log(`Result(in process p1): [${Array.from(result).join(", ")}]`);
+  console.log(`Result(in process p1): [${Array.from(result).join(', ')}]`);
   console.log(`Sum of squares(in process p1): ${squareSum.value}`);
 }
 
@@ -39,7 +39,7 @@ function main(): void {
   const [, status] = mp.os.waitpid(pid);
   if (mp.os.waitstatusToExitcode(status) !== 0) throw new Error(`the child failed with status ${status}`);
 
-  console.log(`Result(in main program): [${Array.from(result).join(", ")}]`);
+  console.log(`Result(in main program): [${Array.from(result).join(', ')}]`);
   console.log(`Sum of squares(in main program): ${squareSum.value}`);
   console.log(`(result is a ${result.constructor.name} over shared memory; squareSum.getLock() is an ${squareSum.getLock().constructor.name})`);
 }
