@@ -6,25 +6,8 @@
 import * as heap from '../dist/heap';
 import { dumps, loads } from '../dist/reduction';
 import * as mp from '..';
+import { exitcodeOf, forkChild } from './30.helpers';
 import { jsonLines, runFixture } from './helpers';
-
-/** Forks a child that runs `body` then leaves with _exit(its return value). */
-function forkChild(body: () => number): number {
-  const pid = mp.os.fork();
-  if (pid === 0) {
-    let code = 70;
-    try {
-      code = body();
-    } finally {
-      mp.os._exit(code);
-    }
-  }
-  return pid;
-}
-
-function exitcodeOf(pid: number): number {
-  return mp.os.waitstatusToExitcode(mp.os.waitpid(pid)[1]);
-}
 
 describe('allocate()', () => {
   test('gives zero-filled blocks of the size asked, each its own ArrayBuffer', () => {

@@ -8,24 +8,8 @@ import * as fs from 'fs';
 
 import { dumps, loads } from '../dist/reduction';
 import * as mp from '..';
+import { exitcodeOf, forkChild } from './30.helpers';
 import { fdCount } from './helpers';
-
-function forkChild(body: () => number): number {
-  const pid = mp.os.fork();
-  if (pid === 0) {
-    let code = 70;
-    try {
-      code = body();
-    } finally {
-      mp.os._exit(code);
-    }
-  }
-  return pid;
-}
-
-function exitcodeOf(pid: number): number {
-  return mp.os.waitstatusToExitcode(mp.os.waitpid(pid)[1]);
-}
 
 function hasPython(): boolean {
   try {

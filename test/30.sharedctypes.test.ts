@@ -9,24 +9,8 @@ import * as path from 'path';
 import { dumps } from '../dist/reduction';
 import * as heap from '../dist/heap';
 import * as mp from '..';
+import { exitcodeOf, forkChild } from './30.helpers';
 import { FIXTURES, jsonLines } from './helpers';
-
-function forkChild(body: () => number): number {
-  const pid = mp.os.fork();
-  if (pid === 0) {
-    let code = 70;
-    try {
-      code = body();
-    } finally {
-      mp.os._exit(code);
-    }
-  }
-  return pid;
-}
-
-function exitcodeOf(pid: number): number {
-  return mp.os.waitstatusToExitcode(mp.os.waitpid(pid)[1]);
-}
 
 interface Case {
   typecode: mp.Typecode;
