@@ -96,6 +96,8 @@ export interface Row {
   baseline?: number | null;
   /** True when a larger value is better (rates), false for times. */
   higherIsBetter?: boolean;
+  /** Printed in the ratio column instead of a computed ratio. */
+  note?: string;
   /** A target from an issue, printed next to the figure. */
   target?: string;
 }
@@ -114,7 +116,7 @@ export function printTable(title: string, rows: Row[]): void {
   console.log(`\n## ${title}\n`);
   const header = ['measure', 'figure', 'ours vs this', 'target'];
   const body = rows.map((row) => {
-    let ratio = '';
+    let ratio = row.note ?? '';
     if (row.baseline != null && row.value != null && row.value > 0 && row.baseline > 0) {
       const factor = row.higherIsBetter ? row.baseline / row.value : row.value / row.baseline;
       ratio = factor >= 1 ? `ours ${factor.toFixed(2)}x faster` : `ours ${(1 / factor).toFixed(2)}x slower`;
