@@ -95,12 +95,16 @@ export interface NativeBinding {
 
 /** Set to `1` to run without the addon, exactly as on Windows. */
 export const NO_NATIVE_ENV = 'NODE_MULTIPROCESSING_NO_NATIVE';
+/** Set to a path to load that addon binary instead of searching for one (tests load cmake-js's build). */
+export const ADDON_PATH_ENV = 'NODE_MULTIPROCESSING_ADDON';
 
 const ADDON_NAME = 'multiprocessing.node';
 const packageRoot = path.resolve(__dirname, '..');
 
 /** Where the addon may be, first match wins: node-gyp's builds, then cmake-js's. */
 export function addonCandidates(): string[] {
+  const chosen = process.env[ADDON_PATH_ENV];
+  if (chosen) return [path.resolve(chosen)];
   return ['build/Release', 'build/Debug', 'build-cmake/Release', 'build-cmake/Debug'].map((dir) =>
     path.join(packageRoot, dir, ADDON_NAME),
   );
@@ -124,12 +128,15 @@ export function loadNative(): NativeBinding | null {
       tried.push(`${candidate} (not found)`);
       continue;
     }
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
-    binding = require(candidate) as NativeBinding;
-    return binding;
+    try {
+      binding = require(candidate) as NativeBinding;
+      return binding;
+    } catch (error) {
+      tried.push(`${candidate} (${(error as Error).message})`);
+    }
   }
   loadFailure = new Error(
-    `node-multiprocessing: the native addon is not built. Run "npm run build:native". Tried:\n  ${tried.join('\n  ')}`,
+    `node-multiprocessing: the native addon could not be loaded; build it with "npm run build:native". Tried:\n  ${tried.join('\n  ')}`,
   );
   return binding;
 }

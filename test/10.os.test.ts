@@ -4,7 +4,7 @@
  * once through _exit; anything that needs the child's event loop runs in a
  * fixture process (test/fixtures/os_*.js).
  */
-import { spawn } from 'child_process';
+import { execFileSync, spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -161,7 +161,6 @@ describe('the forked child runs its event loop', () => {
     const file = path.join(os.tmpdir(), `mp-output-${process.pid}.txt`);
     const fd = fs.openSync(file, 'w');
     try {
-      const { spawnSync } = require('child_process') as typeof import('child_process');
       const result = spawnSync(process.execPath, [path.join(__dirname, 'fixtures', 'os_output_once.js'), '4'], {
         stdio: ['ignore', fd, fd],
         timeout: 20000,
@@ -329,5 +328,28 @@ describe('without the addon (the Windows path)', () => {
     const [codes] = jsonLines<Record<string, string>>(run.stdout);
     expect(Object.keys(codes)).toHaveLength(13);
     for (const code of Object.values(codes)) expect(code).toBe('ENOSYS');
+  });
+});
+
+describe('the addon built by cmake-js', () => {
+  const cmakeAddon = path.join(__dirname, '..', 'build-cmake', 'Release', 'multiprocessing.node');
+  // CI builds it (npm run build:cmake) so that neither build rots.
+  const maybe = fs.existsSync(cmakeAddon) || process.env.CI ? test : test.skip;
+  maybe('forks and reaps like the node-gyp build', () => {
+    const run = runFixture('os_exit_paths.js', ['process-exit'], { env: { NODE_MULTIPROCESSING_ADDON: cmakeAddon } });
+    expect(run.stderr).toBe('');
+    expect(jsonLines(run.stdout)).toEqual([{ exitcode: 7 }]);
+  });
+
+  test('a missing addon is reported with every path tried', () => {
+    const run = runFixture('os_no_native.js', [], { env: { NODE_MULTIPROCESSING_ADDON: '/nonexistent/multiprocessing.node' } });
+    const [codes] = jsonLines<Record<string, string>>(run.stdout);
+    expect(codes.fork).toBe('ENOSYS');
+    const message = execFileSync(
+      process.execPath,
+      ['-e', `try { require(${JSON.stringify(path.join(__dirname, '..'))}).os.fork() } catch (e) { console.log(e.message) }`],
+      { encoding: 'utf8', env: { ...process.env, NODE_MULTIPROCESSING_ADDON: '/nonexistent/multiprocessing.node' } },
+    );
+    expect(message).toMatch(/\/nonexistent\/multiprocessing\.node \(not found\)/);
   });
 });

@@ -1,0 +1,13 @@
+// Windows has no fork(), waitpid(), POSIX shared memory or futexes: the addon
+// builds there with no exports, and the library runs on child_process alone
+// (src/native.ts never loads it on win32).
+#include "modules.h"
+
+namespace mp {
+
+void InitFork(Napi::Env, Napi::Object) {}
+void InitWait(Napi::Env, Napi::Object) {}
+void InitShm(Napi::Env, Napi::Object) {}
+void InitFutex(Napi::Env, Napi::Object) {}
+
+}  // namespace mp
