@@ -90,20 +90,43 @@ function randomHex(bytes: number): string {
   return out;
 }
 
-/**
- * Creates a new segment under a fresh `prefix<random>` name, drawing again if
- * the name is taken: returns its name and a buffer over it.
- */
-export function createSegment(prefix: string, size: number): { name: string; buffer: ArrayBuffer } {
+/** A new segment: its name (with the leading slash) and a buffer over all of it. */
+export interface Segment {
+  readonly name: string;
+  readonly buffer: ArrayBuffer;
+}
+
+function openNew(name: string | undefined, prefix: string, size: number): Segment {
   const native = requireNative('shared memory');
+  if (name !== undefined) return { name, buffer: native.shmOpen(name, true, size) };
   for (;;) {
-    const name = `${prefix}${randomHex(6)}`;
+    const fresh = `${prefix}${randomHex(6)}`;
     try {
-      return { name, buffer: native.shmOpen(name, true, size) };
+      return { name: fresh, buffer: native.shmOpen(fresh, true, size) };
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
     }
   }
+}
+
+/**
+ * Creates a segment of `size` bytes under `name` (EEXIST if taken) or, without
+ * one, a fresh `prefix<random>` name (drawn again while taken), and registers
+ * it with the resource tracker as `type` before returning it. Registration
+ * comes after creation, so the tracker never removes a segment that someone
+ * else made under the same name.
+ */
+export function createSegment(options: { name?: string; prefix: string; size: number; type: tracker.ResourceType }): Segment {
+  const segment = openNew(options.name, options.prefix, options.size);
+  try {
+    tracker.register(segment.name, options.type);
+  } catch (error) {
+    // Untracked, it could outlive us: take it back before reporting.
+    requireNative('shared memory').shmRelease(segment.buffer);
+    requireNative('shared memory').shmUnlink(segment.name);
+    throw error;
+  }
+  return segment;
 }
 
 /** One segment of the heap and its free ranges `[start, end)`, sorted. */
@@ -225,8 +248,7 @@ class Heap {
   private newArena(length: number): Arena {
     const size = Math.max(this.nextArenaSize, alignUp(length, PAGE_SIZE));
     if (this.nextArenaSize < MAX_SHARED_ARENA_SIZE) this.nextArenaSize *= 2;
-    const { name, buffer } = createSegment('/mp-heap-', size);
-    tracker.register(name, 'heap');
+    const { name, buffer } = createSegment({ prefix: '/mp-heap-', size, type: 'heap' });
     const arena = new Arena(name, buffer, currentPid());
     this.arenas.push(arena);
     return arena;

@@ -80,18 +80,13 @@ export class SharedMemory {
    */
   constructor(options: SharedMemoryOptions = {}) {
     const { path, create, size } = validateOptions(options);
-    const native = requireNative('SharedMemory');
     let memory: ArrayBuffer;
-    if (!create) {
-      this.path = path as string;
-      memory = native.shmOpen(this.path, false, 0);
-    } else if (path === null) {
-      ({ name: this.path, buffer: memory } = createSegment('/mp-', size));
+    if (create) {
+      ({ name: this.path, buffer: memory } = createSegment({ name: path ?? undefined, prefix: '/mp-', size, type: 'shared_memory' }));
     } else {
-      this.path = path;
-      memory = native.shmOpen(path, true, size);
+      this.path = path as string;
+      memory = requireNative('SharedMemory').shmOpen(this.path, false, 0);
     }
-    if (create) tracker.register(this.path, 'shared_memory');
     this.buffer = Buffer.from(memory);
   }
 
