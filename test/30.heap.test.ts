@@ -104,15 +104,29 @@ describe('blocks crossing to other processes', () => {
 });
 
 describe('memory reuse', () => {
+  let gcResult: Record<string, unknown> | undefined;
+  /** The report of test/fixtures/shm_heap_gc.js, run once for the tests below. */
+  const runGcFixture = (): Record<string, unknown> => {
+    if (gcResult === undefined) {
+      const run = runFixture('shm_heap_gc.js', [], { timeoutMs: 30000 });
+      expect(run.stderr).toBe('');
+      expect(run.status).toBe(0);
+      gcResult = jsonLines(run.stdout)[0] ?? {};
+    }
+    return gcResult;
+  };
+
   test('freed blocks go back to their arena, zeroed when reused; a large arena goes with its block', () => {
-    const run = runFixture('shm_heap_gc.js', [], { timeoutMs: 30000 });
-    expect(run.status).toBe(0);
-    const [result] = jsonLines(run.stdout);
+    const result = runGcFixture();
     // 20 rounds of 200 blocks of 64 bytes freed each round: 3 small arenas (4, 8, 16 KiB) serve them all.
     expect(result.small).toBeLessThanOrEqual(3);
     expect(result.zeroed).toBe(true);
     expect(result.withBig).toBe((result.small as number) + 1);
     expect(result.afterBig).toBe(result.small); // unmapped once collected...
     expect(result.namesAfter).toBe((result.bigName as number) - 1); // ...and unlinked
+  });
+
+  test('a SharedMemory never closed stays mapped while a view of it is reachable, and is unmapped once collected', () => {
+    expect(runGcFixture()).toMatchObject({ whileViewed: 1, readable: 1234, afterViews: 0 });
   });
 });
