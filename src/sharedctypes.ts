@@ -321,6 +321,11 @@ export function Value<T extends Typecode, L extends SharedLock = SharedLock>(
   init?: InputOf<T>,
   options?: LockOptions<L | true>,
 ): Synchronized<ValueOf[T], L>;
+export function Value<T extends Typecode>(
+  typecode: T,
+  init?: InputOf<T>,
+  options?: LockOptions<SharedLock | boolean>,
+): Synchronized<ValueOf[T]> | SharedValue<ValueOf[T]>;
 export function Value(typecode: Typecode, init?: unknown, options: LockOptions<SharedLock | boolean> = {}): SharedValue | Synchronized {
   const info = checkValue(typecode, init);
   const lock = validateLock(lockOption(options));
@@ -450,6 +455,11 @@ function SharedArray<T extends Typecode, L extends SharedLock = SharedLock>(
   sizeOrValues: number | Iterable<InputOf<T>>,
   options?: LockOptions<L | true>,
 ): SynchronizedArray<T, L>;
+function SharedArray<T extends Typecode>(
+  typecode: T,
+  sizeOrValues: number | Iterable<InputOf<T>>,
+  options?: LockOptions<SharedLock | boolean>,
+): SynchronizedArray<T> | TypedArrayOf[T];
 function SharedArray(
   typecode: Typecode,
   sizeOrValues: number | Iterable<unknown>,
