@@ -35,6 +35,8 @@
  *   {@link rebuildBlock}; {@link blockOf} finds the block of a buffer.
  * @internal
  */
+import { randomBytes } from 'crypto';
+
 import { registerAtFork } from './os';
 import { requireNative } from './native';
 import { registerReducer } from './reduction';
@@ -83,11 +85,9 @@ function alignUp(value: number, alignment: number): number {
   return Math.ceil(value / alignment) * alignment;
 }
 
+/** Random hex digits for a name, as Python's `secrets.token_hex`. */
 function randomHex(bytes: number): string {
-  // Math.random suffices: a taken name is detected (EEXIST) and another drawn.
-  let out = '';
-  for (let i = 0; i < bytes * 2; i++) out += Math.floor(Math.random() * 16).toString(16);
-  return out;
+  return randomBytes(bytes).toString('hex');
 }
 
 /** A new segment: its name (with the leading slash) and a buffer over all of it. */
