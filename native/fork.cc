@@ -10,12 +10,14 @@
 //      errors and the end of the event loop all leave through _exit().
 //   9. nested forks                          -> a forked child parks nothing.
 #include <fcntl.h>
+#include <poll.h>
 #include <sched.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <cstddef>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -123,6 +125,68 @@ class ForkableAddressSpace {
 ForkableAddressSpace g_addressSpace;
 
 // ---------------------------------------------------------------------------
+// Output must appear once. Writes to a pipe that is full wait in libuv's queue;
+// a child would inherit the queue and write them a second time. So, as Python
+// flushes sys.stdout before it forks, the parent first writes out what stdout
+// and stderr still have queued, blocking until the reader takes it, and marks
+// those requests done: libuv then completes them (callbacks and all) in the
+// parent and in the child, without writing a byte again.
+// This reads libuv's stream and write-request fields: they are in uv.h of the
+// very libuv this addon is compiled against (Node's own headers).
+
+// Writes all of `buf`, waiting (poll) while a non-blocking fd is full.
+bool WriteFully(int fd, const char* data, size_t length) {
+  while (length > 0) {
+    ssize_t n = write(fd, data, length);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) return false;
+      pollfd writable{fd, POLLOUT, 0};
+      if (poll(&writable, 1, -1) < 0 && errno != EINTR) return false;
+      continue;
+    }
+    data += n;
+    length -= static_cast<size_t>(n);
+  }
+  return true;
+}
+
+// What libuv's uv__write_req_update() does once `req`'s bytes are all written.
+void MarkWritten(uv_stream_t* stream, uv_write_t* req) {
+  for (unsigned int i = req->write_index; i < req->nbufs; i++) {
+    stream->write_queue_size -= req->bufs[i].len;
+    req->bufs[i].base += req->bufs[i].len;
+    req->bufs[i].len = 0;
+  }
+  req->write_index = req->nbufs;
+}
+
+void FlushQueuedWrites(uv_stream_t* stream, int fd) {
+  for (uv__queue* q = stream->write_queue.next; q != &stream->write_queue; q = q->next) {
+    uv_write_t* req = reinterpret_cast<uv_write_t*>(reinterpret_cast<char*>(q) - offsetof(uv_write_t, queue));
+    for (unsigned int i = req->write_index; i < req->nbufs; i++) {
+      // On error (EPIPE: the reader is gone) leave the rest to libuv, which
+      // reports it to the stream as it would have anyway.
+      if (!WriteFully(fd, req->bufs[i].base, req->bufs[i].len)) return;
+    }
+    MarkWritten(stream, req);
+  }
+}
+
+void FlushStdioWrites(uv_loop_t* loop) {
+  uv_walk(
+      loop,
+      [](uv_handle_t* handle, void*) {
+        if (handle->type != UV_NAMED_PIPE && handle->type != UV_TTY && handle->type != UV_TCP) return;
+        uv_os_fd_t fd;
+        if (uv_fileno(handle, &fd) != 0 || (fd != STDOUT_FILENO && fd != STDERR_FILENO)) return;
+        auto* stream = reinterpret_cast<uv_stream_t*>(handle);
+        if (stream->write_queue_size > 0) FlushQueuedWrites(stream, fd);
+      },
+      nullptr);
+}
+
+// ---------------------------------------------------------------------------
 // 3. Platform workers parked at a safe point for the instant of fork().
 
 class ParkedWorkers {
@@ -222,16 +286,14 @@ ChildLoopHooks* g_hooks = nullptr;
 // Keeps the child's loop from ever running dry: Node would then wait for the
 // vanished platform workers (DrainTasks) and hang. Each iteration it asks
 // whether anything but itself keeps the loop alive; when nothing does, it runs
-// the hooks, which is what Node itself would do at that point.
+// the hooks, which is what Node itself would do at that point. Like the flush
+// above, it reads libuv's loop and request fields from Node's own uv.h.
 class LoopEndWatcher {
  public:
   // Returns 0 or a libuv error code.
   static int InstallOn(uv_loop_t* loop) {
     static LoopEndWatcher watcher;  // inherited as-is by nested forks
-    // Requests in flight at the fork (thread-pool work such as an fs call of
-    // the parent's) ran on threads the child does not have: they never end
-    // there, and must not keep the child's loop alive for ever.
-    watcher.lostRequests_ = loop->active_reqs.count;
+    watcher.lostRequests_ = RequestsLostInFork(loop);
     if (watcher.installed_) return 0;
     if (int err = uv_prepare_init(loop, &watcher.handle_)) return err;
     watcher.handle_.data = &watcher;
@@ -240,6 +302,44 @@ class LoopEndWatcher {
   }
 
  private:
+  static unsigned int QueueLength(const uv__queue& queue) {
+    unsigned int length = 0;
+    for (const uv__queue* q = queue.next; q != &queue; q = q->next) length++;
+    return length;
+  }
+
+  // Requests of streams and UDP sockets go on in the child: libuv writes or
+  // finishes them there as in the parent.
+  static unsigned int SocketRequests(uv_loop_t* loop) {
+    unsigned int count = 0;
+    uv_walk(
+        loop,
+        [](uv_handle_t* handle, void* total) {
+          unsigned int& sum = *static_cast<unsigned int*>(total);
+          if (handle->type == UV_UDP) {
+            auto* udp = reinterpret_cast<uv_udp_t*>(handle);
+            sum += QueueLength(udp->write_queue) + QueueLength(udp->write_completed_queue);
+          } else if (handle->type == UV_NAMED_PIPE || handle->type == UV_TTY || handle->type == UV_TCP) {
+            auto* stream = reinterpret_cast<uv_stream_t*>(handle);
+            sum += QueueLength(stream->write_queue) + QueueLength(stream->write_completed_queue);
+            sum += (stream->connect_req != nullptr) + (stream->shutdown_req != nullptr);
+          }
+        },
+        &count);
+    return count;
+  }
+
+  // Thread-pool requests (an fs call or a DNS lookup of the parent's) ran on
+  // threads the child does not have: they never end there, and must not keep
+  // the child's loop alive for ever. Those a pool thread had finished before
+  // the fork wait in loop->wq: they are delivered (wq_async), not lost.
+  static unsigned int RequestsLostInFork(uv_loop_t* loop) {
+    unsigned int finished = QueueLength(loop->wq);
+    if (finished > 0) uv_async_send(&loop->wq_async);
+    unsigned int survivors = finished + SocketRequests(loop);
+    return loop->active_reqs.count > survivors ? loop->active_reqs.count - survivors : 0;
+  }
+
   static LoopEndWatcher& Of(uv_prepare_t* handle) {
     return *static_cast<LoopEndWatcher*>(handle->data);
   }
@@ -341,6 +441,7 @@ Napi::Value Fork(const Napi::CallbackInfo& info) {
   node::MultiIsolatePlatform* platform = node::GetMultiIsolatePlatform(nodeEnv);
   if (platform == nullptr) throw Napi::Error::New(env, "fork: no V8 platform");
 
+  FlushStdioWrites(loop);
   g_addressSpace.MakeForkable();
   ParkedWorkers parked(platform, WorkersToPark(platform));
   if (!parked.WaitUntilParked(kParkTimeout)) ThrowErrno(env, ETIMEDOUT, "fork");
