@@ -10,30 +10,10 @@ import * as os from 'os';
 import * as path from 'path';
 
 import * as mp from '..';
-import { fdCount, jsonLines, procStat, runFixture, sleep, waitFor, zombieChildren } from './helpers';
+import { exitcodeOf, fdCount, forkChild, jsonLines, procStat, runFixture, sleep, waitFor, zombieChildren } from './helpers';
 
 const SIGKILL = os.constants.signals.SIGKILL;
 const SIGTERM = os.constants.signals.SIGTERM;
-
-/** Forks a child that runs `body` then leaves with _exit(its return value). */
-function forkChild(body: () => number = () => 0): number {
-  const pid = mp.os.fork();
-  if (pid === 0) {
-    let code = 70;
-    try {
-      code = body();
-    } finally {
-      mp.os._exit(code);
-    }
-  }
-  return pid;
-}
-
-function exitcodeOf(pid: number): number {
-  const [reaped, status] = mp.os.waitpid(pid);
-  expect(reaped).toBe(pid);
-  return mp.os.waitstatusToExitcode(status);
-}
 
 describe('fork()', () => {
   test('returns the child pid in the parent and 0 in the child', () => {

@@ -6,6 +6,8 @@ import { spawnSync, SpawnSyncReturns } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 
+import * as mp from '..';
+
 export const FIXTURES = path.join(__dirname, 'fixtures');
 
 export interface FixtureRun {
@@ -84,4 +86,28 @@ export async function waitFor(condition: () => boolean, timeoutMs = 5000): Promi
     await sleep(5);
   }
   return true;
+}
+
+/**
+ * Forks a child that runs `body` then leaves with _exit(its return value), 70
+ * if it throws: a child forked inside jest must never return into jest.
+ */
+export function forkChild(body: () => number = () => 0): number {
+  const pid = mp.os.fork();
+  if (pid === 0) {
+    let code = 70;
+    try {
+      code = body();
+    } finally {
+      mp.os._exit(code);
+    }
+  }
+  return pid;
+}
+
+/** Reaps `pid` and returns its exit code (`-signal` when a signal killed it). */
+export function exitcodeOf(pid: number): number {
+  const [reaped, status] = mp.os.waitpid(pid);
+  if (reaped !== pid) throw new Error(`waitpid(${pid}) reaped ${reaped}`);
+  return mp.os.waitstatusToExitcode(status);
 }
