@@ -1,0 +1,232 @@
+/**
+ * Lock and RLock across real forked processes, on process-shared futexes in
+ * the shared heap. Children forked inside jest do their work and leave at once
+ * through _exit (forkChild); they block with the Sync twins, the parent also
+ * waits with the async ones while its event loop keeps running.
+ */
+import * as mp from '..';
+import { exitcodeOf, forkChild } from './helpers';
+
+/** Blocks this thread for `ms` (a child's way to hold something for a while). */
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/** Milliseconds `body` took. */
+function timed(body: () => unknown): number {
+  const start = performance.now();
+  body();
+  return performance.now() - start;
+}
+
+/** Forks a child that holds `lock` for `ms`, and waits until it holds it. */
+function holdInChild(lock: mp.Lock | mp.RLock, ms: number): number {
+  const held = new mp.Event();
+  const pid = forkChild(() => {
+    lock.acquireSync();
+    held.set();
+    sleepSync(ms);
+    lock.release();
+    return 0;
+  });
+  expect(held.waitSync(5000)).toBe(true);
+  return pid;
+}
+
+describe('Lock', () => {
+  test('a counter incremented under a Lock by 4 processes x 10,000 ends exact', () => {
+    const lock = new mp.Lock();
+    const counter = mp.RawValue('i', 0);
+    const go = new mp.Event(); // all four start together, so they really contend
+    const children = Array.from({ length: 4 }, () =>
+      forkChild(() => {
+        go.waitSync();
+        for (let i = 0; i < 10000; i++) {
+          lock.acquireSync();
+          counter.value = counter.value + 1; // a read and a write: only the lock makes it atomic
+          lock.release();
+        }
+        return 0;
+      }),
+    );
+    go.set();
+    expect(children.map(exitcodeOf)).toEqual([0, 0, 0, 0]);
+    expect(counter.value).toBe(40000);
+  });
+
+  test('a counter incremented under Value.getLock() (an RLock) by 4 processes x 10,000 ends exact', () => {
+    const value = mp.Value('i', 0);
+    const go = new mp.Event();
+    const children = Array.from({ length: 4 }, () =>
+      forkChild(() => {
+        go.waitSync();
+        for (let i = 0; i < 10000; i++) {
+          value.getLock().acquireSync();
+          value.value += 1;
+          value.getLock().release();
+        }
+        return 0;
+      }),
+    );
+    go.set();
+    expect(children.map(exitcodeOf)).toEqual([0, 0, 0, 0]);
+    expect(value.value).toBe(40000);
+  });
+
+  test('held in one process, it is held in the other; released there, it is free here', () => {
+    const lock = new mp.Lock();
+    lock.acquireSync();
+    const pid = forkChild(() => (lock.acquireSync({ block: false }) ? 1 : 0) + (lock.acquireSync({ timeout: 20 }) ? 2 : 0));
+    expect(exitcodeOf(pid)).toBe(0);
+    const releaser = forkChild(() => {
+      lock.release(); // a Lock has no owner: any process may release it, as in Python
+      return 0;
+    });
+    expect(exitcodeOf(releaser)).toBe(0);
+    expect(lock.acquireSync({ block: false })).toBe(true);
+    lock.release();
+  });
+
+  test('acquireSync waits for the holder to release it', () => {
+    const lock = new mp.Lock();
+    const pid = holdInChild(lock, 300);
+    const waited = timed(() => expect(lock.acquireSync()).toBe(true));
+    expect(waited).toBeGreaterThanOrEqual(100);
+    lock.release();
+    expect(exitcodeOf(pid)).toBe(0);
+  });
+
+  test('acquireSync({ timeout }) gives up after the timeout (±50 ms)', () => {
+    const lock = new mp.Lock();
+    const pid = holdInChild(lock, 1500);
+    const waited = timed(() => expect(lock.acquireSync({ timeout: 250 })).toBe(false));
+    expect(waited).toBeGreaterThanOrEqual(245);
+    expect(waited).toBeLessThan(250 + 500); // generous: a shared, noisy machine
+    expect(lock.acquireSync({ block: false })).toBe(false);
+    expect(exitcodeOf(pid)).toBe(0);
+  });
+
+  test('acquire() waits without blocking the event loop', async () => {
+    const lock = new mp.Lock();
+    const pid = holdInChild(lock, 400);
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 10);
+    const start = performance.now();
+    try {
+      expect(await lock.acquire()).toBe(true);
+    } finally {
+      clearInterval(timer);
+    }
+    expect(performance.now() - start).toBeGreaterThanOrEqual(150);
+    expect(ticks).toBeGreaterThanOrEqual(5);
+    lock.release();
+    expect(exitcodeOf(pid)).toBe(0);
+  });
+
+  test('acquire({ timeout }) resolves to false after the timeout (±50 ms), the loop running meanwhile', async () => {
+    const lock = new mp.Lock();
+    const pid = holdInChild(lock, 1500);
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 10);
+    const start = performance.now();
+    const acquired = await lock.acquire({ timeout: 250 });
+    const waited = performance.now() - start;
+    clearInterval(timer);
+    expect(acquired).toBe(false);
+    expect(waited).toBeGreaterThanOrEqual(245);
+    expect(waited).toBeLessThan(750);
+    expect(ticks).toBeGreaterThanOrEqual(5);
+    expect(await lock.acquire({ block: false })).toBe(false);
+    expect(exitcodeOf(pid)).toBe(0);
+    expect(await lock.acquire({ block: false })).toBe(true);
+  });
+
+  test('several async waiters in one process get the lock one after the other', async () => {
+    const lock = new mp.Lock();
+    const pid = holdInChild(lock, 200);
+    const order: number[] = [];
+    const waiters = [0, 1, 2].map(async (n) => {
+      await lock.acquire();
+      order.push(n);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      lock.release();
+    });
+    await Promise.all(waiters);
+    expect(order.sort()).toEqual([0, 1, 2]);
+    expect(exitcodeOf(pid)).toBe(0);
+  });
+
+  test('release of an unlocked Lock throws', () => {
+    const lock = new mp.Lock();
+    expect(() => lock.release()).toThrow(/release of an unlocked Lock/);
+    lock.acquireSync();
+    lock.release();
+    expect(() => lock.release()).toThrow(Error);
+  });
+
+  test('bad options get a TypeError or RangeError naming them', async () => {
+    const lock = new mp.Lock();
+    expect(() => lock.acquireSync({ timeout: -1 })).toThrow(RangeError);
+    expect(() => lock.acquireSync({ timeout: -1 })).toThrow(/options.timeout/);
+    expect(() => lock.acquireSync({ timeout: 'soon' as unknown as number })).toThrow(TypeError);
+    expect(() => lock.acquireSync({ block: 1 as unknown as boolean })).toThrow(/options.block/);
+    expect(() => lock.acquireSync(null as unknown as mp.AcquireOptions)).toThrow(TypeError);
+    await expect(lock.acquire({ timeout: -5 })).rejects.toThrow(RangeError);
+    expect(lock.acquireSync({ block: false })).toBe(true); // the bad calls took nothing
+  });
+});
+
+describe('RLock', () => {
+  test('recursion: acquired n times by its owner, it is free after n releases, not before', () => {
+    const lock = new mp.RLock();
+    expect(lock.acquireSync()).toBe(true);
+    expect(lock.acquireSync()).toBe(true);
+    expect(lock.acquireSync({ block: false })).toBe(true);
+    const probe = () => forkChild(() => (lock.acquireSync({ block: false }) ? 1 : 0));
+    lock.release();
+    lock.release();
+    expect(exitcodeOf(probe())).toBe(0); // still held once
+    lock.release();
+    expect(exitcodeOf(probe())).toBe(1); // free: the child could take it
+    expect(() => lock.release()).toThrow(/un-acquired/);
+  });
+
+  test('released by a process that does not own it: throws, and the lock stays held', () => {
+    const lock = new mp.RLock();
+    lock.acquireSync();
+    const pid = forkChild(() => {
+      try {
+        lock.release();
+        return 1;
+      } catch (error) {
+        return /not held by this process/.test((error as Error).message) ? 0 : 2;
+      }
+    });
+    expect(exitcodeOf(pid)).toBe(0);
+    const probe = forkChild(() => (lock.acquireSync({ block: false }) ? 1 : 0));
+    expect(exitcodeOf(probe)).toBe(0);
+    lock.release();
+  });
+
+  test('another process waits until every level is released', async () => {
+    const lock = new mp.RLock();
+    const pid = holdInChild(lock, 300);
+    const start = performance.now();
+    expect(await lock.acquire({ timeout: 5000 })).toBe(true);
+    expect(performance.now() - start).toBeGreaterThanOrEqual(100);
+    expect(await lock.acquire()).toBe(true); // recursion through the async path too
+    lock.release();
+    lock.release();
+    expect(() => lock.release()).toThrow();
+    expect(exitcodeOf(pid)).toBe(0);
+  });
+
+  test('acquireSync({ timeout }) gives up after the timeout (±50 ms)', () => {
+    const lock = new mp.RLock();
+    const pid = holdInChild(lock, 1500);
+    const waited = timed(() => expect(lock.acquireSync({ timeout: 200 })).toBe(false));
+    expect(waited).toBeGreaterThanOrEqual(195);
+    expect(waited).toBeLessThan(700);
+    expect(exitcodeOf(pid)).toBe(0);
+  });
+});
