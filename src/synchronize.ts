@@ -574,9 +574,10 @@ function takeToken(words: Int32Array): boolean {
  *
  * State: a sequence number that every notify changes (the futex word waiters
  * sleep on), the number of waiters not yet notified, and the notifications
- * handed out but not yet taken. The last two change only under the lock, and
- * a waiter leaves only with a notification or after its time ran out, so
- * `notify(n)` never wakes more than `n`.
+ * handed out but not yet taken. The last two change only under the lock, a
+ * waiter takes a notification only from a notify made after it began to wait,
+ * and it leaves only with one or after its time ran out: `notify(n)` never
+ * wakes more than `n`, and never one that came after it.
  */
 export class Condition {
   /** @internal */ readonly _block: SharedBlock;
@@ -663,11 +664,14 @@ export class Condition {
     const words = this._words;
     const lock: ConditionLock = this._lock;
     Atomics.add(words, WAITERS, 1);
+    // Only a notify after this point is for us: a waiter must not take the
+    // notification of one that waited before it.
+    const start = Atomics.load(words, SEQUENCE);
     const saved = lock._releaseAll();
-    let sequence = 0;
+    let sequence = start;
     const notified = (): boolean => {
-      sequence = Atomics.load(words, SEQUENCE); // before the check: a notify in between ends the sleep
-      return takeToken(words);
+      sequence = Atomics.load(words, SEQUENCE); // read first: a notify after it ends the sleep at once
+      return sequence !== start && takeToken(words);
     };
     let done = false;
     try {
@@ -675,7 +679,7 @@ export class Condition {
     } finally {
       yield* lock._restoreSteps(saved);
       // Under the lock again: a notification may have come with the timeout.
-      if (!done) done = takeToken(words);
+      if (!done) done = notified();
       if (!done) Atomics.sub(words, WAITERS, 1);
     }
     return done;

@@ -1,0 +1,289 @@
+/**
+ * Condition and Barrier across real forked processes. Children do their work
+ * with the Sync twins and leave through _exit.
+ */
+import * as mp from '..';
+import { exitcodeOf, forkChild } from './helpers';
+
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/** Waiters of `condition` not yet notified (its second shared word): to know that children sleep. */
+function waitersOf(condition: mp.Condition): number {
+  return Atomics.load((condition as unknown as { _words: Int32Array })._words, 1);
+}
+
+/** Blocks until `condition` has `n` waiters, 10 s at most. */
+function untilWaiters(condition: mp.Condition, n: number): void {
+  const deadline = performance.now() + 10000;
+  while (waitersOf(condition) < n && performance.now() < deadline) sleepSync(5);
+  expect(waitersOf(condition)).toBe(n);
+}
+
+describe('Condition', () => {
+  test('notify() wakes a process waiting in waitFor', () => {
+    const condition = new mp.Condition();
+    const ready = mp.RawValue('i', 0);
+    const pid = forkChild(() => {
+      condition.acquireSync();
+      const seen = condition.waitForSync(() => ready.value === 1, 10000);
+      condition.release();
+      return seen ? 0 : 1;
+    });
+    untilWaiters(condition, 1);
+    condition.acquireSync();
+    ready.value = 1;
+    condition.notify();
+    condition.release();
+    expect(exitcodeOf(pid)).toBe(0);
+  });
+
+  test('notify(1) wakes exactly one of three waiting processes; notifyAll() the rest', () => {
+    const condition = new mp.Condition(new mp.Lock());
+    const woken = mp.RawValue('i', 0);
+    const children = Array.from({ length: 3 }, () =>
+      forkChild(() => {
+        condition.acquireSync();
+        const notified = condition.waitSync(10000);
+        woken.value += 1; // under the lock, taken again by wait
+        condition.release();
+        return notified ? 0 : 1;
+      }),
+    );
+    untilWaiters(condition, 3);
+    condition.acquireSync();
+    condition.notify(1);
+    condition.release();
+    sleepSync(300);
+    expect(woken.value).toBe(1);
+    condition.acquireSync();
+    condition.notifyAll();
+    condition.release();
+    expect(children.map(exitcodeOf)).toEqual([0, 0, 0]);
+    expect(woken.value).toBe(3);
+  });
+
+  test('a notification is for those waiting when it was made, not for a later waiter', () => {
+    const condition = new mp.Condition();
+    const pid = forkChild(() => {
+      condition.acquireSync();
+      const notified = condition.waitSync(10000);
+      condition.release();
+      return notified ? 0 : 1;
+    });
+    untilWaiters(condition, 1);
+    condition.acquireSync();
+    condition.notify(1);
+    // We wait right after notifying, before the child can take its turn: the
+    // notification is the child's, so we time out and the child wakes.
+    expect(condition.waitSync(300)).toBe(false);
+    condition.release();
+    expect(exitcodeOf(pid)).toBe(0);
+  });
+
+  test('the parent waits asynchronously: a child notifies, the loop ran meanwhile', async () => {
+    const condition = new mp.Condition();
+    const value = mp.RawValue('i', 0);
+    const pid = forkChild(() => {
+      sleepSync(300);
+      condition.acquireSync();
+      value.value = 42;
+      condition.notifyAll();
+      condition.release();
+      return 0;
+    });
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 10);
+    await condition.acquire();
+    const result = await condition.waitFor(() => value.value === 42 && value.value, 10000);
+    condition.release();
+    clearInterval(timer);
+    expect(result).toBe(42);
+    expect(ticks).toBeGreaterThanOrEqual(5);
+    expect(exitcodeOf(pid)).toBe(0);
+  });
+
+  test('wait(timeout) returns false after the timeout (±50 ms), with the lock held again', async () => {
+    const condition = new mp.Condition();
+    condition.acquireSync();
+    let start = performance.now();
+    expect(condition.waitSync(200)).toBe(false);
+    let waited = performance.now() - start;
+    expect(waited).toBeGreaterThanOrEqual(195);
+    expect(waited).toBeLessThan(700);
+    start = performance.now();
+    expect(await condition.wait(200)).toBe(false);
+    waited = performance.now() - start;
+    expect(waited).toBeGreaterThanOrEqual(195);
+    expect(waited).toBeLessThan(700);
+    expect(condition.waitForSync(() => false, 100)).toBe(false);
+    const probe = forkChild(() => (condition.acquireSync({ block: false }) ? 1 : 0));
+    expect(exitcodeOf(probe)).toBe(0); // held by us again after each wait
+    condition.release();
+    expect(() => condition.waitSync(-1)).toThrow(RangeError);
+  });
+
+  test('an RLock held several times is released completely by wait and restored after', () => {
+    const lock = new mp.RLock();
+    const condition = new mp.Condition(lock);
+    condition.acquireSync();
+    condition.acquireSync();
+    const pid = forkChild(() => {
+      const took = condition.acquireSync({ timeout: 10000 }); // possible only while the parent waits
+      condition.notify();
+      condition.release();
+      return took ? 0 : 1;
+    });
+    expect(condition.waitSync(10000)).toBe(true);
+    expect(exitcodeOf(pid)).toBe(0);
+    lock.release();
+    lock.release();
+    expect(() => lock.release()).toThrow();
+  });
+
+  test('wait and notify without the lock throw; a bad lock gets a TypeError', async () => {
+    const condition = new mp.Condition();
+    expect(() => condition.waitSync(10)).toThrow(/un-acquired lock/);
+    await expect(condition.wait(10)).rejects.toThrow(/un-acquired lock/);
+    expect(() => condition.notify()).toThrow(/un-acquired lock/);
+    expect(() => condition.notifyAll()).toThrow(/un-acquired lock/);
+    expect(() => new mp.Condition({} as mp.Lock)).toThrow(TypeError);
+    condition.acquireSync();
+    expect(() => condition.notify(-1)).toThrow(RangeError);
+    condition.notify(); // nobody waits: nothing happens
+    condition.release();
+  });
+});
+
+describe('Barrier', () => {
+  test('3 processes: distinct indices, the action runs once, before anyone leaves', async () => {
+    const actions = mp.RawValue('i', 0);
+    const barrier = new mp.Barrier(3, { action: () => (actions.value += 1) });
+    const children = Array.from({ length: 2 }, () =>
+      forkChild(() => {
+        const index = barrier.waitSync(10000);
+        return actions.value === 1 ? 10 + index : 1;
+      }),
+    );
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 10);
+    const index = await barrier.wait(10000);
+    clearInterval(timer);
+    expect(actions.value).toBe(1);
+    const indices = [index, ...children.map((pid) => exitcodeOf(pid) - 10)];
+    expect(indices.sort()).toEqual([0, 1, 2]);
+    expect(barrier.broken).toBe(false);
+    expect(barrier.nWaiting).toBe(0);
+    expect(barrier.parties).toBe(3);
+  });
+
+  test('is reusable: two rounds with the same parties', () => {
+    const barrier = new mp.Barrier(2);
+    const pid = forkChild(() => {
+      barrier.waitSync(10000);
+      barrier.waitSync(10000);
+      return 0;
+    });
+    barrier.waitSync(10000);
+    barrier.waitSync(10000);
+    expect(exitcodeOf(pid)).toBe(0);
+  });
+
+  test('3 processes x 200 rounds, each round well under its timeout', () => {
+    const barrier = new mp.Barrier(3);
+    const rounds = 200;
+    const children = Array.from({ length: 2 }, () =>
+      forkChild(() => {
+        for (let i = 0; i < rounds; i++) barrier.waitSync(5000);
+        return 0;
+      }),
+    );
+    const start = performance.now();
+    for (let i = 0; i < rounds; i++) barrier.waitSync(5000);
+    expect(children.map(exitcodeOf)).toEqual([0, 0]);
+    expect(performance.now() - start).toBeLessThan(5000);
+    expect(barrier.broken).toBe(false);
+  });
+
+  test('a timeout breaks it: BrokenBarrierError here and in the waiting process', async () => {
+    const barrier = new mp.Barrier(3);
+    const pid = forkChild(() => {
+      try {
+        barrier.waitSync(10000);
+        return 1;
+      } catch (error) {
+        return error instanceof mp.BrokenBarrierError ? 0 : 2;
+      }
+    });
+    const deadline = performance.now() + 10000;
+    while (barrier.nWaiting < 1 && performance.now() < deadline) sleepSync(5);
+    expect(barrier.nWaiting).toBe(1);
+    const start = performance.now();
+    await expect(barrier.wait(200)).rejects.toThrow(mp.BrokenBarrierError);
+    const waited = performance.now() - start;
+    expect(waited).toBeGreaterThanOrEqual(195);
+    expect(waited).toBeLessThan(700);
+    expect(barrier.broken).toBe(true);
+    expect(exitcodeOf(pid)).toBe(0);
+    expect(() => barrier.waitSync()).toThrow(mp.BrokenBarrierError);
+    barrier.reset();
+    expect(barrier.broken).toBe(false);
+  });
+
+  test('the default timeout comes from the options', () => {
+    const barrier = new mp.Barrier(2, { timeout: 150 });
+    const start = performance.now();
+    expect(() => barrier.waitSync()).toThrow(mp.BrokenBarrierError);
+    expect(performance.now() - start).toBeGreaterThanOrEqual(145);
+  });
+
+  test('abort() from another process breaks it for the waiters', () => {
+    const barrier = new mp.Barrier(2);
+    const pid = forkChild(() => {
+      sleepSync(200);
+      barrier.abort();
+      return 0;
+    });
+    expect(() => barrier.waitSync(10000)).toThrow(mp.BrokenBarrierError);
+    expect(exitcodeOf(pid)).toBe(0);
+    expect(barrier.broken).toBe(true);
+  });
+
+  test('reset() while a process waits: it gets BrokenBarrierError, then the barrier works again', () => {
+    const barrier = new mp.Barrier(2);
+    const pid = forkChild(() => {
+      try {
+        barrier.waitSync(10000);
+        return 1;
+      } catch (error) {
+        if (!(error instanceof mp.BrokenBarrierError)) return 2;
+      }
+      return barrier.waitSync(10000) >= 0 ? 0 : 3;
+    });
+    const deadline = performance.now() + 10000;
+    while (barrier.nWaiting < 1 && performance.now() < deadline) sleepSync(5);
+    barrier.reset();
+    sleepSync(100);
+    expect(barrier.waitSync(10000)).toBeGreaterThanOrEqual(0);
+    expect(exitcodeOf(pid)).toBe(0);
+  });
+
+  test('an action that throws breaks the barrier and the error reaches the last party', () => {
+    const barrier = new mp.Barrier(1, {
+      action: () => {
+        throw new Error('action failed');
+      },
+    });
+    expect(() => barrier.waitSync()).toThrow('action failed');
+    expect(barrier.broken).toBe(true);
+  });
+
+  test('bad arguments get a TypeError or RangeError', () => {
+    expect(() => new mp.Barrier(0)).toThrow(RangeError);
+    expect(() => new mp.Barrier(1.5)).toThrow(TypeError);
+    expect(() => new mp.Barrier(2, { timeout: -1 })).toThrow(RangeError);
+    expect(() => new mp.Barrier(2, { action: 5 as unknown as () => void })).toThrow(TypeError);
+    expect(() => new mp.Barrier(1).waitSync(-1)).toThrow(RangeError);
+  });
+});

@@ -1,0 +1,194 @@
+/**
+ * Semaphore, BoundedSemaphore and Event across real forked processes.
+ * Children do their work with the Sync twins and leave through _exit.
+ */
+import * as mp from '..';
+import { exitcodeOf, forkChild } from './helpers';
+
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+describe('Semaphore', () => {
+  test('counts across processes: never more than `value` holders at once', () => {
+    const semaphore = new mp.Semaphore(2);
+    const lock = new mp.Lock();
+    const inside = mp.RawValue('i', 0);
+    const most = mp.RawValue('i', 0);
+    const go = new mp.Event();
+    const children = Array.from({ length: 5 }, () =>
+      forkChild(() => {
+        go.waitSync();
+        for (let round = 0; round < 3; round++) {
+          semaphore.acquireSync();
+          lock.acquireSync();
+          inside.value += 1;
+          most.value = Math.max(most.value, inside.value);
+          lock.release();
+          sleepSync(20);
+          lock.acquireSync();
+          inside.value -= 1;
+          lock.release();
+          semaphore.release();
+        }
+        return 0;
+      }),
+    );
+    go.set();
+    expect(children.map(exitcodeOf)).toEqual([0, 0, 0, 0, 0]);
+    expect(most.value).toBe(2);
+    expect(inside.value).toBe(0);
+    expect(semaphore.getValue()).toBe(2);
+  });
+
+  test('getValue() follows acquire and release in every process', () => {
+    const semaphore = new mp.Semaphore(3);
+    expect(semaphore.getValue()).toBe(3);
+    const pid = forkChild(() => {
+      semaphore.acquireSync();
+      semaphore.acquireSync();
+      return semaphore.getValue();
+    });
+    expect(exitcodeOf(pid)).toBe(1);
+    expect(semaphore.getValue()).toBe(1);
+    semaphore.release();
+    semaphore.release();
+    semaphore.release(); // a plain Semaphore may go above its initial value
+    expect(semaphore.getValue()).toBe(4);
+  });
+
+  test('at 0, acquire waits for a release in another process, without blocking the loop', async () => {
+    const semaphore = new mp.Semaphore(0);
+    const pid = forkChild(() => {
+      sleepSync(300);
+      semaphore.release();
+      return 0;
+    });
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 10);
+    const start = performance.now();
+    expect(await semaphore.acquire({ timeout: 10000 })).toBe(true);
+    clearInterval(timer);
+    expect(performance.now() - start).toBeGreaterThanOrEqual(150);
+    expect(ticks).toBeGreaterThanOrEqual(5);
+    expect(semaphore.getValue()).toBe(0);
+    expect(exitcodeOf(pid)).toBe(0);
+  });
+
+  test('timeouts (±50 ms), sync and async; { block: false } answers at once', async () => {
+    const semaphore = new mp.Semaphore(0);
+    let start = performance.now();
+    expect(semaphore.acquireSync({ timeout: 200 })).toBe(false);
+    let waited = performance.now() - start;
+    expect(waited).toBeGreaterThanOrEqual(195);
+    expect(waited).toBeLessThan(700);
+    start = performance.now();
+    expect(await semaphore.acquire({ timeout: 200 })).toBe(false);
+    waited = performance.now() - start;
+    expect(waited).toBeGreaterThanOrEqual(195);
+    expect(waited).toBeLessThan(700);
+    start = performance.now();
+    expect(semaphore.acquireSync({ block: false, timeout: 5000 })).toBe(false);
+    expect(performance.now() - start).toBeLessThan(50);
+    expect(semaphore.acquireSync({ timeout: 0 })).toBe(false);
+    expect(() => semaphore.acquireSync({ timeout: -1 })).toThrow(RangeError);
+  });
+
+  test('a release wakes one sleeping process per count', () => {
+    const semaphore = new mp.Semaphore(0);
+    const children = Array.from({ length: 3 }, () => forkChild(() => (semaphore.acquireSync({ timeout: 10000 }) ? 0 : 1)));
+    sleepSync(100); // let them sleep
+    for (let i = 0; i < 3; i++) semaphore.release();
+    expect(children.map(exitcodeOf)).toEqual([0, 0, 0]);
+    expect(semaphore.getValue()).toBe(0);
+  });
+
+  test('bad initial values get a TypeError or RangeError', () => {
+    expect(() => new mp.Semaphore(-1)).toThrow(RangeError);
+    expect(() => new mp.Semaphore(1.5)).toThrow(TypeError);
+    expect(() => new mp.Semaphore('2' as unknown as number)).toThrow(TypeError);
+    expect(new mp.Semaphore().getValue()).toBe(1);
+  });
+});
+
+describe('BoundedSemaphore', () => {
+  test('a release above the initial value throws, in any process', () => {
+    const semaphore = new mp.BoundedSemaphore(2);
+    expect(() => semaphore.release()).toThrow(/released too many times/);
+    semaphore.acquireSync();
+    const pid = forkChild(() => {
+      semaphore.release();
+      try {
+        semaphore.release();
+        return 1;
+      } catch {
+        return 0;
+      }
+    });
+    expect(exitcodeOf(pid)).toBe(0);
+    expect(semaphore.getValue()).toBe(2);
+    expect(semaphore).toBeInstanceOf(mp.Semaphore);
+  });
+});
+
+describe('Event', () => {
+  test('a child sets it: the waiting parent wakes, its event loop ran meanwhile', async () => {
+    const event = new mp.Event();
+    const pid = forkChild(() => {
+      sleepSync(300);
+      event.set();
+      return 0;
+    });
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 10);
+    const start = performance.now();
+    const set = await event.wait();
+    clearInterval(timer);
+    expect(set).toBe(true);
+    expect(event.isSet()).toBe(true);
+    expect(performance.now() - start).toBeGreaterThanOrEqual(150);
+    expect(ticks).toBeGreaterThanOrEqual(5);
+    expect(exitcodeOf(pid)).toBe(0);
+  });
+
+  test('set() wakes every waiting process; clear() makes wait() wait again', () => {
+    const event = new mp.Event();
+    const children = Array.from({ length: 3 }, () => forkChild(() => (event.waitSync(10000) ? 0 : 1)));
+    sleepSync(100);
+    event.set();
+    expect(children.map(exitcodeOf)).toEqual([0, 0, 0]);
+    event.clear();
+    expect(event.isSet()).toBe(false);
+    expect(event.waitSync(50)).toBe(false);
+  });
+
+  test('a waiter that sleeps through set() then clear() still returns true', () => {
+    const event = new mp.Event();
+    const pid = forkChild(() => (event.waitSync(10000) ? 0 : 1));
+    sleepSync(100);
+    event.set();
+    event.clear();
+    expect(exitcodeOf(pid)).toBe(0);
+  });
+
+  test('wait(timeout) resolves to false after the timeout (±50 ms); already set, true at once', async () => {
+    const event = new mp.Event();
+    let start = performance.now();
+    expect(await event.wait(200)).toBe(false);
+    let waited = performance.now() - start;
+    expect(waited).toBeGreaterThanOrEqual(195);
+    expect(waited).toBeLessThan(700);
+    start = performance.now();
+    expect(event.waitSync(200)).toBe(false);
+    waited = performance.now() - start;
+    expect(waited).toBeGreaterThanOrEqual(195);
+    expect(waited).toBeLessThan(700);
+    event.set();
+    start = performance.now();
+    expect(await event.wait(1000)).toBe(true);
+    expect(event.waitSync()).toBe(true);
+    expect(performance.now() - start).toBeLessThan(50);
+    expect(() => event.waitSync(-1)).toThrow(RangeError);
+    await expect(event.wait(-1)).rejects.toThrow(RangeError);
+  });
+});
