@@ -319,9 +319,11 @@ class FutexWaiter : public Napi::ObjectWrap<FutexWaiter> {
     // The thread reaches the waiter only through `owner`, cleared by Stop()
     // on the main thread.
     owner_ = std::make_shared<FutexWaiter*>(this);
+    // Counted from before the thread exists: a fork() right after this call
+    // must not see it as a thread of somebody else's.
+    auto ours = std::make_unique<OwnThreadScope>();
     try {
-      std::thread([state, tsfn, owner = owner_]() mutable {
-        OwnThreadScope ours;
+      std::thread([state, tsfn, owner = owner_, ours = std::move(ours)]() mutable {
         int err = 0;
         WaitResult result = WaitCancellable(*state, &err);
         std::lock_guard<std::mutex> lock(state->mutex);

@@ -1,0 +1,114 @@
+/**
+ * How the primitives cross process boundaries and live with the event loop:
+ * through reduction to a spawned node (no fork), inherited by fork while an
+ * async wait is pending, and the native waiter's ref/unref/cancel. Runs that
+ * need a process's own event loop are fixtures (test/fixtures/sync_*.js).
+ */
+import { spawn } from 'child_process';
+import * as path from 'path';
+
+import * as mp from '..';
+import { dumps } from '../dist/reduction';
+import { FIXTURES, jsonLines, runFixture } from './helpers';
+
+/** Runs a node child to its end, asynchronously: the parent's loop keeps running. */
+function runAsync(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 20000);
+    child.on('error', reject);
+    child.on('close', (status) => {
+      clearTimeout(timer);
+      resolve({ status, stdout, stderr });
+    });
+  });
+}
+
+describe('reduction to a spawned process (no fork)', () => {
+  test('every primitive arrives usable and shares its state with this process', async () => {
+    const lock = new mp.Lock();
+    const rlock = new mp.RLock();
+    const semaphore = new mp.Semaphore(2);
+    const bounded = new mp.BoundedSemaphore(1);
+    const counter = mp.RawValue('i', 0);
+    const condition = new mp.Condition(new mp.Lock());
+    const event = new mp.Event();
+    const barrier = new mp.Barrier(2);
+    lock.acquireSync();
+    rlock.acquireSync();
+    const payload = dumps({ lock, rlock, semaphore, bounded, condition, event, barrier, counter }).toString('base64');
+    const child = runAsync([path.join(FIXTURES, 'sync_spawn_child.js'), payload]);
+
+    await condition.acquire();
+    const seenCounter = await condition.waitFor(() => counter.value, 15000);
+    condition.release();
+    expect(await event.wait(15000)).toBe(true);
+    const index = await barrier.wait(15000);
+    const { status, stdout, stderr } = await child;
+    expect(stderr).toBe('');
+    expect(status).toBe(0);
+    const [seen] = jsonLines(stdout);
+    expect(seenCounter).toBe(7);
+    expect(seen).toEqual({
+      kinds: ['Lock', 'RLock', 'Semaphore', 'BoundedSemaphore', 'Condition', 'Event', 'Barrier'],
+      lockHeld: true,
+      rlockHeld: true,
+      rlockRelease: 'threw', // the owner is this process
+      semaphoreBefore: 2,
+      semaphoreTaken: true,
+      boundedOver: 'threw',
+      parties: 2,
+      barrierIndex: 1 - index,
+    });
+    expect(semaphore.getValue()).toBe(1);
+    expect(lock.acquireSync({ block: false })).toBe(true); // the child released it
+    rlock.release();
+  });
+
+  test('a Barrier with an action cannot be sent: TypeError saying why', () => {
+    const barrier = new mp.Barrier(2, { action: () => undefined });
+    expect(() => dumps({ barrier })).toThrow(TypeError);
+    expect(() => dumps({ barrier })).toThrow(/action/);
+  });
+});
+
+describe('async waits and the event loop', () => {
+  test('a pending acquire() keeps the process alive until it is acquired', () => {
+    const run = runFixture('sync_pending.js');
+    expect(run.stderr).toBe('');
+    expect(run.status).toBe(0);
+    const [report] = jsonLines<{ acquired: boolean; waited: number; child: number }>(run.stdout);
+    expect(report.acquired).toBe(true);
+    expect(report.waited).toBeGreaterThanOrEqual(150);
+    expect(report.child).toBe(0);
+  });
+
+  test("an unref'd native wait does not keep the process alive, and never calls back", () => {
+    const start = Date.now();
+    const run = runFixture('sync_unref.js', ['unref']);
+    expect(run.status).toBe(0);
+    expect(jsonLines(run.stdout)).toEqual([{ exited: true }]);
+    expect(Date.now() - start).toBeLessThan(10000);
+  });
+
+  test('a cancelled native wait ends its thread and never calls back', () => {
+    const run = runFixture('sync_unref.js', ['cancel']);
+    expect(run.stderr).toBe('');
+    expect(run.status).toBe(0);
+    expect(jsonLines(run.stdout)).toEqual([{ before: 0, during: 1, after: 0 }]); // no { called } line
+  });
+
+  test('fork() during a pending wait: the child waits on a thread of its own, both wake', () => {
+    const run = runFixture('sync_fork_pending.js');
+    expect(run.stderr).toBe('');
+    expect(run.status).toBe(0);
+    const lines = jsonLines<{ who?: string; set?: boolean; childExit?: number }>(run.stdout);
+    const woken = lines.filter((line) => line.who !== undefined).map(({ who, set }) => `${who}:${set}`);
+    expect(woken.sort()).toEqual(['child:true', 'parent:true']);
+    expect(lines).toContainEqual({ childExit: 0 });
+  });
+});
