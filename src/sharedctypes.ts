@@ -22,6 +22,7 @@
  */
 import { allocate, BlockState, blockOf, rebuildBlock, reduceBlock, SharedBlock } from './heap';
 import { dumps, loads, Reducer, registerInstanceReducer, registerReducer } from './reduction';
+import { RLock } from './synchronize';
 import { describe, validateInteger } from './validate';
 
 /** Python's typecodes: `b B h H i I l L q Q f d c` (sizes of LP64: `l` is 8 bytes). */
@@ -164,21 +165,13 @@ function viewOf(typecode: Typecode, block: SharedBlock, length: number): TypedAr
 // --- locks ------------------------------------------------------------------
 
 function validateLock(lock: unknown): SharedLock | null {
-  if (lock === undefined || lock === true) return newRLock();
+  if (lock === undefined || lock === true) return new RLock();
   if (lock === false) return null;
   const candidate = lock as Partial<SharedLock> | null;
   if (typeof candidate?.acquireSync === 'function' && typeof candidate.release === 'function' && typeof candidate.acquire === 'function') {
     return lock as SharedLock;
   }
   throw new TypeError(`lock must be true, false or a Lock/RLock, got ${describe(lock)}`);
-}
-
-function newRLock(): SharedLock {
-  // Loaded on first use: synchronize.ts builds its locks on the heap too.
-  // eslint-disable-next-line @typescript-eslint/no-var-requires
-  const { RLock } = require('./synchronize') as { RLock?: new () => SharedLock };
-  if (RLock === undefined) throw new Error('lock: true needs RLock from synchronize.ts, which is not there yet: pass { lock: false }');
-  return new RLock();
 }
 
 // A lock crosses inside a Value's or Array's state as its own dumps() bytes,
@@ -316,7 +309,7 @@ export function RawValue<T extends Typecode>(typecode: T, init?: InputOf<T>): Sh
  * Bad typecodes and initialisers get a TypeError/RangeError.
  */
 export function Value<T extends Typecode>(typecode: T, init: InputOf<T> | undefined, options: { lock: false }): SharedValue<ValueOf[T]>;
-export function Value<T extends Typecode, L extends SharedLock = SharedLock>(
+export function Value<T extends Typecode, L extends SharedLock = RLock>(
   typecode: T,
   init?: InputOf<T>,
   options?: LockOptions<L | true>,
@@ -450,7 +443,7 @@ export function RawArray<T extends Typecode>(typecode: T, sizeOrValues: number |
  * Bad typecodes, sizes and values get a TypeError/RangeError.
  */
 function SharedArray<T extends Typecode>(typecode: T, sizeOrValues: number | Iterable<InputOf<T>>, options: { lock: false }): TypedArrayOf[T];
-function SharedArray<T extends Typecode, L extends SharedLock = SharedLock>(
+function SharedArray<T extends Typecode, L extends SharedLock = RLock>(
   typecode: T,
   sizeOrValues: number | Iterable<InputOf<T>>,
   options?: LockOptions<L | true>,

@@ -6,8 +6,7 @@
 import * as heap from '../dist/heap';
 import { dumps, loads } from '../dist/reduction';
 import * as mp from '..';
-import { exitcodeOf, forkChild } from './30.helpers';
-import { jsonLines, runFixture } from './helpers';
+import { exitcodeOf, forkChild, jsonLines, runFixture } from './helpers';
 
 describe('allocate()', () => {
   test('gives zero-filled blocks of the size asked, each its own ArrayBuffer', () => {

@@ -9,8 +9,7 @@ import * as path from 'path';
 import { dumps } from '../dist/reduction';
 import * as heap from '../dist/heap';
 import * as mp from '..';
-import { exitcodeOf, forkChild } from './30.helpers';
-import { FIXTURES, jsonLines } from './helpers';
+import { exitcodeOf, FIXTURES, forkChild, jsonLines } from './helpers';
 
 interface Case {
   typecode: mp.Typecode;
