@@ -8,7 +8,8 @@
         "native/fork.cc",
         "native/wait.cc",
         "native/shm.cc",
-        "native/futex.cc"
+        "native/futex.cc",
+        "native/popen.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NODE_ADDON_API_DISABLE_DEPRECATED"],
@@ -24,7 +25,7 @@
           }
         }],
         ["OS=='win'", {
-          "sources!": ["native/fork.cc", "native/wait.cc", "native/shm.cc", "native/futex.cc"],
+          "sources!": ["native/fork.cc", "native/wait.cc", "native/shm.cc", "native/futex.cc", "native/popen.cc"],
           "sources": ["native/unsupported.cc"],
           "msvs_settings": { "VCCLCompilerTool": { "ExceptionHandling": 1 } }
         }]

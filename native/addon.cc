@@ -10,6 +10,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   mp::InitWait(env, exports);
   mp::InitShm(env, exports);
   mp::InitFutex(env, exports);
+  mp::InitPopen(env, exports);
   return exports;
 }
 

@@ -9,5 +9,6 @@ void InitFork(Napi::Env env, Napi::Object exports);   // fork.cc: fork() made sa
 void InitWait(Napi::Env env, Napi::Object exports);   // wait.cc: waitpid, kill, pids, _exit
 void InitShm(Napi::Env env, Napi::Object exports);    // shm.cc: POSIX shared memory mappings
 void InitFutex(Napi::Env env, Napi::Object exports);  // futex.cc: process-shared waits
+void InitPopen(Napi::Env env, Napi::Object exports);  // popen.cc: what Process start methods need
 
 }  // namespace mp

@@ -91,6 +91,20 @@ export interface NativeBinding {
   /** Detaches `buffer` now; the mapping is unmapped once no buffer over it is left. */
   shmRelease(buffer: ArrayBuffer): void;
   // end native/shm.cc
+  // native/popen.cc (the start methods of Process)
+  /**
+   * In a forked child: terminates the JS execution on the current stack (no
+   * catch or finally block runs, microtasks already queued are dropped) and
+   * calls `callback` on a fresh stack at the next turn of the event loop,
+   * which then stays alive until the child leaves through `_exit`. The caller
+   * must run JS that checks for interrupts right after (a loop).
+   */
+  escapeToLoop(callback: () => void): void;
+  /** Whether the JS running now runs inside a microtask. */
+  isRunningMicrotasks(): boolean;
+  /** A blocking pipe, both ends close-on-exec: `[readFd, writeFd]`. */
+  pipe(): [number, number];
+  // end native/popen.cc
 }
 
 /** Set to `1` to run without the addon, exactly as on Windows. */

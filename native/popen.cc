@@ -1,0 +1,119 @@
+// What the start methods of Process need from the system beyond fork() and
+// waitpid() (src/popen/*.ts):
+//
+//   escapeToLoop(callback)   in a forked child: leave the parent's JS stack.
+//   isRunningMicrotasks()    whether the current JS runs inside a microtask.
+//   pipe() -> [readFd, writeFd]   a blocking pipe, for the forkserver's
+//       synchronous requests (start() must know the child's pid at once).
+//
+// Why escapeToLoop: Process.start() forks inside the caller's JS code. Python's
+// child runs the target inside start() and leaves through os._exit(), so none
+// of the caller's code after start() ever runs in the child. A JS target that
+// returns a Promise needs the child's event loop, which runs only once the JS
+// stack is empty. Returning or throwing out of start() would run the caller's
+// code (its catch blocks, its test runner) in the child. Terminating the
+// execution (as the vm module does on a timeout) unwinds every JS frame without
+// running a catch or a finally block, and drops the microtasks the parent had
+// queued; the callback then starts the target on a fresh stack.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include <node.h>
+#include <uv.h>
+#include <v8.h>
+
+#include "errors.h"
+#include "modules.h"
+
+namespace mp {
+namespace {
+
+// The callback waiting for the next turn of the loop. It lives as long as the
+// process: a forked child leaves through _exit().
+struct Escape {
+  uv_prepare_t prepare{};
+  napi_env env = nullptr;
+  Napi::FunctionReference callback;
+  napi_async_context asyncContext = nullptr;
+  bool called = false;
+};
+
+// Runs once, at the first prepare phase after the unwinding, then stays active
+// and referenced: the child's loop must stay alive until the child leaves
+// through _exit(). (A callback of the parent's Node internals cut short by the
+// termination may have left a count of live handles wrong, e.g. the timers'.)
+void OnPrepare(uv_prepare_t* handle) {
+  auto* escape = static_cast<Escape*>(handle->data);
+  if (escape->called) return;
+  escape->called = true;
+  v8::Isolate* isolate = v8::Isolate::GetCurrent();
+  // The termination normally ends with the outermost JS frame; a native caller
+  // that ran the JS itself (a microtask checkpoint) may have left it pending.
+  if (isolate->IsExecutionTerminating()) isolate->CancelTerminateExecution();
+  Napi::Env env(escape->env);
+  Napi::HandleScope scope(env);
+  napi_value result;
+  // napi_make_callback drains the nextTick and microtask queues afterwards, as
+  // Node does after each of its own callbacks.
+  napi_make_callback(escape->env, escape->asyncContext, env.Global(), escape->callback.Value(), 0, nullptr, &result);
+}
+
+// escapeToLoop(callback): terminates the JS execution on the current stack and
+// calls `callback` on a fresh stack at the next turn of the event loop. The
+// caller must enter JS code that checks for interrupts at once (a loop).
+Napi::Value EscapeToLoop(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsFunction()) ThrowUsage(env, "escapeToLoop(callback: Function)");
+  uv_loop_t* loop = nullptr;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok) throw Napi::Error::New(env, "escapeToLoop: no event loop");
+  auto* escape = new Escape();
+  escape->env = env;
+  escape->callback = Napi::Persistent(info[0].As<Napi::Function>());
+  napi_value resourceName = Napi::String::New(env, "node-multiprocessing:forked-child");
+  if (napi_async_init(env, nullptr, resourceName, &escape->asyncContext) != napi_ok) {
+    delete escape;
+    throw Napi::Error::New(env, "escapeToLoop: napi_async_init failed");
+  }
+  escape->prepare.data = escape;
+  if (int err = uv_prepare_init(loop, &escape->prepare)) ThrowErrno(env, -err, "uv_prepare_init");
+  if (int err = uv_prepare_start(&escape->prepare, OnPrepare)) ThrowErrno(env, -err, "uv_prepare_start");
+  v8::Isolate::GetCurrent()->TerminateExecution();
+  return env.Undefined();
+}
+
+// Inside a microtask, a termination also drops the microtasks queued after it,
+// those of a target already called included: the caller then calls the
+// target only after escaping.
+Napi::Value IsRunningMicrotasks(const Napi::CallbackInfo& info) {
+  v8::Isolate* isolate = v8::Isolate::GetCurrent();
+  v8::MicrotaskQueue* queue = isolate->GetCurrentContext()->GetMicrotaskQueue();
+  return Napi::Boolean::New(info.Env(), queue != nullptr && queue->IsRunningMicrotasks());
+}
+
+// pipe() -> [readFd, writeFd]: both ends blocking and close-on-exec.
+Napi::Value Pipe(const Napi::CallbackInfo& info) {
+  int fds[2];
+#ifdef __linux__
+  if (pipe2(fds, O_CLOEXEC) < 0) ThrowErrno(info.Env(), "pipe2");
+#else
+  if (pipe(fds) < 0) ThrowErrno(info.Env(), "pipe");
+  fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+  fcntl(fds[1], F_SETFD, FD_CLOEXEC);
+#endif
+  Napi::Array pair = Napi::Array::New(info.Env(), 2);
+  pair.Set(0u, Napi::Number::New(info.Env(), fds[0]));
+  pair.Set(1u, Napi::Number::New(info.Env(), fds[1]));
+  return pair;
+}
+
+}  // namespace
+
+void InitPopen(Napi::Env env, Napi::Object exports) {
+  exports.Set("escapeToLoop", Napi::Function::New(env, EscapeToLoop, "escapeToLoop"));
+  exports.Set("isRunningMicrotasks", Napi::Function::New(env, IsRunningMicrotasks, "isRunningMicrotasks"));
+  exports.Set("pipe", Napi::Function::New(env, Pipe, "pipe"));
+}
+
+}  // namespace mp
