@@ -73,6 +73,52 @@ describe('Lock', () => {
     expect(value.value).toBe(40000);
   });
 
+  test('no lost wake-up under contention with every way to acquire mixed (4 processes)', () => {
+    const lock = new mp.Lock();
+    const counter = mp.RawValue('i', 0);
+    const go = new mp.Event();
+    const children = Array.from({ length: 4 }, (_, child) =>
+      forkChild(() => {
+        go.waitSync();
+        for (let i = 0; i < 5000; i++) {
+          const way = (i + child) % 3;
+          if (way === 1 && !lock.acquireSync({ block: false })) lock.acquireSync();
+          else if (way === 2 && !lock.acquireSync({ timeout: 1 })) lock.acquireSync();
+          else if (way === 0) lock.acquireSync();
+          counter.value = counter.value + 1;
+          lock.release();
+        }
+        return 0;
+      }),
+    );
+    go.set();
+    expect(children.map(exitcodeOf)).toEqual([0, 0, 0, 0]);
+    expect(counter.value).toBe(20000);
+    expect(lock.acquireSync({ block: false })).toBe(true);
+  });
+
+  test('RLock: 4 processes x 5,000 recursive acquisitions keep a counter exact', () => {
+    const lock = new mp.RLock();
+    const counter = mp.RawValue('i', 0);
+    const go = new mp.Event();
+    const children = Array.from({ length: 4 }, () =>
+      forkChild(() => {
+        go.waitSync();
+        for (let i = 0; i < 5000; i++) {
+          lock.acquireSync();
+          lock.acquireSync();
+          counter.value = counter.value + 1;
+          lock.release();
+          lock.release();
+        }
+        return 0;
+      }),
+    );
+    go.set();
+    expect(children.map(exitcodeOf)).toEqual([0, 0, 0, 0]);
+    expect(counter.value).toBe(20000);
+  });
+
   test('held in one process, it is held in the other; released there, it is free here', () => {
     const lock = new mp.Lock();
     lock.acquireSync();
