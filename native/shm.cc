@@ -29,24 +29,10 @@
 
 #include "errors.h"
 #include "modules.h"
+#include "unique_fd.h"
 
 namespace mp {
 namespace {
-
-// An fd closed when it goes out of scope.
-class ShmFd {
- public:
-  explicit ShmFd(int fd) : fd_(fd) {}
-  ~ShmFd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  ShmFd(const ShmFd&) = delete;
-  ShmFd& operator=(const ShmFd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 // A mapping, unmapped when the last owner lets it go.
 class Mapping {
@@ -185,7 +171,7 @@ Napi::Value ShmOpen(const Napi::CallbackInfo& info) {
   double requested = SizeArg(info, 2, usage);
   if (create && requested < 1) ThrowUsage(env, usage);
 
-  ShmFd fd(ShmOpenRetrying(name, create ? O_RDWR | O_CREAT | O_EXCL : O_RDWR));
+  UniqueFd fd(ShmOpenRetrying(name, create ? O_RDWR | O_CREAT | O_EXCL : O_RDWR));
   if (fd.get() < 0) ThrowNamed(env, errno, "shm_open", name);
   std::unique_ptr<CreatedName> created = create ? std::make_unique<CreatedName>(name) : nullptr;
   size_t size = SegmentSize(env, fd.get(), create, static_cast<size_t>(requested), name);

@@ -19,6 +19,7 @@
 #include "errors.h"
 #include "modules.h"
 #include "own_threads.h"
+#include "unique_fd.h"
 
 namespace mp {
 namespace {
@@ -51,26 +52,6 @@ int OpenPidfd(pid_t pid) {
   return -1;
 #endif
 }
-
-// Closes a file descriptor when it goes out of scope.
-class UniqueFd {
- public:
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  ~UniqueFd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  int get() const { return fd_; }
-  int release() {
-    int fd = fd_;
-    fd_ = -1;
-    return fd;
-  }
-
- private:
-  int fd_;
-};
 
 // ECHILD now, rather than after waiting for a process that is not ours.
 void CheckIsChild(Napi::Env env, pid_t pid) {
