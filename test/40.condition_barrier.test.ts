@@ -3,11 +3,8 @@
  * with the Sync twins and leave through _exit.
  */
 import * as mp from '..';
+import { givesUpAfter, sleepSync, untilSync, withLoopRunning } from './40.helpers';
 import { exitcodeOf, forkChild } from './helpers';
-
-function sleepSync(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-}
 
 /** Waiters of `condition` not yet notified (its second shared word): to know that children sleep. */
 function waitersOf(condition: mp.Condition): number {
@@ -16,8 +13,7 @@ function waitersOf(condition: mp.Condition): number {
 
 /** Blocks until `condition` has `n` waiters, 10 s at most. */
 function untilWaiters(condition: mp.Condition, n: number): void {
-  const deadline = performance.now() + 10000;
-  while (waitersOf(condition) < n && performance.now() < deadline) sleepSync(5);
+  expect(untilSync(() => waitersOf(condition) >= n)).toBe(true);
   expect(waitersOf(condition)).toBe(n);
 }
 
@@ -93,30 +89,21 @@ describe('Condition', () => {
       condition.release();
       return 0;
     });
-    let ticks = 0;
-    const timer = setInterval(() => ticks++, 10);
-    await condition.acquire();
-    const result = await condition.waitFor(() => value.value === 42 && value.value, 10000);
-    condition.release();
-    clearInterval(timer);
+    const { result } = await withLoopRunning(async () => {
+      await condition.acquire();
+      const seen = await condition.waitFor(() => value.value === 42 && value.value, 10000);
+      condition.release();
+      return seen;
+    });
     expect(result).toBe(42);
-    expect(ticks).toBeGreaterThanOrEqual(5);
     expect(exitcodeOf(pid)).toBe(0);
   });
 
   test('wait(timeout) returns false after the timeout (±50 ms), with the lock held again', async () => {
     const condition = new mp.Condition();
     condition.acquireSync();
-    let start = performance.now();
-    expect(condition.waitSync(200)).toBe(false);
-    let waited = performance.now() - start;
-    expect(waited).toBeGreaterThanOrEqual(195);
-    expect(waited).toBeLessThan(700);
-    start = performance.now();
-    expect(await condition.wait(200)).toBe(false);
-    waited = performance.now() - start;
-    expect(waited).toBeGreaterThanOrEqual(195);
-    expect(waited).toBeLessThan(700);
+    expect(await givesUpAfter(200, () => condition.waitSync(200))).toBe(false);
+    expect(await givesUpAfter(200, () => condition.wait(200))).toBe(false);
     expect(condition.waitForSync(() => false, 100)).toBe(false);
     const probe = forkChild(() => (condition.acquireSync({ block: false }) ? 1 : 0));
     expect(exitcodeOf(probe)).toBe(0); // held by us again after each wait
@@ -166,10 +153,7 @@ describe('Barrier', () => {
         return actions.value === 1 ? 10 + index : 1;
       }),
     );
-    let ticks = 0;
-    const timer = setInterval(() => ticks++, 10);
-    const index = await barrier.wait(10000);
-    clearInterval(timer);
+    const { result: index } = await withLoopRunning(() => barrier.wait(10000));
     expect(actions.value).toBe(1);
     const indices = [index, ...children.map((pid) => exitcodeOf(pid) - 10)];
     expect(indices.sort()).toEqual([0, 1, 2]);
@@ -216,14 +200,9 @@ describe('Barrier', () => {
         return error instanceof mp.BrokenBarrierError ? 0 : 2;
       }
     });
-    const deadline = performance.now() + 10000;
-    while (barrier.nWaiting < 1 && performance.now() < deadline) sleepSync(5);
-    expect(barrier.nWaiting).toBe(1);
-    const start = performance.now();
-    await expect(barrier.wait(200)).rejects.toThrow(mp.BrokenBarrierError);
-    const waited = performance.now() - start;
-    expect(waited).toBeGreaterThanOrEqual(195);
-    expect(waited).toBeLessThan(700);
+    expect(untilSync(() => barrier.nWaiting === 1)).toBe(true);
+    const failure = await givesUpAfter(200, () => barrier.wait(200).catch((error: unknown) => error));
+    expect(failure).toBeInstanceOf(mp.BrokenBarrierError);
     expect(barrier.broken).toBe(true);
     expect(exitcodeOf(pid)).toBe(0);
     expect(() => barrier.waitSync()).toThrow(mp.BrokenBarrierError);
@@ -261,8 +240,7 @@ describe('Barrier', () => {
       }
       return barrier.waitSync(10000) >= 0 ? 0 : 3;
     });
-    const deadline = performance.now() + 10000;
-    while (barrier.nWaiting < 1 && performance.now() < deadline) sleepSync(5);
+    expect(untilSync(() => barrier.nWaiting === 1)).toBe(true);
     barrier.reset();
     sleepSync(100);
     expect(barrier.waitSync(10000)).toBeGreaterThanOrEqual(0);

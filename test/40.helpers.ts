@@ -1,0 +1,69 @@
+/**
+ * Helpers of the synchronisation tests (test/40.*): blocking sleeps for
+ * children, timeout checks with generous upper margins (a shared, noisy
+ * machine), and the proof that an async wait left the event loop running.
+ */
+import * as mp from '..';
+import { forkChild } from './helpers';
+
+/** Blocks this thread for `ms`: a child's way to hold something for a while. */
+export function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/** Polls `condition` every 5 ms, blocking, for 10 s at most; returns its last value. */
+export function untilSync(condition: () => boolean): boolean {
+  const deadline = performance.now() + 10000;
+  while (!condition() && performance.now() < deadline) sleepSync(5);
+  return condition();
+}
+
+/** Margin above a timeout that a wait may take on a loaded machine. */
+const LATE = 500;
+
+/**
+ * Runs `wait` (sync or async), which should give up after `timeout` ms:
+ * expects it to take at least that (timer granularity aside) and not much
+ * more. Returns what it returned.
+ */
+export async function givesUpAfter<T>(timeout: number, wait: () => T | Promise<T>): Promise<T> {
+  const start = performance.now();
+  const result = await wait();
+  const waited = performance.now() - start;
+  expect(waited).toBeGreaterThanOrEqual(timeout - 5);
+  expect(waited).toBeLessThan(timeout + LATE);
+  return result;
+}
+
+/**
+ * Awaits `wait` while a 10 ms interval ticks; expects the interval to have
+ * run meanwhile (the event loop was not blocked). Returns the result and how
+ * long the wait took.
+ */
+export async function withLoopRunning<T>(wait: () => Promise<T>): Promise<{ result: T; waited: number }> {
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 10);
+  const start = performance.now();
+  try {
+    const result = await wait();
+    const waited = performance.now() - start;
+    if (waited >= 100) expect(ticks).toBeGreaterThanOrEqual(5);
+    return { result, waited };
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+/** Forks a child that holds `lock` for `ms`, and returns once it holds it. */
+export function holdInChild(lock: mp.Lock | mp.RLock, ms: number): number {
+  const held = new mp.Event();
+  const pid = forkChild(() => {
+    lock.acquireSync();
+    held.set();
+    sleepSync(ms);
+    lock.release();
+    return 0;
+  });
+  expect(held.waitSync(10000)).toBe(true);
+  return pid;
+}
