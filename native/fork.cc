@@ -511,12 +511,6 @@ Napi::Value OwnThreadCount(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), g_ownThreads.load());
 }
 
-Napi::Value PlatformWorkerCount(const Napi::CallbackInfo& info) {
-  if (g_isForkedChild) return Napi::Number::New(info.Env(), 0);
-  node::MultiIsolatePlatform* platform = node::GetMultiIsolatePlatform(CurrentNodeEnvironment(info.Env()));
-  return Napi::Number::New(info.Env(), platform == nullptr ? 0 : platform->NumberOfWorkerThreads());
-}
-
 }  // namespace
 
 void InitFork(Napi::Env env, Napi::Object exports) {
@@ -526,7 +520,6 @@ void InitFork(Napi::Env env, Napi::Object exports) {
   exports.Set("isForkedChild", Napi::Function::New(env, IsForkedChild, "isForkedChild"));
   exports.Set("threadCount", Napi::Function::New(env, ThreadCount, "threadCount"));
   exports.Set("ownThreadCount", Napi::Function::New(env, OwnThreadCount, "ownThreadCount"));
-  exports.Set("platformWorkerCount", Napi::Function::New(env, PlatformWorkerCount, "platformWorkerCount"));
 }
 
 }  // namespace mp

@@ -49,7 +49,6 @@ export interface NativeBinding {
   threadCount(): number;
   /** Threads the addon started itself (see native/own_threads.h). */
   ownThreadCount(): number;
-  platformWorkerCount(): number;
   // native/wait.cc
   waitpid(pid: number, flags: number): [number, number];
   waitpidTimeout(pid: number, timeoutMs: number): [number, number];
