@@ -14,6 +14,9 @@
 //       slot of libuv's thread pool. ref()/unref() say whether the pending wait
 //       keeps the event loop alive; cancel() ends it without a report.
 //
+// NODE_MULTIPROCESSING_NO_FUTEX_WAITV=1 makes the asynchronous waits use the
+// fallback of kernels without futex_waitv (< 5.16), so that tests cover it.
+//
 // A negative (or infinite) timeout waits for ever. Like every futex wait, a
 // wait may also end early without the word having changed ('ok'): callers
 // re-check their condition in a loop.
@@ -27,6 +30,8 @@
 #include <climits>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <system_error>
@@ -393,6 +398,11 @@ class FutexWaiter : public Napi::ObjectWrap<FutexWaiter> {
 }  // namespace
 
 void InitFutex(Napi::Env env, Napi::Object exports) {
+#ifdef __linux__
+  // Tests run the fallback of kernels older than 5.16 on newer ones too.
+  const char* noWaitv = std::getenv("NODE_MULTIPROCESSING_NO_FUTEX_WAITV");
+  if (noWaitv != nullptr && std::strcmp(noWaitv, "1") == 0) g_haveWaitv.store(false);
+#endif
   exports.Set("futexWait", Napi::Function::New(env, FutexWait, "futexWait"));
   exports.Set("futexWake", Napi::Function::New(env, FutexWake, "futexWake"));
   exports.Set("FutexWaiter", FutexWaiter::Define(env));

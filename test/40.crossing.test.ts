@@ -112,3 +112,25 @@ describe('async waits and the event loop', () => {
     expect(lines).toContainEqual({ childExit: 0 });
   });
 });
+
+describe('kernels without futex_waitv (< 5.16): the fallback, forced by NODE_MULTIPROCESSING_NO_FUTEX_WAITV=1', () => {
+  const env = { NODE_MULTIPROCESSING_NO_FUTEX_WAITV: '1' };
+
+  test('a cancelled native wait still ends its thread', () => {
+    const run = runFixture('sync_unref.js', ['cancel'], { env });
+    expect(run.stderr).toBe('');
+    expect(jsonLines(run.stdout)).toEqual([{ before: 0, during: 1, after: 0 }]);
+  });
+
+  test('async waits, and a fork during one, work the same', () => {
+    const run = runFixture('sync_fork_pending.js', [], { env });
+    expect(run.stderr).toBe('');
+    const woken = jsonLines<{ who?: string; set?: boolean }>(run.stdout)
+      .filter((line) => line.who !== undefined)
+      .map(({ who, set }) => `${who}:${set}`);
+    expect(woken.sort()).toEqual(['child:true', 'parent:true']);
+    const pending = runFixture('sync_pending.js', [], { env });
+    expect(pending.status).toBe(0);
+    expect(jsonLines<{ acquired: boolean }>(pending.stdout)[0].acquired).toBe(true);
+  });
+});
