@@ -24,7 +24,7 @@ import { allocate, BlockState, rebuildBlock, reduceBlock, SharedBlock } from './
 import { FutexWaitResult, loadNative, NativeBinding, NativeFutexWaiter, requireNative } from './native';
 import { registerAtFork } from './os';
 import { registerReducer } from './reduction';
-import { validateFunction, validateInteger, validateTimeout, describe } from './validate';
+import { describe, validateFunction, validateInteger, validateTimeout } from './validate';
 
 // --- processes -------------------------------------------------------------
 
