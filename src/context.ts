@@ -1,2 +1,248 @@
-// Placeholder: filled in by its issue.
-export {};
+/**
+ * Start methods and contexts, as CPython's `context.py`. A context is an
+ * object per start method (`'fork'`, `'spawn'`, `'forkserver'`) that carries
+ * every factory of the library: `ctx.Process` starts its children with that
+ * method, whatever the default is.
+ *
+ * @example
+ * ```ts
+ * import * as mp from 'node-multiprocessing';
+ *
+ * mp.setStartMethod('spawn');          // once, before starting anything
+ * const ctx = mp.getContext('fork');   // or: a context, leaving the default alone
+ * const p = new ctx.Process({ target: () => console.log('forked') });
+ * p.start();
+ * await p.join();
+ * ```
+ * @packageDocumentation
+ */
+import { loadNative, unsupported } from './native';
+import type { Popen, StartMethod } from './popen/popen';
+import { activeChildren, BaseProcess, cpuCount, currentProcess, parentProcess } from './process';
+import type { ProcessOptions } from './process';
+import { describe } from './validate';
+
+// Modules are loaded on first use, as Python's context imports them: a
+// spawned child that runs one function loads neither the start methods it
+// does not use nor the synchronisation primitives (~15 ms each).
+/* eslint-disable @typescript-eslint/no-var-requires */
+const synchronize = (): typeof import('./synchronize') => require('./synchronize');
+const sharedctypes = (): typeof import('./sharedctypes') => require('./sharedctypes');
+const sharedMemory = (): typeof import('./shared_memory') => require('./shared_memory');
+
+export type { StartMethod } from './popen/popen';
+
+const START_METHODS: readonly StartMethod[] = ['fork', 'spawn', 'forkserver'];
+
+/** How each start method launches a child. */
+const LAUNCHERS: Record<StartMethod, (process: BaseProcess) => Popen> = {
+  fork: (process) => new (require('./popen/fork') as typeof import('./popen/fork')).ForkPopen(process),
+  spawn: (process) => new (require('./popen/spawn') as typeof import('./popen/spawn')).SpawnPopen(process),
+  forkserver: (process) =>
+    new (require('./popen/forkserver') as typeof import('./popen/forkserver')).ForkServerPopen(process),
+};
+/* eslint-enable @typescript-eslint/no-var-requires */
+
+/** Whether `method` can run here: fork and forkserver need the addon (not on Windows). */
+function isAvailable(method: StartMethod): boolean {
+  return method === 'spawn' || loadNative() !== null;
+}
+
+function validateMethod(method: unknown): StartMethod {
+  if (!START_METHODS.includes(method as StartMethod)) {
+    throw new TypeError(`start method must be one of ${START_METHODS.map((m) => `'${m}'`).join(', ')}, got ${describe(method)}`);
+  }
+  if (!isAvailable(method as StartMethod)) {
+    throw Object.assign(unsupported(`the '${String(method)}' start method`), { method });
+  }
+  return method as StartMethod;
+}
+
+/**
+ * A process of the default context: started with the start method in force
+ * when {@link BaseProcess.start | start()} is called ({@link getStartMethod}).
+ * Subclass it and override {@link BaseProcess.run | run()} to run something
+ * other than a target.
+ *
+ * @example
+ * ```ts
+ * class Worker extends mp.Process {
+ *   override run(): void { console.log('working in', mp.currentProcess().name); }
+ * }
+ * const w = new Worker();
+ * w.start();
+ * await w.join();
+ * ```
+ */
+export class Process<A extends unknown[] = unknown[]> extends BaseProcess<A> {
+  /** @param options what the child runs and how it is named; see {@link ProcessOptions}. */
+  constructor(options: ProcessOptions<A> = {}) {
+    super(options);
+  }
+
+  /** The start method of this class's context; `null`: the default one, when started. @internal */
+  static readonly _startMethod: StartMethod | null = null;
+
+  protected override _Popen(): Popen {
+    return LAUNCHERS[getStartMethod()](this as BaseProcess);
+  }
+}
+
+/** The Process class of a context: started with that context's method, whatever the default. */
+function processClassFor(method: StartMethod): typeof Process {
+  const launch = LAUNCHERS[method];
+  const ContextProcess = class<A extends unknown[] = unknown[]> extends Process<A> {
+    static override readonly _startMethod: StartMethod | null = method;
+
+    protected override _Popen(): Popen {
+      return launch(this as BaseProcess);
+    }
+
+    // As Python's _bootstrap(): the child's own default is the method it was started with.
+    protected override _childStarted(): void {
+      setStartMethod(method, { force: true });
+    }
+  };
+  // Python's names: a context's processes are named 'ForkProcess-1' and so on.
+  const name = { fork: 'ForkProcess', spawn: 'SpawnProcess', forkserver: 'ForkServerProcess' }[method];
+  Object.defineProperty(ContextProcess, 'name', { value: name });
+  return ContextProcess;
+}
+
+/**
+ * The factories and functions of the library, bound to a start method: as
+ * Python's `multiprocessing.context.BaseContext`. Get one with
+ * {@link getContext}.
+ */
+export class BaseContext {
+  /** The Process class of this context. */
+  readonly Process: typeof Process;
+
+  /** See {@link currentProcess}. */
+  readonly currentProcess = currentProcess;
+  /** See {@link parentProcess}. */
+  readonly parentProcess = parentProcess;
+  /** See {@link activeChildren}. */
+  readonly activeChildren = activeChildren;
+  /** See {@link cpuCount}. */
+  readonly cpuCount = cpuCount;
+
+  // Synchronisation and shared memory work across processes of every start
+  // method (they cross into spawned children through reduction.ts): the
+  // factories are the library's own, one line each.
+  /** See `Lock`. */
+  get Lock() { return synchronize().Lock; } // prettier-ignore
+  /** See `RLock`. */
+  get RLock() { return synchronize().RLock; } // prettier-ignore
+  /** See `Semaphore`. */
+  get Semaphore() { return synchronize().Semaphore; } // prettier-ignore
+  /** See `BoundedSemaphore`. */
+  get BoundedSemaphore() { return synchronize().BoundedSemaphore; } // prettier-ignore
+  /** See `Condition`. */
+  get Condition() { return synchronize().Condition; } // prettier-ignore
+  /** See `Event`. */
+  get Event() { return synchronize().Event; } // prettier-ignore
+  /** See `Barrier`. */
+  get Barrier() { return synchronize().Barrier; } // prettier-ignore
+  /** See `Value`. */
+  get Value() { return sharedctypes().Value; } // prettier-ignore
+  /** See `Array`. */
+  get Array() { return sharedctypes().Array; } // prettier-ignore
+  /** See `RawValue`. */
+  get RawValue() { return sharedctypes().RawValue; } // prettier-ignore
+  /** See `RawArray`. */
+  get RawArray() { return sharedctypes().RawArray; } // prettier-ignore
+  /** See `SharedMemory`. */
+  get SharedMemory() { return sharedMemory().SharedMemory; } // prettier-ignore
+  /** See `ShareableList`. */
+  get ShareableList() { return sharedMemory().ShareableList; } // prettier-ignore
+
+  // Pool, Queue, SimpleQueue, JoinableQueue and Pipe: their modules (pool.ts,
+  // queues.ts, connection.ts) are not written yet. Each becomes one line here,
+  // e.g. `readonly Pipe = connection.Pipe;`; a factory that starts processes
+  // (Pool) passes the context on: `new pool.Pool(n, { ...options, context: this })`.
+
+  /** @param method the start method of this context; `null` for the default context. */
+  constructor(private readonly method: StartMethod | null) {
+    this.Process = method === null ? Process : processClassFor(method);
+  }
+
+  /** The start method of this context (for the default context: {@link getStartMethod}). */
+  getStartMethod(): StartMethod {
+    return this.method ?? getStartMethod();
+  }
+
+  /** See {@link getContext}. */
+  getContext(method?: StartMethod | null): BaseContext {
+    return getContext(method);
+  }
+
+  /** See {@link getAllStartMethods}. */
+  getAllStartMethods(): StartMethod[] {
+    return getAllStartMethods();
+  }
+}
+
+const contexts = new Map<StartMethod, BaseContext>();
+const defaultContext = new BaseContext(null);
+/** The start method in force, once set or first used; `null` before. */
+let actualMethod: StartMethod | null = null;
+
+/** The start method used when none was set: fork where the addon is, spawn elsewhere (Windows). */
+function defaultStartMethod(): StartMethod {
+  return isAvailable('fork') ? 'fork' : 'spawn';
+}
+
+/**
+ * The context of `method` (`'fork'`, `'spawn'` or `'forkserver'`): an object
+ * with every factory of the library, whose `Process` starts children with
+ * that method. Without `method`: the default context (`mp` itself). A method
+ * that does not exist gets a TypeError; one not available here (fork and
+ * forkserver on Windows) an Error with `code === 'ENOSYS'`.
+ */
+export function getContext(method?: StartMethod | null): BaseContext {
+  if (method == null) return defaultContext;
+  const valid = validateMethod(method);
+  let context = contexts.get(valid);
+  if (context === undefined) {
+    context = new BaseContext(valid);
+    contexts.set(valid, context);
+  }
+  return context;
+}
+
+/**
+ * Sets the start method of `mp.Process` (and of every factory of the default
+ * context). Call it once, before starting anything: a second call (or one after
+ * the method was used) throws, unless `force` is set; `setStartMethod(null,
+ * { force: true })` goes back to the default.
+ */
+export function setStartMethod(method: StartMethod | null, options: { force?: boolean } = {}): void {
+  const force = options.force ?? false;
+  if (typeof force !== 'boolean') throw new TypeError(`force must be a boolean, got ${describe(force)}`);
+  if (actualMethod !== null && !force) {
+    throw new Error(
+      `the start method has already been set to '${actualMethod}': use setStartMethod(method, { force: true }) to change it`,
+    );
+  }
+  actualMethod = method === null && force ? null : validateMethod(method);
+}
+
+/**
+ * The start method of `mp.Process`. Like Python's, it fixes the method when none
+ * was set yet (a later {@link setStartMethod} then needs `force`), unless
+ * `allowNone` is set, which returns `null` instead.
+ */
+export function getStartMethod(allowNone: true): StartMethod | null;
+export function getStartMethod(allowNone?: false): StartMethod;
+export function getStartMethod(allowNone = false): StartMethod | null {
+  if (actualMethod === null && !allowNone) actualMethod = defaultStartMethod();
+  return actualMethod;
+}
+
+/** The start methods available here, the default first: `['fork', 'spawn', 'forkserver']` on Linux and macOS, `['spawn']` on Windows. */
+export function getAllStartMethods(): StartMethod[] {
+  const methods = START_METHODS.filter(isAvailable);
+  const first = defaultStartMethod();
+  return [first, ...methods.filter((m) => m !== first)];
+}

@@ -1,2 +1,514 @@
-// Placeholder: filled in by its issue.
-export {};
+/**
+ * Process objects and the process tree, as CPython's `process.py`: a
+ * {@link BaseProcess} never touches the OS itself; the start method behind it
+ * (its Popen, chosen by its context) does.
+ *
+ * @example
+ * ```ts
+ * import * as mp from 'node-multiprocessing';
+ *
+ * const p = new mp.Process({ target: (n: number) => console.log('child got', n), args: [42] });
+ * p.start();
+ * await p.join();
+ * console.log(p.exitCode); // 0
+ * ```
+ * @packageDocumentation
+ */
+import * as fs from 'fs';
+import * as nodeOs from 'os';
+import { inspect } from 'util';
+
+import type { Popen } from './popen/popen';
+import { getpid, getppid, isRunning, isThenable, pollSync } from './util';
+import { describe, validateTimeout } from './validate';
+
+/** The options of `new Process()`. */
+export interface ProcessOptions<A extends unknown[] = unknown[]> {
+  /**
+   * The function the child runs, with `args`. With the fork start method it
+   * may be any function, closures included; with spawn and forkserver it must
+   * be exported by a module (see the start methods). A target that returns a
+   * Promise keeps the child alive until it settles. Default: none (`run()`
+   * does nothing unless a subclass overrides it).
+   */
+  target?: ((...args: A) => unknown) | null;
+  /** The arguments of `target`. Default: `[]`. */
+  args?: A;
+  /** The process's name. Default: `'<Class>-N'` (`'Process-1'`), `'Process-N:M'` in a child. */
+  name?: string | null;
+  /**
+   * A daemonic process is terminated when its parent ends, and cannot have
+   * children of its own. Default: the current process's flag (false).
+   */
+  daemon?: boolean | null;
+}
+
+/** The state a process object is made from when it is not constructed by `new` (in a child, the parent). @internal */
+export interface ProcessState {
+  name: string;
+  identity: readonly number[];
+  daemon: boolean;
+  parentPid: number;
+  parentName: string;
+}
+
+/** The current process (`MainProcess` at the top of the tree). */
+let current: BaseProcess;
+/** The parent of the current process, `null` at the top. */
+let parent: BaseProcess | null = null;
+/** How many Process objects the current process created (the last number of their names). */
+let counter = 0;
+/** Started children that have not been found ended yet. */
+let children = new Set<BaseProcess>();
+/** Set while a process object is made from a state rather than options. */
+let restoring: ProcessState | null = null;
+
+/**
+ * A process: the common base of `Process`, of the current process
+ * (`currentProcess()`) and of its parent (`parentProcess()`). Subclasses may
+ * override {@link run}.
+ */
+export abstract class BaseProcess<A extends unknown[] = unknown[]> {
+  // Stored without A: a Process<[number]> is still a BaseProcess.
+  #target: ((...args: unknown[]) => unknown) | null = null;
+  #args: unknown[] = [];
+  #name: string;
+  #daemon: boolean;
+  readonly #identity: readonly number[];
+  readonly #parentPid: number;
+  readonly #parentName: string;
+  #popen: Popen | null = null;
+  #closed = false;
+
+  /**
+   * @param options what the child runs and how it is named; see
+   * {@link ProcessOptions}. Bad options get a TypeError naming the option.
+   */
+  constructor(options: ProcessOptions<A> = {}) {
+    const restored = restoring;
+    restoring = null;
+    if (restored === null) validateOptions(options);
+    const state = restored ?? BaseProcess.#newState(options.name, options.daemon, new.target.name);
+    this.#name = state.name;
+    this.#identity = state.identity;
+    this.#daemon = state.daemon;
+    this.#parentPid = state.parentPid;
+    this.#parentName = state.parentName;
+    if (restored === null) {
+      this.#target = (options.target as ((...args: unknown[]) => unknown) | null | undefined) ?? null;
+      this.#args = options.args ?? [];
+    }
+  }
+
+  static #newState(name: string | null | undefined, daemon: boolean | null | undefined, className: string): ProcessState {
+    counter += 1;
+    const identity = [...current.#identity, counter];
+    return {
+      name: name ?? `${className || 'Process'}-${identity.join(':')}`,
+      identity,
+      daemon: daemon ?? current.#daemon,
+      parentPid: getpid(),
+      parentName: current.#name,
+    };
+  }
+
+  /**
+   * Makes a process object of class `type` from `state`, without running the
+   * constructors (as unpickling does): `fields` are its own properties.
+   * @internal
+   */
+  static _restore<T extends BaseProcess>(
+    type: abstract new (...args: never[]) => T,
+    state: ProcessState,
+    fields: Record<string, unknown> = {},
+    call?: { target: ((...args: unknown[]) => unknown) | null; args: unknown[] },
+  ): T {
+    restoring = state;
+    try {
+      const made = Reflect.construct(BaseProcess as unknown as new () => T, [], type) as T;
+      if (call !== undefined) {
+        made.#target = call.target;
+        made.#args = call.args;
+      }
+      return Object.assign(made, fields);
+    } finally {
+      restoring = null;
+    }
+  }
+
+  /** The name, for messages and `currentProcess().name`; any string. */
+  get name(): string {
+    return this.#name;
+  }
+
+  set name(name: string) {
+    if (typeof name !== 'string') throw new TypeError(`name must be a string, got ${describe(name)}`);
+    this.#name = name;
+  }
+
+  /** Whether the process is daemonic; may only be set before {@link start}. */
+  get daemon(): boolean {
+    return this.#daemon;
+  }
+
+  set daemon(daemonic: boolean) {
+    if (this.#popen !== null) throw new Error('process has already started: daemon can only be set before start()');
+    if (typeof daemonic !== 'boolean') throw new TypeError(`daemon must be a boolean, got ${describe(daemonic)}`);
+    this.#daemon = daemonic;
+  }
+
+  /** The child's pid once started, `null` before. Throws after {@link close}. */
+  get pid(): number | null {
+    if (this === current) return getpid();
+    this.#checkClosed();
+    return this.#popen?.pid ?? null;
+  }
+
+  /** Same as {@link pid}, as Python's `ident`. */
+  get ident(): number | null {
+    return this.pid;
+  }
+
+  /**
+   * `null` until the child ends; then `0`, `1` after an uncaught error (or a
+   * rejected Promise) in the target, `n` after `process.exit(n)`, `-signal`
+   * when a signal killed it. Throws after {@link close}.
+   */
+  get exitCode(): number | null {
+    this.#checkClosed();
+    return this.#popen?.poll() ?? null;
+  }
+
+  /** `[1, 2]` for `Process-1:2`: the numbers of this process and its ancestors. @internal */
+  get _identity(): readonly number[] {
+    return this.#identity;
+  }
+
+  /** The pid of the process that created this object. @internal */
+  get _parentPid(): number {
+    return this.#parentPid;
+  }
+
+  /** The target and arguments, for a start method that sends them to the child. @internal */
+  get _call(): { target: ((...args: unknown[]) => unknown) | null; args: unknown[] } {
+    return { target: this.#target, args: this.#args };
+  }
+
+  /** What makes this object in another process, with {@link _restore}. @internal */
+  get _state(): ProcessState {
+    return {
+      name: this.#name,
+      identity: this.#identity,
+      daemon: this.#daemon,
+      parentPid: this.#parentPid,
+      parentName: this.#parentName,
+    };
+  }
+
+  /**
+   * What the child runs: calls the target with the arguments and returns what
+   * it returns (a Promise keeps the child alive until it settles). Override it
+   * in a subclass to run something else.
+   */
+  run(): unknown {
+    return this.#target === null ? undefined : this.#target(...this.#args);
+  }
+
+  /**
+   * Starts the child with this object's start method. Throws when called
+   * twice, after {@link close}, from another process than the one that made
+   * this object, or from a daemonic process.
+   */
+  start(): void {
+    this.#checkClosed();
+    if (this.#popen !== null) throw new Error('cannot start a process twice');
+    if (this.#parentPid !== getpid()) throw new Error('can only start a process object created by the current process');
+    if (current.#daemon) throw new Error('daemonic processes are not allowed to have children');
+    activeChildren();
+    this.#popen = this._Popen();
+    // The child has its copy (or was sent them): drop ours, as Python does.
+    this.#target = null;
+    this.#args = [];
+    children.add(this);
+  }
+
+  /**
+   * Resolves once the child has ended, or after `timeout` milliseconds (never
+   * rejects on a timeout: check {@link exitCode}). Throws before
+   * {@link start}, after {@link close}, or from another process than the
+   * parent; a negative timeout gets a RangeError.
+   */
+  join(timeout?: number | null): Promise<void> {
+    const limit = validateTimeout(timeout);
+    const popen = this.#joinable('join');
+    return popen.wait(limit).then(() => {
+      if (popen.ended) children.delete(this);
+    });
+  }
+
+  /** {@link join}, blocking the thread until the child ends or `timeout` milliseconds pass. */
+  joinSync(timeout?: number | null): void {
+    const limit = validateTimeout(timeout);
+    const popen = this.#joinable('joinSync');
+    popen.waitSync(limit);
+    if (popen.ended) children.delete(this);
+  }
+
+  /** Whether the child has started and not ended yet (reaps it if it has). */
+  isAlive(): boolean {
+    this.#checkClosed();
+    if (this === current) return true;
+    if (this.#parentPid !== getpid()) throw new Error('can only test a child process');
+    if (this.#popen === null) return false;
+    if (this.#popen.poll() === null && !this.#popen.ended) return true;
+    children.delete(this);
+    return false;
+  }
+
+  /** Sends SIGTERM to the child (nothing once it has ended). Throws before {@link start}. */
+  terminate(): void {
+    this.#started('terminate').terminate();
+  }
+
+  /** Sends SIGKILL to the child (nothing once it has ended). Throws before {@link start}. */
+  kill(): void {
+    this.#started('kill').kill();
+  }
+
+  /**
+   * Releases what this object holds for its child; any use but `name` and
+   * `daemon` throws afterwards. Throws while the child is still running.
+   */
+  close(): void {
+    if (this.#popen !== null) {
+      if (this.#popen.poll() === null && !this.#popen.ended) {
+        throw new Error('cannot close a process while it is still running: call join() or terminate() first');
+      }
+      this.#popen.close();
+      this.#popen = null;
+      children.delete(this);
+    }
+    this.#closed = true;
+  }
+
+  /** Launches the child with this object's start method. @internal */
+  protected abstract _Popen(): Popen;
+
+  /** Called in the child once it is the current process (contexts fix their start method). @internal */
+  protected _childStarted(): void {}
+
+  /** In the child: makes this object the current process and forgets the parent's tree. @internal */
+  _becomeChild(): void {
+    if (current === this) return;
+    for (const child of children) child.#popen?.abandon();
+    children = new Set();
+    counter = 0;
+    parent = new ParentProcess(this.#parentName, this.#parentPid);
+    current = this;
+    forgetParentListeners();
+    this._childStarted();
+  }
+
+  /**
+   * In the child: runs {@link run} and joins the children it left; returns
+   * the exit code, or a Promise of it when `run()` returned one. Never throws:
+   * an uncaught error is printed with the process name on stderr (exit code 1).
+   * @internal
+   */
+  _bootstrap(): number | Promise<number> {
+    this._becomeChild();
+    let result: unknown;
+    try {
+      result = this.run();
+    } catch (error) {
+      return leaving(reportError(this.#name, error));
+    }
+    if (!isThenable(result)) return leaving(0);
+    return Promise.resolve(result).then(
+      () => leaving(0),
+      (error: unknown) => leaving(reportError(this.#name, error)),
+    );
+  }
+
+  /** `<Process name='Process-1' pid=4242 parent=4241 started daemon>`, as Python's repr. */
+  [inspect.custom](): string {
+    return `<${this.constructor.name} ${this.#describeState()}>`;
+  }
+
+  /** The same text as `util.inspect()` gives. */
+  toString(): string {
+    return this[inspect.custom]();
+  }
+
+  #describeState(): string {
+    const parts = [`name=${JSON.stringify(this.#name)}`];
+    if (this.#closed) return `${parts[0]} closed`;
+    if (this === current) parts.push('started');
+    else if (this.#popen === null) parts.push('initial');
+    else {
+      parts.push(`pid=${this.#popen.pid}`, `parent=${this.#parentPid}`);
+      const code = this.#popen.poll();
+      parts.push(code === null && !this.#popen.ended ? 'started' : `stopped exitcode=${String(code)}`);
+    }
+    if (this.#daemon) parts.push('daemon');
+    return parts.join(' ');
+  }
+
+  #checkClosed(): void {
+    if (this.#closed) throw new Error('process object is closed');
+  }
+
+  #started(what: string): Popen {
+    this.#checkClosed();
+    if (this.#popen === null) throw new Error(`cannot ${what} a process that has not been started`);
+    return this.#popen;
+  }
+
+  #joinable(what: string): Popen {
+    this.#checkClosed();
+    if (this.#parentPid !== getpid()) throw new Error(`can only ${what} a child process`);
+    if (this.#popen === null) throw new Error(`can only ${what} a started process`);
+    return this.#popen;
+  }
+}
+
+function validateOptions(options: unknown): void {
+  if (typeof options !== 'object' || options === null) {
+    throw new TypeError(`options must be an object, got ${describe(options)}`);
+  }
+  const { target, args, name, daemon } = options as Record<string, unknown>;
+  if (target != null && typeof target !== 'function') {
+    throw new TypeError(`target must be a function, got ${describe(target)}`);
+  }
+  if (args !== undefined && !Array.isArray(args)) throw new TypeError(`args must be an array, got ${describe(args)}`);
+  if (name != null && typeof name !== 'string') throw new TypeError(`name must be a string, got ${describe(name)}`);
+  if (daemon != null && typeof daemon !== 'boolean') {
+    throw new TypeError(`daemon must be a boolean, got ${describe(daemon)}`);
+  }
+}
+
+/** The current process or its parent: neither can be started. */
+class ProcessView extends BaseProcess {
+  protected _Popen(): Popen {
+    throw new Error(`${this.name} is not a process object of this process: it cannot be started`);
+  }
+}
+
+/** The process at the top of the tree, `'MainProcess'`. */
+class MainProcess extends ProcessView {}
+
+/**
+ * The parent, as seen from a child (Python's `_ParentProcess`): its name and
+ * pid, whether it is alive, and waiting for its end.
+ */
+class ParentProcess extends ProcessView {
+  readonly #pid: number;
+
+  constructor(name: string, pid: number) {
+    restoring = { name, identity: [], daemon: false, parentPid: pid, parentName: name };
+    super();
+    this.#pid = pid;
+  }
+
+  override get pid(): number {
+    return this.#pid;
+  }
+
+  override get exitCode(): null {
+    return null;
+  }
+
+  /** Whether the parent is still running (a parent that ended but was not reaped yet is not). */
+  override isAlive(): boolean {
+    return getppid() === this.#pid || isRunning(this.#pid);
+  }
+
+  /** Resolves once the parent has ended (polling), or after `timeout` milliseconds. */
+  override join(timeout?: number | null): Promise<void> {
+    const limit = validateTimeout(timeout);
+    const deadline = limit === null ? Infinity : Date.now() + limit;
+    return new Promise((resolve) => {
+      const check = (): void => {
+        if (!this.isAlive() || Date.now() >= deadline) resolve();
+        else setTimeout(check, Math.min(50, Math.max(0, deadline - Date.now())));
+      };
+      check();
+    });
+  }
+
+  override joinSync(timeout?: number | null): void {
+    const limit = validateTimeout(timeout);
+    pollSync(() => (this.isAlive() ? undefined : true), limit);
+  }
+}
+
+current = BaseProcess._restore(MainProcess, {
+  name: 'MainProcess',
+  identity: [],
+  daemon: false,
+  parentPid: 0,
+  parentName: '',
+});
+
+/** Prints an uncaught error of the child as Python does (`Process Process-1:` and the traceback); returns 1. */
+function reportError(name: string, error: unknown): number {
+  const text = `Process ${name}:\n${inspect(error)}\n`;
+  try {
+    fs.writeSync(2, text);
+  } catch {
+    process.stderr.write(text);
+  }
+  return 1;
+}
+
+/** What the child does after `run()`, before it leaves with `code`: as Python's `util._exit_function()`. */
+function leaving(code: number): number {
+  exitFunction();
+  return code;
+}
+
+/**
+ * At the end of a process: its daemonic children are terminated, then every
+ * child is joined, as Python's `atexit` handler does.
+ */
+function exitFunction(): void {
+  for (const child of activeChildren()) if (child.daemon) child.terminate();
+  for (const child of activeChildren()) child.joinSync();
+}
+
+/**
+ * In a forked child, the parent's listeners of the process's own events
+ * belong to the parent's program (its test runner, its shutdown code): a
+ * Process child runs only its target.
+ */
+function forgetParentListeners(): void {
+  const events = ['exit', 'beforeExit', 'uncaughtException', 'unhandledRejection', 'SIGINT', 'SIGTERM', 'SIGHUP'];
+  for (const event of events) process.removeAllListeners(event);
+  process.on('exit', exitFunction);
+}
+
+process.on('exit', exitFunction);
+
+/** The process object of the process this code runs in (`name` is `'MainProcess'` at the top). */
+export function currentProcess(): BaseProcess {
+  return current;
+}
+
+/** The parent of the current process, `null` in the main process. */
+export function parentProcess(): BaseProcess | null {
+  return parent;
+}
+
+/**
+ * The children of the current process that are still alive; those found
+ * ended are reaped and dropped from the list, as in Python.
+ */
+export function activeChildren(): BaseProcess[] {
+  for (const child of children) child.isAlive();
+  return [...children];
+}
+
+/** The number of CPUs of the machine, as Python's `multiprocessing.cpu_count()`. */
+export function cpuCount(): number {
+  return nodeOs.cpus().length || nodeOs.availableParallelism();
+}

@@ -1,0 +1,153 @@
+/**
+ * The fork start method, as CPython's `popen_fork.py`: the child is a copy of
+ * the parent made by the native `fork()`, and runs the process object it finds
+ * in its copy of the heap (any target, closures included).
+ *
+ * The child never returns from `start()`. A target that completes
+ * synchronously runs inside `start()` and the child leaves through `_exit()`
+ * at once, as Python's does. A target that returns a Promise needs the child's
+ * event loop: the child then leaves the parent's JS stack for good (the
+ * caller's code after `start()`, its catch and finally blocks, never run in
+ * the child) and awaits the Promise on a fresh stack (see native/popen.cc).
+ * @internal
+ */
+import type { NativeBinding, NativeExitWatcher } from '../native';
+import { requireNative } from '../native';
+import * as os from '../os';
+import { createStdio, flushStdio, stdioPending, usesFork } from '../util';
+import { BasePopen, Launchable } from './popen';
+
+/** What the forked child runs. */
+export interface Bootstrappable extends Launchable {
+  /** In the child: makes this process the current one and forgets the parent's state. */
+  _becomeChild(): void;
+  /** In the child: runs the process; its exit code, or a Promise of it when `run()` returned one. Never throws. */
+  _bootstrap(): number | Promise<number>;
+}
+
+export class ForkPopen extends BasePopen {
+  readonly method = 'fork';
+  readonly pid: number;
+  private watcher: NativeExitWatcher | null;
+  private readonly native: NativeBinding;
+
+  constructor(process: Bootstrappable) {
+    super(process.daemon);
+    this.native = requireNative('the fork start method');
+    const pid = runForkedChild(this.native, process);
+    this.pid = pid;
+    this.watcher = new this.native.ExitWatcher(pid, (error, _pid, status) => {
+      this.watcher = null;
+      // ECHILD: the user reaped it (os.wait()): its exit code is lost.
+      this.settle(error === null ? os.waitstatusToExitcode(status) : null, true);
+    });
+    this.updateKeepAlive();
+  }
+
+  protected check(): void {
+    this.reaped(() => this.native.waitpid(this.pid, os.WNOHANG));
+  }
+
+  waitSync(timeoutMs: number | null): number | null {
+    if (!this.ended) this.reaped(() => this.native.waitpidTimeout(this.pid, timeoutMs ?? -1));
+    return this.returncode;
+  }
+
+  protected setKeepAlive(keepAlive: boolean): void {
+    if (keepAlive) this.watcher?.ref();
+    else this.watcher?.unref();
+  }
+
+  close(): void {
+    this.abandon();
+  }
+
+  abandon(): void {
+    this.watcher?.close();
+    this.watcher = null;
+  }
+
+  /** Runs a waitpid; settles when it reaped the child (or the child is not ours any more). */
+  private reaped(waitpid: () => [number, number]): void {
+    let result: [number, number];
+    try {
+      result = waitpid();
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ECHILD') throw error;
+      result = [-1, 0];
+    }
+    if (result[0] === 0) return;
+    this.abandon();
+    this.settle(result[0] > 0 ? os.waitstatusToExitcode(result[1]) : null);
+  }
+}
+
+// --- in the child -----------------------------------------------------------------
+
+/** Node's async-id stack: a termination leaves it as the unwound frames pushed it. */
+const asyncWrap = loadAsyncWrap();
+
+function loadAsyncWrap(): { clearAsyncIdStack(): void } | null {
+  const quiet = process.noDeprecation;
+  process.noDeprecation = true; // DEP0111 is about process.binding() in general
+  try {
+    return (process as unknown as { binding(name: string): { clearAsyncIdStack(): void } }).binding('async_wrap');
+  } catch {
+    return null;
+  } finally {
+    process.noDeprecation = quiet;
+  }
+}
+
+/**
+ * Forks; in the child, runs `process` and leaves through `_exit()` (never
+ * returns there). Returns the child's pid in the parent.
+ */
+export function runForkedChild(native: NativeBinding, process: Bootstrappable): number {
+  usesFork(native);
+  createStdio();
+  const pid = os.fork();
+  if (pid === 0) runChild(native, process);
+  return pid;
+}
+
+function runChild(native: NativeBinding, process: Bootstrappable): never {
+  try {
+    process._becomeChild();
+    // A termination inside a microtask also drops the microtasks queued after
+    // it, the target's own included: call the target only after escaping.
+    if (native.isRunningMicrotasks()) escapeToLoop(native, () => finish(native, process._bootstrap(), false));
+    return finish(native, process._bootstrap(), true);
+  } catch (error) {
+    // Not reached unless this library has a bug: leave, never run the caller's code.
+    console.error(`Process ${process.name}: internal error in the forked child:`, error);
+    return native._exit(70);
+  }
+}
+
+/**
+ * Leaves through `_exit()` once the exit code is known and stdout/stderr are
+ * flushed: at once when both are already so, otherwise from the event loop.
+ */
+function finish(native: NativeBinding, result: number | Promise<number>, onCallerStack: true): never;
+function finish(native: NativeBinding, result: number | Promise<number>, onCallerStack: false): void;
+function finish(native: NativeBinding, result: number | Promise<number>, onCallerStack: boolean): void {
+  if (typeof result === 'number' && !stdioPending()) native._exit(result);
+  const leave = (): void => {
+    void Promise.resolve(result)
+      .then((code) => flushStdio().then(() => native._exit(code)))
+      .catch(() => native._exit(70));
+  };
+  if (onCallerStack) escapeToLoop(native, leave);
+  leave();
+}
+
+/** Ends every JS frame of the parent's on this stack; `callback` then runs on a fresh one. */
+function escapeToLoop(native: NativeBinding, callback: () => void): never {
+  asyncWrap?.clearAsyncIdStack();
+  native.escapeToLoop(callback);
+  // The termination takes effect at the first interrupt check: this loop's.
+  for (let spins = 0; spins < 1e9; spins++);
+  console.error('node-multiprocessing: a forked child could not leave the parent\'s code (no termination)');
+  return native._exit(70);
+}

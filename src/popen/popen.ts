@@ -1,0 +1,128 @@
+/**
+ * The one small interface behind which each start method launches and watches
+ * a child, as CPython's `popen_fork.Popen` and its spawn and forkserver
+ * variants: `Process` never touches the OS itself.
+ * @internal
+ */
+
+/** How a child process is started: see `setStartMethod()`. */
+export type StartMethod = 'fork' | 'spawn' | 'forkserver';
+
+/** What a Popen needs from the Process it launches. */
+export interface Launchable {
+  /** `Process-N`, or the name given. */
+  readonly name: string;
+  /** Whether the parent may end (and terminate this child) without joining it. */
+  readonly daemon: boolean;
+}
+
+/** A started child, as the parent sees it. */
+export interface Popen {
+  readonly method: StartMethod;
+  readonly pid: number;
+  /** True once the child has ended and been reaped. */
+  readonly ended: boolean;
+  /**
+   * The exit code, or `null` while the child runs; does not wait (reaps a
+   * child that has ended). `-signal` when a signal killed it.
+   */
+  poll(): number | null;
+  /** Resolves with the exit code once the child ends, or `null` after `timeoutMs` (null: no limit). */
+  wait(timeoutMs: number | null): Promise<number | null>;
+  /** {@link wait}, blocking the thread. */
+  waitSync(timeoutMs: number | null): number | null;
+  /** Sends SIGTERM, unless the child has ended. */
+  terminate(): void;
+  /** Sends SIGKILL, unless the child has ended. */
+  kill(): void;
+  /** Releases what watches the child; it must have ended. */
+  close(): void;
+  /** In a forked child of this process: drops what watched the child, which belongs to the parent. */
+  abandon(): void;
+}
+
+/**
+ * What every start method shares: the exit code once known, the waiters of
+ * `wait()`, signals, and whether watching the child keeps the event loop
+ * alive (a non-daemonic child does, as Python's parent waits for them at exit;
+ * a daemonic one only while someone waits for it).
+ */
+export abstract class BasePopen implements Popen {
+  abstract readonly method: StartMethod;
+  abstract readonly pid: number;
+  ended = false;
+  protected returncode: number | null = null;
+  private readonly waiters = new Set<(code: number | null) => void>();
+
+  constructor(protected readonly daemon: boolean) {}
+
+  /** Looks, without waiting, whether the child ended; {@link settle}s if so. */
+  protected abstract check(): void;
+  /** Whether the means of watching the child keeps the event loop alive. */
+  protected abstract setKeepAlive(keepAlive: boolean): void;
+  abstract waitSync(timeoutMs: number | null): number | null;
+  abstract close(): void;
+  abstract abandon(): void;
+
+  poll(): number | null {
+    if (!this.ended) this.check();
+    return this.returncode;
+  }
+
+  wait(timeoutMs: number | null): Promise<number | null> {
+    if (this.poll() !== null || this.ended || timeoutMs === 0) return Promise.resolve(this.returncode);
+    return new Promise((resolve) => {
+      let timer: NodeJS.Timeout | undefined;
+      const done = (code: number | null): void => {
+        if (timer !== undefined) clearTimeout(timer);
+        this.waiters.delete(done);
+        this.updateKeepAlive();
+        resolve(code);
+      };
+      this.waiters.add(done);
+      this.updateKeepAlive();
+      if (timeoutMs !== null) timer = setTimeout(() => done(this.poll()), timeoutMs);
+    });
+  }
+
+  terminate(): void {
+    this.signal('SIGTERM');
+  }
+
+  kill(): void {
+    this.signal('SIGKILL');
+  }
+
+  /**
+   * Records the end of the child: its exit code, or `null` when it is lost
+   * (someone else reaped it). `deferWaiters` resolves the waiters from a
+   * callback of Node's own rather than from the current one, for callers
+   * that run inside a native callback: code awaiting `join()` may fork again,
+   * and a forked child must find only Node's frames below it (see escapeToLoop
+   * in native/popen.cc).
+   */
+  protected settle(code: number | null, deferWaiters = false): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.returncode = code;
+    this.setKeepAlive(false);
+    const wake = (): void => {
+      for (const waiter of [...this.waiters]) waiter(code);
+    };
+    if (deferWaiters && this.waiters.size > 0) setImmediate(wake);
+    else wake();
+  }
+
+  protected updateKeepAlive(): void {
+    if (!this.ended) this.setKeepAlive(!this.daemon || this.waiters.size > 0);
+  }
+
+  private signal(signal: NodeJS.Signals): void {
+    if (this.poll() !== null || this.ended) return;
+    try {
+      process.kill(this.pid, signal);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
+    }
+  }
+}

@@ -1,0 +1,95 @@
+/**
+ * The spawn start method, as CPython's `popen_spawn_posix.py`: the child is a
+ * fresh `node` started through `child_process` (the only method on Windows,
+ * available everywhere), running spawn_main.js with the parent's `execArgv`
+ * (so loaders of TypeScript and the like apply in the child too). The spec of
+ * the process (spawn.ts) travels on a pipe at fd 3.
+ * @internal
+ */
+import { ChildProcess, spawn } from 'child_process';
+import * as os from 'os';
+import * as path from 'path';
+
+import { getStartMethod } from '../context';
+import type { BaseProcess } from '../process';
+import { childSpec, encodeSpec } from '../spawn';
+import { pollSync, procExitStatus } from '../util';
+import { BasePopen } from './popen';
+
+const SPAWN_MAIN = path.join(__dirname, '..', 'spawn_main.js');
+
+/**
+ * Flags of the parent's `node` that a child needs too (loaders, `--require`,
+ * `--import`, V8 options), without those that would make it run something
+ * else (`--eval`, `--test`, `--watch`) or clash with the parent (`--inspect`).
+ */
+export function childExecArgv(): string[] {
+  const withValue = new Set(['-e', '--eval', '-p', '--print', '--input-type']);
+  const dropped = /^--(inspect|debug|test|watch|check|interactive|eval|print|input-type)(-|=|$)|^-[ipc]$|^-e$|^-p$/;
+  const kept: string[] = [];
+  const argv = process.execArgv;
+  for (let i = 0; i < argv.length; i++) {
+    if (withValue.has(argv[i])) i++;
+    else if (!dropped.test(argv[i])) kept.push(argv[i]);
+  }
+  return kept;
+}
+
+/** The exit code Node reports as (code, signal). */
+function exitCodeOf(code: number | null, signal: NodeJS.Signals | null): number {
+  return code ?? -(os.constants.signals[signal as NodeJS.Signals] ?? 0);
+}
+
+export class SpawnPopen extends BasePopen {
+  readonly method = 'spawn';
+  readonly pid: number;
+  private readonly child: ChildProcess;
+
+  constructor(process_: BaseProcess) {
+    super(process_.daemon);
+    // Everything that may fail (a closure for a target, an argument that
+    // cannot be sent) fails here, before a child exists.
+    const spec = encodeSpec(childSpec(process_, 'spawn', getStartMethod(true)));
+    this.child = spawn(process.execPath, [...childExecArgv(), SPAWN_MAIN], {
+      cwd: process.cwd(),
+      env: process.env,
+      stdio: ['ignore', 'inherit', 'inherit', 'pipe'],
+      windowsHide: true,
+    });
+    let spawnError: Error | undefined;
+    this.child.on('error', (error) => {
+      spawnError = error;
+    });
+    if (this.child.pid === undefined) {
+      throw new Error(`could not start a child node process (${process.execPath}): ${spawnError?.message ?? 'spawn failed'}`);
+    }
+    this.pid = this.child.pid;
+    this.child.once('exit', (code, signal) => this.settle(exitCodeOf(code, signal)));
+    const specPipe = this.child.stdio[3] as NodeJS.WritableStream & { on(event: 'error', cb: () => void): void };
+    specPipe.on('error', () => {}); // the child died before reading it: its exit code tells
+    specPipe.end(spec);
+    this.updateKeepAlive();
+  }
+
+  /** libuv reaps the child and reports it as 'exit'; /proc shows it ended a little sooner, without reaping. */
+  protected check(): void {
+    const status = procExitStatus(this.pid);
+    if (status !== undefined) this.settle(status);
+  }
+
+  waitSync(timeoutMs: number | null): number | null {
+    if (!this.ended) pollSync(() => (this.poll() !== null || this.ended ? true : undefined), timeoutMs);
+    return this.returncode;
+  }
+
+  protected setKeepAlive(keepAlive: boolean): void {
+    if (keepAlive) this.child.ref();
+    else this.child.unref();
+  }
+
+  close(): void {}
+
+  abandon(): void {
+    this.child.unref();
+  }
+}

@@ -1,0 +1,158 @@
+/**
+ * What a child of the spawn and forkserver start methods is told, and how it
+ * makes its process object from that: as CPython's `spawn.py` (preparation
+ * data, then the pickled process object).
+ *
+ * The process object crosses as its state (name, `Process-N:M` identity,
+ * daemon flag, parent), its class and target by module reference
+ * (reference.ts), its arguments and own fields through `dumps` (reduction.ts),
+ * so that Locks, Values and the like arrive usable.
+ *
+ * The parent's main script is not run again in the child unless the target
+ * (or the Process subclass) is exported by it: the child then loads it as a
+ * module, where `require.main === module` is false (as Python's child imports
+ * the main module as `__mp_main__`, where `__name__ != '__main__'`), so code
+ * guarded by it does not run.
+ * @internal
+ */
+import * as fs from 'fs';
+import * as v8 from 'v8';
+
+import { getContext, Process, setStartMethod } from './context';
+import type { StartMethod } from './popen/popen';
+import { BaseProcess, ProcessState } from './process';
+import { dumps, loads } from './reduction';
+import { Reference, referenceOf, resolveCommonJs, resolveReference } from './reference';
+
+type AnyFunction = (...args: never[]) => unknown;
+type ProcessClass = abstract new (...args: never[]) => BaseProcess;
+
+/** Everything a spawned or forkserver child needs to run a Process. */
+export interface ChildSpec {
+  state: ProcessState;
+  /** A subclass of the user's that overrides `run()`, by reference; `null`: the library's class. */
+  processClass: Reference | null;
+  /** The start method of the context whose Process class it is; `null`: the default `Process`. */
+  contextMethod: StartMethod | null;
+  target: Reference | null;
+  /** `dumps(args)`. */
+  args: Uint8Array;
+  /** `dumps()` of the process object's own fields (a subclass's). */
+  fields: Uint8Array;
+  /** The parent's start method when it was set (the child's default then), as Python's prepare(). */
+  defaultMethod: StartMethod | null;
+  /** The parent's command-line arguments after the script, for `process.argv`. */
+  argv: string[];
+}
+
+/** What a spec names, loaded in this process. */
+export interface ResolvedSpec {
+  processClass: ProcessClass;
+  target: AnyFunction | null;
+}
+
+/** The nearest class of the library's (the default Process, a context's) among `type` and its ancestors. */
+function libraryAncestor(type: ProcessClass): [ProcessClass, StartMethod | null] {
+  for (let proto: unknown = type; typeof proto === 'function'; proto = Object.getPrototypeOf(proto)) {
+    if (Object.prototype.hasOwnProperty.call(proto, '_startMethod')) {
+      return [proto as ProcessClass, (proto as typeof Process)._startMethod];
+    }
+  }
+  return [Process, null];
+}
+
+/**
+ * The spec of `process` for a child of start method `method`. Throws (in the
+ * parent, from `start()`) when the target or the class cannot be reached by
+ * reference or an argument cannot be sent.
+ */
+export function childSpec(process_: BaseProcess, method: StartMethod, defaultMethod: StartMethod | null): ChildSpec {
+  const type = process_.constructor as ProcessClass;
+  const [ancestor, contextMethod] = libraryAncestor(type);
+  // A subclass that only adds fields can be made as its library ancestor; one
+  // that overrides run() must be loadable itself.
+  const ownRun = (type.prototype as BaseProcess).run !== (ancestor.prototype as BaseProcess).run;
+  const { target, args } = process_._call;
+  return {
+    state: process_._state,
+    processClass: ownRun ? referenceOf(type as unknown as AnyFunction, `Process subclass ${type.name}`, method) : null,
+    contextMethod,
+    target: target === null ? null : referenceOf(target, 'target', method),
+    args: dumps(args, 'args'),
+    fields: dumps({ ...process_ }, 'Process field'),
+    defaultMethod,
+    argv: process.argv.slice(2),
+  };
+}
+
+/** Loads what `spec` names (a module the target lives in runs its top-level code now). */
+export async function resolveSpec(spec: ChildSpec): Promise<ResolvedSpec> {
+  const processClass =
+    spec.processClass === null
+      ? spec.contextMethod === null
+        ? Process
+        : getContext(spec.contextMethod).Process
+      : ((await resolveReference(spec.processClass, 'Process subclass')) as unknown as ProcessClass);
+  if (!(processClass.prototype instanceof BaseProcess)) throw new TypeError(`${processClass.name} is not a Process class`);
+  const target = spec.target === null ? null : await resolveReference(spec.target, 'target');
+  return { processClass, target };
+}
+
+/** {@link resolveSpec} without waiting: `undefined` when an ES module must be imported first. */
+export function resolveSpecSync(spec: ChildSpec): ResolvedSpec | undefined {
+  if (spec.processClass?.kind === 'module' || spec.target?.kind === 'module') return undefined;
+  const processClass =
+    spec.processClass === null
+      ? spec.contextMethod === null
+        ? Process
+        : getContext(spec.contextMethod).Process
+      : (resolveCommonJs(spec.processClass, 'Process subclass') as unknown as ProcessClass);
+  return { processClass, target: spec.target === null ? null : resolveCommonJs(spec.target, 'target') };
+}
+
+/** In the child: takes the parent's arguments and start method, as Python's `spawn.prepare()`. */
+export function prepare(spec: ChildSpec): void {
+  process.argv.splice(2, Infinity, ...spec.argv);
+  if (spec.defaultMethod !== null) setStartMethod(spec.defaultMethod, { force: true });
+}
+
+/** In the child: the process object of `spec`, with its arguments and fields rebuilt here. */
+export function restoreProcess(spec: ChildSpec, resolved: ResolvedSpec): BaseProcess {
+  const args = loads(spec.args) as unknown[];
+  const fields = loads(spec.fields) as Record<string, unknown>;
+  return BaseProcess._restore(resolved.processClass, spec.state, fields, {
+    target: resolved.target as ((...args: unknown[]) => unknown) | null,
+    args,
+  });
+}
+
+/** The bytes a spec travels as. */
+export function encodeSpec(spec: ChildSpec): Buffer {
+  return v8.serialize(spec);
+}
+
+export function decodeSpec(bytes: Uint8Array): ChildSpec {
+  return v8.deserialize(bytes) as ChildSpec;
+}
+
+/** Reads a whole spec from `fd` (until end of file) and closes it. */
+export function readSpec(fd: number): ChildSpec {
+  const chunks: Buffer[] = [];
+  const chunk = Buffer.allocUnsafe(64 * 1024);
+  try {
+    for (;;) {
+      let read: number;
+      try {
+        read = fs.readSync(fd, chunk, 0, chunk.length, null);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'EINTR') continue;
+        throw error;
+      }
+      if (read === 0) break;
+      chunks.push(Buffer.from(chunk.subarray(0, read)));
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return decodeSpec(Buffer.concat(chunks));
+}
