@@ -212,20 +212,22 @@ constexpr int FUTEX_WAKE = 1;
 // ---------------------------------------------------------------------------
 // Arguments: the cheap guard (src/synchronize.ts checks everything first).
 
-// The address of element `index` of the Int32Array argument 0.
+// The address of element `index` of the Int32Array argument 0. Plain N-API
+// calls, one each: this runs on every contended acquire and release.
 int32_t* WordAddress(const Napi::CallbackInfo& info, const char* usage) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 2 || !info[0].IsTypedArray() || !info[1].IsNumber()) ThrowUsage(env, usage);
-  Napi::TypedArray typed = info[0].As<Napi::TypedArray>();
-  if (typed.TypedArrayType() != napi_int32_array) ThrowUsage(env, usage);
-  Napi::Int32Array array = typed.As<Napi::Int32Array>();
-  double index = info[1].As<Napi::Number>().DoubleValue();
-  // A detached buffer has length 0: every index is out of range.
-  if (!(index >= 0) || index >= static_cast<double>(array.ElementLength()) || index != std::floor(index)) {
-    ThrowUsage(env, usage);
+  napi_env env = info.Env();
+  napi_typedarray_type type = napi_uint8_array;
+  size_t length = 0;
+  void* data = nullptr;
+  double index = -1;
+  if (info.Length() < 2 || napi_get_typedarray_info(env, info[0], &type, &length, &data, nullptr, nullptr) != napi_ok ||
+      type != napi_int32_array || napi_get_value_double(env, info[1], &index) != napi_ok) {
+    ThrowUsage(info.Env(), usage);
   }
-  int32_t* address = array.Data() + static_cast<size_t>(index);
-  if (reinterpret_cast<uintptr_t>(address) % alignof(int32_t) != 0) ThrowErrno(env, EINVAL, "futex");
+  // A detached buffer has length 0: every index is out of range.
+  if (!(index >= 0) || index >= static_cast<double>(length) || index != std::floor(index)) ThrowUsage(info.Env(), usage);
+  int32_t* address = static_cast<int32_t*>(data) + static_cast<size_t>(index);
+  if (reinterpret_cast<uintptr_t>(address) % alignof(int32_t) != 0) ThrowErrno(info.Env(), EINVAL, "futex");
   return address;
 }
 
