@@ -76,6 +76,18 @@ describe('reduction to a spawned process (no fork)', () => {
   });
 });
 
+describe('mp.Process of every start method gets the primitives as arguments', () => {
+  test.each(['fork', 'spawn', 'forkserver'])('%s: Lock, Event, Barrier, Semaphore and Condition shared with the child', (method) => {
+    const run = runFixture('sync_process.js', [method], { timeoutMs: 60000 });
+    expect(run.status).toBe(0);
+    const [report] = jsonLines<{ eventSet: boolean; index: number; results: number[]; exitCode: number }>(run.stdout);
+    expect(report.eventSet).toBe(true);
+    expect(report.exitCode).toBe(0);
+    // [lock held by the parent, 10 + the child's barrier index, one increment, semaphore taken, notified, flag]
+    expect(report.results).toEqual([1, 10 + (1 - report.index), 1, 1, 1, 1]);
+  });
+});
+
 describe('async waits and the event loop', () => {
   test('a pending acquire() keeps the process alive until it is acquired', () => {
     const run = runFixture('sync_pending.js');
