@@ -15,9 +15,9 @@
  *     Process(target=f, args=(lock, num)).start()
  * ```
  *
- * The children are made with mp.os.fork() (mp.Process was not there when this
- * was written); each inherits the lock, whose state lives in shared memory.
- * Each child writes its line in small pieces, with a pause in the middle:
+ * Each child inherits the lock (the fork start method; under spawn or
+ * forkserver it would cross as an argument), whose state lives in shared
+ * memory. Each child writes its line in two pieces with a pause between:
  * without the lock the pieces of different children would mix.
  */
 import * as fs from 'fs';
@@ -31,7 +31,7 @@ function sleepSync(ms: number): void {
 function f(l: mp.Lock, i: number): void {
   l.acquireSync();
   try {
-    // Unbuffered writes, one word at a time: only the lock keeps a line whole.
+    // Unbuffered writes, one piece at a time: only the lock keeps a line whole.
     fs.writeSync(1, 'hello ');
     sleepSync(5);
     fs.writeSync(1, `world ${i}\n`);
@@ -40,24 +40,21 @@ function f(l: mp.Lock, i: number): void {
   }
 }
 
-function main(): void {
+async function main(): Promise<void> {
   const lock = new mp.Lock();
-  const start = new mp.Event(); // all ten start together, to contend for the lock
-  const pids: number[] = [];
+  const children: mp.Process[] = [];
   for (let num = 0; num < 10; num++) {
-    const pid = mp.os.fork();
-    if (pid === 0) {
-      start.waitSync();
-      f(lock, num);
-      mp.os._exit(0);
-    }
-    pids.push(pid);
+    const p = new mp.Process({ target: f, args: [lock, num] });
+    p.start();
+    children.push(p);
   }
-  start.set();
-  for (const pid of pids) {
-    const [, status] = mp.os.waitpid(pid);
-    if (mp.os.waitstatusToExitcode(status) !== 0) throw new Error(`child ${pid} failed with status ${status}`);
+  for (const p of children) {
+    await p.join();
+    if (p.exitCode !== 0) throw new Error(`${p.name} failed with exit code ${p.exitCode}`);
   }
 }
 
-main();
+main().catch((error) => {
+  console.error(error);
+  process.exitCode = 1;
+});
