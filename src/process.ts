@@ -54,8 +54,10 @@ export interface ProcessState {
 
 /** The current process (`MainProcess` at the top of the tree). */
 let current: BaseProcess;
-/** The parent of the current process, `null` at the top. */
+/** The parent of the current process once made, `null` at the top or until asked for. */
 let parent: BaseProcess | null = null;
+/** The process whose parent {@link parentProcess} makes on first use (the current one in a child). */
+let parentOf: BaseProcess | null = null;
 /** How many Process objects the current process created (the last number of their names). */
 let counter = 0;
 /** Started children that have not been found ended yet. */
@@ -297,16 +299,29 @@ export abstract class BaseProcess<A extends unknown[] = unknown[]> {
   /** Called in the child once it is the current process (contexts fix their start method). @internal */
   protected _childStarted(): void {}
 
-  /** In the child: makes this object the current process and forgets the parent's tree. @internal */
+  /**
+   * In the child: makes this object the current process and forgets the
+   * parent's tree. (A forked child pays for every page it writes and every
+   * function it runs first: this does the least it can.)
+   * @internal
+   */
   _becomeChild(): void {
     if (current === this) return;
-    for (const child of children) child.#popen?.abandon();
-    children = new Set();
+    if (children.size > 0) {
+      for (const child of children) child.#popen?.abandon();
+      children = new Set();
+    }
     counter = 0;
-    parent = new ParentProcess(this.#parentName, this.#parentPid);
+    parent = null;
+    parentOf = this;
     current = this;
     forgetParentListeners();
     this._childStarted();
+  }
+
+  /** The parent of this process as seen from it (in the child). @internal */
+  _parent(): BaseProcess {
+    return new ParentProcess(this.#parentName, this.#parentPid);
   }
 
   /**
@@ -482,10 +497,15 @@ function exitFunction(): void {
  * Process child runs only its target.
  */
 function forgetParentListeners(): void {
-  const events = ['exit', 'beforeExit', 'uncaughtException', 'unhandledRejection', 'SIGINT', 'SIGTERM', 'SIGHUP'];
-  for (const event of events) process.removeAllListeners(event);
-  process.on('exit', exitFunction);
+  for (const event of PARENT_EVENTS) {
+    const listeners = process.listeners(event as NodeJS.Signals);
+    if (listeners.length === 0 || (event === 'exit' && listeners.length === 1 && listeners[0] === exitFunction)) continue;
+    process.removeAllListeners(event);
+    if (event === 'exit') process.on('exit', exitFunction);
+  }
 }
+
+const PARENT_EVENTS = ['exit', 'beforeExit', 'uncaughtException', 'unhandledRejection', 'SIGINT', 'SIGTERM', 'SIGHUP'];
 
 process.on('exit', exitFunction);
 
@@ -496,6 +516,7 @@ export function currentProcess(): BaseProcess {
 
 /** The parent of the current process, `null` in the main process. */
 export function parentProcess(): BaseProcess | null {
+  if (parent === null && parentOf !== null) parent = parentOf._parent();
   return parent;
 }
 

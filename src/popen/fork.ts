@@ -11,10 +11,12 @@
  * the child) and awaits the Promise on a fresh stack (see native/popen.cc).
  * @internal
  */
+import * as fs from 'fs';
+
 import type { NativeBinding, NativeExitWatcher } from '../native';
 import { requireNative } from '../native';
 import * as os from '../os';
-import { createStdio, flushStdio, stdioPending, usesFork } from '../util';
+import { createStdio, flushStdio, procExitStatus, stdioPending, usesFork } from '../util';
 import { BasePopen, Launchable } from './popen';
 
 /** What the forked child runs. */
@@ -45,6 +47,10 @@ export class ForkPopen extends BasePopen {
   }
 
   protected check(): void {
+    // The watcher reaps the child and reports it a moment later (in the same
+    // turn of the loop): /proc tells whether there is anything to reap yet,
+    // so that a waitpid() here cannot take the child from under the watcher.
+    if (this.watcher !== null && HAS_PROC && procExitStatus(this.pid) === undefined) return;
     this.reaped(() => this.native.waitpid(this.pid, os.WNOHANG));
   }
 
@@ -67,20 +73,27 @@ export class ForkPopen extends BasePopen {
     this.watcher = null;
   }
 
-  /** Runs a waitpid; settles when it reaped the child (or the child is not ours any more). */
+  /**
+   * Runs a waitpid; settles when it reaped the child. ECHILD: the watcher
+   * reaped it and will report it, or (without a watcher) someone else did
+   * (os.wait()) and its exit code is lost.
+   */
   private reaped(waitpid: () => [number, number]): void {
     let result: [number, number];
     try {
       result = waitpid();
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ECHILD') throw error;
-      result = [-1, 0];
+      if (this.watcher === null) this.settle(null);
+      return;
     }
     if (result[0] === 0) return;
     this.abandon();
-    this.settle(result[0] > 0 ? os.waitstatusToExitcode(result[1]) : null);
+    this.settle(os.waitstatusToExitcode(result[1]));
   }
 }
+
+const HAS_PROC = fs.existsSync('/proc/self/stat');
 
 // --- in the child -----------------------------------------------------------------
 
