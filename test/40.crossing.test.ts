@@ -8,6 +8,7 @@ import { spawn } from 'child_process';
 import * as path from 'path';
 
 import * as mp from '..';
+import { requireNative } from '../dist/native';
 import { dumps } from '../dist/reduction';
 import { FIXTURES, jsonLines, runFixture } from './helpers';
 
@@ -89,6 +90,25 @@ describe('mp.Process of every start method gets the primitives as arguments', ()
 });
 
 describe('async waits and the event loop', () => {
+  test('every async wait ends its thread: 20 contended acquires leave no thread behind', async () => {
+    const native = requireNative('the thread count');
+    const before = native.ownThreadCount();
+    const lock = new mp.Lock();
+    lock.acquireSync();
+    const waiters = Array.from({ length: 20 }, async () => {
+      await lock.acquire();
+      await new Promise((resolve) => setImmediate(resolve));
+      lock.release();
+    });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(native.ownThreadCount()).toBeGreaterThan(before); // they sleep on threads of the addon
+    lock.release();
+    await Promise.all(waiters);
+    const deadline = Date.now() + 5000;
+    while (native.ownThreadCount() > before && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(native.ownThreadCount()).toBe(before);
+  });
+
   test('a pending acquire() keeps the process alive until it is acquired', () => {
     const run = runFixture('sync_pending.js');
     expect(run.stderr).toBe('');
