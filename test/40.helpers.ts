@@ -67,3 +67,20 @@ export function holdInChild(lock: mp.Lock | mp.RLock, ms: number): number {
   expect(held.waitSync(10000)).toBe(true);
   return pid;
 }
+
+/**
+ * Forks `n` children that start `body(child)` together (on an Event set once
+ * all are forked), so that they really contend; returns their pids.
+ */
+export function forkTogether(n: number, body: (child: number) => void): number[] {
+  const go = new mp.Event();
+  const pids = Array.from({ length: n }, (_, child) =>
+    forkChild(() => {
+      go.waitSync();
+      body(child);
+      return 0;
+    }),
+  );
+  go.set();
+  return pids;
+}

@@ -5,45 +5,33 @@
  * waits with the async ones while its event loop keeps running.
  */
 import * as mp from '..';
-import { givesUpAfter, holdInChild, withLoopRunning } from './40.helpers';
+import { forkTogether, givesUpAfter, holdInChild, withLoopRunning } from './40.helpers';
 import { exitcodeOf, forkChild } from './helpers';
 
 describe('Lock', () => {
   test('a counter incremented under a Lock by 4 processes x 10,000 ends exact', () => {
     const lock = new mp.Lock();
     const counter = mp.RawValue('i', 0);
-    const go = new mp.Event(); // all four start together, so they really contend
-    const children = Array.from({ length: 4 }, () =>
-      forkChild(() => {
-        go.waitSync();
-        for (let i = 0; i < 10000; i++) {
-          lock.acquireSync();
-          counter.value = counter.value + 1; // a read and a write: only the lock makes it atomic
-          lock.release();
-        }
-        return 0;
-      }),
-    );
-    go.set();
+    const children = forkTogether(4, () => {
+      for (let i = 0; i < 10000; i++) {
+        lock.acquireSync();
+        counter.value = counter.value + 1; // a read and a write: only the lock makes it atomic
+        lock.release();
+      }
+    });
     expect(children.map(exitcodeOf)).toEqual([0, 0, 0, 0]);
     expect(counter.value).toBe(40000);
   });
 
   test('a counter incremented under Value.getLock() (an RLock) by 4 processes x 10,000 ends exact', () => {
     const value = mp.Value('i', 0);
-    const go = new mp.Event();
-    const children = Array.from({ length: 4 }, () =>
-      forkChild(() => {
-        go.waitSync();
-        for (let i = 0; i < 10000; i++) {
-          value.getLock().acquireSync();
-          value.value += 1;
-          value.getLock().release();
-        }
-        return 0;
-      }),
-    );
-    go.set();
+    const children = forkTogether(4, () => {
+      for (let i = 0; i < 10000; i++) {
+        value.getLock().acquireSync();
+        value.value += 1;
+        value.getLock().release();
+      }
+    });
     expect(children.map(exitcodeOf)).toEqual([0, 0, 0, 0]);
     expect(value.value).toBe(40000);
   });
@@ -51,22 +39,16 @@ describe('Lock', () => {
   test('no lost wake-up under contention with every way to acquire mixed (4 processes)', () => {
     const lock = new mp.Lock();
     const counter = mp.RawValue('i', 0);
-    const go = new mp.Event();
-    const children = Array.from({ length: 4 }, (_, child) =>
-      forkChild(() => {
-        go.waitSync();
-        for (let i = 0; i < 5000; i++) {
-          const way = (i + child) % 3;
-          if (way === 1 && !lock.acquireSync({ block: false })) lock.acquireSync();
-          else if (way === 2 && !lock.acquireSync({ timeout: 1 })) lock.acquireSync();
-          else if (way === 0) lock.acquireSync();
-          counter.value = counter.value + 1;
-          lock.release();
-        }
-        return 0;
-      }),
-    );
-    go.set();
+    const children = forkTogether(4, (child) => {
+      for (let i = 0; i < 5000; i++) {
+        const way = (i + child) % 3;
+        if (way === 1 && !lock.acquireSync({ block: false })) lock.acquireSync();
+        else if (way === 2 && !lock.acquireSync({ timeout: 1 })) lock.acquireSync();
+        else if (way === 0) lock.acquireSync();
+        counter.value = counter.value + 1;
+        lock.release();
+      }
+    });
     expect(children.map(exitcodeOf)).toEqual([0, 0, 0, 0]);
     expect(counter.value).toBe(20000);
     expect(lock.acquireSync({ block: false })).toBe(true);
@@ -75,21 +57,15 @@ describe('Lock', () => {
   test('RLock: 4 processes x 5,000 recursive acquisitions keep a counter exact', () => {
     const lock = new mp.RLock();
     const counter = mp.RawValue('i', 0);
-    const go = new mp.Event();
-    const children = Array.from({ length: 4 }, () =>
-      forkChild(() => {
-        go.waitSync();
-        for (let i = 0; i < 5000; i++) {
-          lock.acquireSync();
-          lock.acquireSync();
-          counter.value = counter.value + 1;
-          lock.release();
-          lock.release();
-        }
-        return 0;
-      }),
-    );
-    go.set();
+    const children = forkTogether(4, () => {
+      for (let i = 0; i < 5000; i++) {
+        lock.acquireSync();
+        lock.acquireSync();
+        counter.value = counter.value + 1;
+        lock.release();
+        lock.release();
+      }
+    });
     expect(children.map(exitcodeOf)).toEqual([0, 0, 0, 0]);
     expect(counter.value).toBe(20000);
   });

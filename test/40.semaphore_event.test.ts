@@ -3,7 +3,7 @@
  * Children do their work with the Sync twins and leave through _exit.
  */
 import * as mp from '..';
-import { givesUpAfter, sleepSync, withLoopRunning } from './40.helpers';
+import { forkTogether, givesUpAfter, sleepSync, withLoopRunning } from './40.helpers';
 import { exitcodeOf, forkChild } from './helpers';
 
 describe('Semaphore', () => {
@@ -12,26 +12,20 @@ describe('Semaphore', () => {
     const lock = new mp.Lock();
     const inside = mp.RawValue('i', 0);
     const most = mp.RawValue('i', 0);
-    const go = new mp.Event();
-    const children = Array.from({ length: 5 }, () =>
-      forkChild(() => {
-        go.waitSync();
-        for (let round = 0; round < 3; round++) {
-          semaphore.acquireSync();
-          lock.acquireSync();
-          inside.value += 1;
-          most.value = Math.max(most.value, inside.value);
-          lock.release();
-          sleepSync(20);
-          lock.acquireSync();
-          inside.value -= 1;
-          lock.release();
-          semaphore.release();
-        }
-        return 0;
-      }),
-    );
-    go.set();
+    const children = forkTogether(5, () => {
+      for (let round = 0; round < 3; round++) {
+        semaphore.acquireSync();
+        lock.acquireSync();
+        inside.value += 1;
+        most.value = Math.max(most.value, inside.value);
+        lock.release();
+        sleepSync(20);
+        lock.acquireSync();
+        inside.value -= 1;
+        lock.release();
+        semaphore.release();
+      }
+    });
     expect(children.map(exitcodeOf)).toEqual([0, 0, 0, 0, 0]);
     expect(most.value).toBe(2);
     expect(inside.value).toBe(0);
