@@ -21,6 +21,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <memory>
@@ -36,6 +37,7 @@
 #include "errors.h"
 #include "modules.h"
 #include "own_threads.h"
+#include "unique_fd.h"
 
 namespace mp {
 
@@ -492,19 +494,21 @@ Napi::Value IsForkedChild(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), g_isForkedChild);
 }
 
-// Threads in this process (num_threads of /proc/self/stat), for the warning
-// that fork() with other threads running is unsafe.
+// Threads in this process: num_threads, field 20 of /proc/self/stat, read on
+// every fork for the warning about other threads, so read with plain syscalls.
+// The fields after the command name (which may hold spaces or parentheses)
+// start at field 3, after the last ')'.
 Napi::Value ThreadCount(const Napi::CallbackInfo& info) {
-  std::ifstream stat("/proc/self/stat");
-  std::string content((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
-  size_t afterName = content.rfind(')');
-  if (afterName == std::string::npos) ThrowErrno(info.Env(), EIO, "read /proc/self/stat");
-  std::istringstream fields(content.substr(afterName + 2));
-  std::string field;
-  for (int i = 3; i <= 20 && fields >> field; i++) {
-    if (i == 20) return Napi::Number::New(info.Env(), std::stod(field));
-  }
-  ThrowErrno(info.Env(), EIO, "read /proc/self/stat");
+  UniqueFd stat(open("/proc/self/stat", O_RDONLY | O_CLOEXEC));
+  if (stat.get() < 0) ThrowErrno(info.Env(), "open /proc/self/stat");
+  char text[1024];
+  ssize_t length = read(stat.get(), text, sizeof text - 1);
+  if (length <= 0) ThrowErrno(info.Env(), length < 0 ? errno : EIO, "read /proc/self/stat");
+  text[length] = '\0';
+  const char* field = std::strrchr(text, ')');
+  for (int number = 2; field != nullptr && number < 20; number++) field = std::strchr(field + 1, ' ');
+  if (field == nullptr) ThrowErrno(info.Env(), EIO, "read /proc/self/stat");
+  return Napi::Number::New(info.Env(), std::strtol(field + 1, nullptr, 10));
 }
 
 Napi::Value OwnThreadCount(const Napi::CallbackInfo& info) {
