@@ -162,6 +162,14 @@ describe('Barrier', () => {
     expect(barrier.parties).toBe(3);
   });
 
+  test('parties may be async functions of one process, beside another process', async () => {
+    const barrier = new mp.Barrier(3);
+    const pid = forkChild(() => barrier.waitSync(10000) + 10);
+    const indices = await Promise.all([barrier.wait(10000), barrier.wait(10000)]);
+    indices.push(exitcodeOf(pid) - 10);
+    expect(indices.sort()).toEqual([0, 1, 2]);
+  });
+
   test('is reusable: two rounds with the same parties', () => {
     const barrier = new mp.Barrier(2);
     const pid = forkChild(() => {
