@@ -402,6 +402,7 @@ void ShowOwnPids(Napi::Env env) {
 void SetUpChild(Napi::Env env, uv_loop_t* loop) {
   const bool nested = g_isForkedChild;
   g_isForkedChild = true;
+  g_ownThreads.store(0);  // the addon's threads stayed in the parent
   // The parent's epoll instance is shared with the child until this runs: the
   // child must not touch the loop before (fact 4).
   if (int err = uv_loop_fork(loop)) ThrowErrno(env, -err, "uv_loop_fork");

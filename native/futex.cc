@@ -35,7 +35,6 @@
 #include <memory>
 #include <mutex>
 #include <system_error>
-#include <thread>
 
 #ifdef __linux__
 #include <linux/futex.h>
@@ -326,11 +325,8 @@ class FutexWaiter : public Napi::ObjectWrap<FutexWaiter> {
     // The thread reaches the waiter only through `owner`, cleared by Stop()
     // on the main thread.
     owner_ = std::make_shared<FutexWaiter*>(this);
-    // Counted from before the thread exists: a fork() right after this call
-    // must not see it as a thread of somebody else's.
-    auto ours = std::make_unique<OwnThreadScope>();
     try {
-      std::thread([state, tsfn, owner = owner_, ours = std::move(ours)]() mutable {
+      StartOwnThread([state, tsfn, owner = owner_]() mutable {
         int err = 0;
         WaitResult result = WaitCancellable(*state, &err);
         std::lock_guard<std::mutex> lock(state->mutex);
@@ -343,7 +339,7 @@ class FutexWaiter : public Napi::ObjectWrap<FutexWaiter> {
         };
         if (tsfn.NonBlockingCall(outcome, report) != napi_ok) delete outcome;
         tsfn.Release();
-      }).detach();
+      });
     } catch (const std::system_error& error) {
       tsfn_.Release();
       state_.reset();

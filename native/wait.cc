@@ -12,7 +12,7 @@
 
 #include <cerrno>
 #include <memory>
-#include <thread>
+#include <system_error>
 
 #include <uv.h>
 
@@ -228,8 +228,17 @@ class ExitWatcher : public Napi::ObjectWrap<ExitWatcher> {
     // The thread outlives a closed watcher; it reaches the watcher only through
     // this shared state, which StopWatching() disconnects (on the main thread).
     threadState_ = std::make_shared<ThreadState>(ThreadState{this});
-    std::thread([pid = pid_, tsfn = tsfn_, state = threadState_]() mutable {
-      OwnThreadScope ours;
+    try {
+      StartWaiterThread();
+    } catch (const std::system_error& error) {
+      threadState_.reset();
+      tsfn_.Release();
+      ThrowErrno(env, error.code().value(), "pthread_create");
+    }
+  }
+
+  void StartWaiterThread() {
+    StartOwnThread([pid = pid_, tsfn = tsfn_, state = threadState_]() mutable {
       auto* result = new ThreadResult{0, 0, 0};
       result->pid = WaitpidRetrying(pid, &result->status, 0);
       result->err = result->pid < 0 ? errno : 0;
@@ -240,7 +249,7 @@ class ExitWatcher : public Napi::ObjectWrap<ExitWatcher> {
       };
       if (tsfn.NonBlockingCall(result, deliver) != napi_ok) delete result;
       tsfn.Release();
-    }).detach();
+    });
   }
 
   // Called from the event loop, not from JS: MakeCallback runs the callback as
