@@ -2,11 +2,25 @@
 // Tests fork real processes: run them one file at a time (a fork inside a jest
 // worker would also inherit the worker's IPC channel) and against the built
 // package in dist/, exactly as a user gets it.
-module.exports = {
+const project = {
   testEnvironment: 'node',
   roots: ['<rootDir>/test'],
   testMatch: ['**/*.test.ts'],
   transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: 'test/tsconfig.json', isolatedModules: true }] },
+};
+
+module.exports = {
   maxWorkers: 1,
   testTimeout: 30000,
+  projects: [
+    { ...project, displayName: 'addon' },
+    // The Process suite once more without the addon, as on Windows: only the
+    // spawn start method (child_process) is there.
+    {
+      ...project,
+      displayName: 'no-addon',
+      testMatch: ['**/20.*.test.ts'],
+      setupFiles: ['<rootDir>/test/fixtures/process_no_addon.js'],
+    },
+  ],
 };

@@ -40,6 +40,17 @@ struct Escape {
   bool called = false;
 };
 
+// A termination inside a microtask that JS code of Node's ran (its timers and
+// nextTick queue run microtasks between callbacks) ends the microtask, but
+// V8 keeps the isolate terminating when the checkpoint returns to that JS:
+// Node's timers would call into JS in a loop that never succeeds. Once the
+// checkpoint is over (the microtask's frames are gone, the queue dropped),
+// Node's own code goes on normally.
+void OnMicrotasksCompleted(v8::Isolate* isolate, void* data) {
+  if (isolate->IsExecutionTerminating()) isolate->CancelTerminateExecution();
+  static_cast<v8::MicrotaskQueue*>(data)->RemoveMicrotasksCompletedCallback(OnMicrotasksCompleted, data);
+}
+
 // Runs once, at the first prepare phase after the unwinding, then stays active
 // and referenced: the child's loop must stay alive until the child leaves
 // through _exit(). (A callback of the parent's Node internals cut short by the
@@ -79,7 +90,11 @@ Napi::Value EscapeToLoop(const Napi::CallbackInfo& info) {
   escape->prepare.data = escape;
   if (int err = uv_prepare_init(loop, &escape->prepare)) ThrowErrno(env, -err, "uv_prepare_init");
   if (int err = uv_prepare_start(&escape->prepare, OnPrepare)) ThrowErrno(env, -err, "uv_prepare_start");
-  v8::Isolate::GetCurrent()->TerminateExecution();
+  v8::Isolate* isolate = v8::Isolate::GetCurrent();
+  if (v8::MicrotaskQueue* queue = isolate->GetCurrentContext()->GetMicrotaskQueue()) {
+    if (queue->IsRunningMicrotasks()) queue->AddMicrotasksCompletedCallback(OnMicrotasksCompleted, queue);
+  }
+  isolate->TerminateExecution();
   return env.Undefined();
 }
 

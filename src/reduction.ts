@@ -73,6 +73,12 @@ function isPlainContainer(value: object): boolean {
   return Array.isArray(value) || proto === Object.prototype || proto === null || value instanceof Map || value instanceof Set;
 }
 
+/** `[0]` for an array index, `.name` for an identifier, `["a b"]` otherwise: as the value is written in JS. */
+function memberPath(key: string, isIndex: boolean): string {
+  if (isIndex) return `[${key}]`;
+  return /^[A-Za-z_$][\w$]*$/.test(key) ? `.${key}` : `[${JSON.stringify(key)}]`;
+}
+
 /** Replaces every registered object inside `value` by its reduced state. */
 function reduceDeep(value: unknown, path: string, seen: Map<object, unknown>): unknown {
   if (typeof value === 'function') {
@@ -103,7 +109,7 @@ function reduceDeep(value: unknown, path: string, seen: Map<object, unknown>): u
   const copy: Record<string, unknown> | unknown[] = Array.isArray(value) ? [] : {};
   seen.set(value, copy);
   for (const [key, item] of Object.entries(value)) {
-    (copy as Record<string, unknown>)[key] = reduceDeep(item, `${path}[${JSON.stringify(key)}]`, seen);
+    (copy as Record<string, unknown>)[key] = reduceDeep(item, `${path}${memberPath(key, Array.isArray(value))}`, seen);
   }
   return copy;
 }
@@ -112,10 +118,20 @@ function isReduced(value: object): value is ReducedObject {
   return typeof (value as Record<string, unknown>)[MARK] === 'string';
 }
 
+/**
+ * The reducer of `kind`. A spawned child loads only what its target needs:
+ * the first shared object it receives loads the whole library, whose modules
+ * register their reducers.
+ */
+function reducerOfKind(kind: string): Reducer | undefined {
+  if (!reducersByKind.has(kind)) require('./index');
+  return reducersByKind.get(kind);
+}
+
 function rebuildDeep(value: unknown, seen: Set<object>): unknown {
   if (typeof value !== 'object' || value === null || seen.has(value)) return value;
   if (isReduced(value)) {
-    const reducer = reducersByKind.get(value[MARK]);
+    const reducer = reducerOfKind(value[MARK]);
     if (reducer === undefined) throw new TypeError(`cannot rebuild a ${value[MARK]}: its module was not loaded`);
     return reducer.rebuild(value.state);
   }

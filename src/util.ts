@@ -174,14 +174,19 @@ export function readExactlySync(fd: number, length: number): Buffer | null {
   return buffer;
 }
 
-/** Writes all of `data` to the blocking descriptor `fd`. */
+/**
+ * Writes all of `data` to `fd`, blocking the thread. A non-blocking
+ * descriptor (a socket of libuv's) that is full is retried after a short sleep.
+ */
 export function writeAllSync(fd: number, data: Uint8Array): void {
   let offset = 0;
   while (offset < data.length) {
     try {
       offset += fs.writeSync(fd, data, offset, data.length - offset);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EINTR') throw error;
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'EAGAIN') sleepSync(1);
+      else if (code !== 'EINTR') throw error;
     }
   }
 }

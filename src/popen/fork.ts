@@ -11,6 +11,7 @@
  * the child) and awaits the Promise on a fresh stack (see native/popen.cc).
  * @internal
  */
+import { executionAsyncId } from 'async_hooks';
 import * as fs from 'fs';
 
 import type { NativeBinding, NativeExitWatcher } from '../native';
@@ -97,16 +98,19 @@ const HAS_PROC = fs.existsSync('/proc/self/stat');
 
 // --- in the child -----------------------------------------------------------------
 
-/** Node's async-id stack: a termination leaves it as the unwound frames pushed it. */
-const asyncWrap = loadAsyncWrap();
-
-function loadAsyncWrap(): { clearAsyncIdStack(): void } | null {
+/**
+ * Empties Node's stack of async ids, which the unwound frames (a timer's, an
+ * I/O callback's) pushed and would never pop: Node would take it for a
+ * corrupted stack and exit. Only the deprecated process.binding() reaches it.
+ */
+function clearAsyncIdStack(): void {
+  if (executionAsyncId() === 0) return; // nothing pushed: no binding needed
   const quiet = process.noDeprecation;
   process.noDeprecation = true; // DEP0111 is about process.binding() in general
   try {
-    return (process as unknown as { binding(name: string): { clearAsyncIdStack(): void } }).binding('async_wrap');
+    (process as unknown as { binding(name: string): { clearAsyncIdStack(): void } }).binding('async_wrap').clearAsyncIdStack();
   } catch {
-    return null;
+    // a Node without it: nothing to clear there
   } finally {
     process.noDeprecation = quiet;
   }
@@ -157,7 +161,7 @@ function finish(native: NativeBinding, result: number | Promise<number>, onCalle
 
 /** Ends every JS frame of the parent's on this stack; `callback` then runs on a fresh one. */
 function escapeToLoop(native: NativeBinding, callback: () => void): never {
-  asyncWrap?.clearAsyncIdStack();
+  clearAsyncIdStack();
   native.escapeToLoop(callback);
   // The termination takes effect at the first interrupt check: this loop's.
   for (let spins = 0; spins < 1e9; spins++);

@@ -7,13 +7,14 @@
  * @internal
  */
 import { ChildProcess, spawn } from 'child_process';
+import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
 
 import { getStartMethod } from '../context';
 import type { BaseProcess } from '../process';
 import { childSpec, encodeSpec } from '../spawn';
-import { pollSync, procExitStatus } from '../util';
+import { pollSync, procExitStatus, writeAllSync } from '../util';
 import { BasePopen } from './popen';
 
 const SPAWN_MAIN = path.join(__dirname, '..', 'spawn_main.js');
@@ -38,6 +39,27 @@ export function childExecArgv(): string[] {
 /** The exit code Node reports as (code, signal). */
 function exitCodeOf(code: number | null, signal: NodeJS.Signals | null): number {
   return code ?? -(os.constants.signals[signal as NodeJS.Signals] ?? 0);
+}
+
+/**
+ * Writes the spec to the child's fd 3 before start() returns, as Python does:
+ * a joinSync() right after start() blocks the event loop, which would never
+ * write it otherwise. (Where libuv's pipe has no descriptor, as on Windows,
+ * the event loop writes it.)
+ */
+function sendSpec(pipe: net.Socket, spec: Buffer): void {
+  pipe.on('error', () => {}); // the child died before reading it: its exit code tells
+  const fd = (pipe as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  if (typeof fd !== 'number' || fd < 0) {
+    pipe.end(spec);
+    return;
+  }
+  try {
+    writeAllSync(fd, spec);
+  } catch {
+    // EPIPE: the child is gone; its exit code tells why
+  }
+  pipe.destroy(); // end of file for the child
 }
 
 export class SpawnPopen extends BasePopen {
@@ -65,9 +87,7 @@ export class SpawnPopen extends BasePopen {
     }
     this.pid = this.child.pid;
     this.child.once('exit', (code, signal) => this.settle(exitCodeOf(code, signal)));
-    const specPipe = this.child.stdio[3] as NodeJS.WritableStream & { on(event: 'error', cb: () => void): void };
-    specPipe.on('error', () => {}); // the child died before reading it: its exit code tells
-    specPipe.end(spec);
+    sendSpec(this.child.stdio[3] as net.Socket, spec);
     this.updateKeepAlive();
   }
 
