@@ -383,25 +383,31 @@ class LoopEndWatcher {
 
 node::Environment* CurrentNodeEnvironment(Napi::Env env);
 
-// Every write the child makes to a page still shared with the parent costs a
-// copy-on-write fault, so the child does as little as it can, all of it here
-// rather than in JS that would first have to be compiled in the child.
-Napi::Value GetPpid(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), getppid()); }
+// Node reads process.pid once at start-up: a forked child must see its own
+// (fact 7), and process.ppid should follow re-parenting, as getppid() does.
+// Both become accessors once, in the parent: redefining them in every child
+// would cost it hundreds of microseconds of copy-on-write faults and deopts.
+pid_t g_pid = getpid();
 
-void ShowOwnPids(Napi::Env env) {
-  // Node read process.pid once at start-up: the child must see its own (fact 7);
-  // process.ppid follows re-parenting, as getppid() does.
+Napi::Value GetProcessPid(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), g_pid); }
+Napi::Value GetProcessPpid(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), getppid()); }
+
+void InstallPidAccessors(Napi::Env env) {
   Napi::Object process = env.Global().Get("process").As<Napi::Object>();
   const auto attributes = static_cast<napi_property_attributes>(napi_enumerable | napi_configurable);
   process.DefineProperties({
-      Napi::PropertyDescriptor::Value("pid", Napi::Number::New(env, getpid()), attributes),
-      Napi::PropertyDescriptor::Accessor<GetPpid>("ppid", attributes),
+      Napi::PropertyDescriptor::Accessor<GetProcessPid>("pid", attributes),
+      Napi::PropertyDescriptor::Accessor<GetProcessPpid>("ppid", attributes),
   });
 }
 
+// Every write the child makes to a page still shared with the parent costs a
+// copy-on-write fault, so the child does as little as it can, all of it here
+// rather than in JS that would first have to be compiled in the child.
 void SetUpChild(Napi::Env env, uv_loop_t* loop) {
   const bool nested = g_isForkedChild;
   g_isForkedChild = true;
+  g_pid = getpid();
   g_ownThreads.store(0);  // the addon's threads stayed in the parent
   // The parent's epoll instance is shared with the child until this runs: the
   // child must not touch the loop before (fact 4).
@@ -412,7 +418,6 @@ void SetUpChild(Napi::Env env, uv_loop_t* loop) {
     // never run: compile on the main thread instead (fact 6).
     v8::V8::SetFlagsFromString("--no-concurrent-recompilation --no-concurrent-osr --no-concurrent-sparkplug");
   }
-  ShowOwnPids(env);
 }
 
 // process.exit(), uncaught errors and unhandled rejections end in
@@ -459,7 +464,8 @@ Napi::Value Fork(const Napi::CallbackInfo& info) {
 
 // setForkChildHooks(beforeExit, exit): what a forked child runs when its event
 // loop has nothing left to do. Call once, from the main thread only: it also
-// replaces the main thread's process-exit handler (see InstallExitHandler).
+// replaces the main thread's process-exit handler (see InstallExitHandler) and
+// makes process.pid and process.ppid accessors (see InstallPidAccessors).
 Napi::Value SetForkChildHooks(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* usage = "setForkChildHooks(beforeExit: Function, exit: Function)";
@@ -476,12 +482,13 @@ Napi::Value SetForkChildHooks(const Napi::CallbackInfo& info) {
   delete g_hooks;
   g_hooks = hooks;
   InstallExitHandler(CurrentNodeEnvironment(env));
+  InstallPidAccessors(env);
   return env.Undefined();
 }
 
 // _exit(code = 0): leaves at once, without 'exit' listeners, as os._exit()
 // does. Exported to users as it is: JS around it would be compiled anew in
-// every child that calls it (see ShowOwnPids).
+// every child that calls it (see SetUpChild).
 Napi::Value Exit(const Napi::CallbackInfo& info) {
   if (info.Length() == 0 || info[0].IsUndefined()) ExitNow(0);
   Napi::Value code = info[0];

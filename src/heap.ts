@@ -37,7 +37,7 @@
  */
 import { randomBytes } from 'crypto';
 
-import { registerAtFork } from './os';
+import { forkState } from './at_fork';
 import { requireNative } from './native';
 import { registerReducer } from './reduction';
 import * as tracker from './resource_tracker';
@@ -203,8 +203,8 @@ interface Placement {
 /** The arenas this process allocates from. */
 class Heap {
   private readonly arenas: Arena[] = [];
-  /** Set in a forked child for its parent's heap: its arenas are not ours. */
-  private abandoned = false;
+  /** The fork generation that made this heap: in a forked child, the parent's heap is not ours. */
+  private readonly generation = forkState.generation;
   private nextArenaSize = PAGE_SIZE;
   private readonly collected = new FinalizationRegistry<Placement>((placement) => this.free(placement));
 
@@ -233,9 +233,9 @@ class Heap {
     return block;
   }
 
-  /** In a forked child: the parent's heap, left as it was. */
-  abandon(): void {
-    this.abandoned = true;
+  /** True in a forked child for its parent's heap, which it leaves as it was. */
+  get inherited(): boolean {
+    return this.generation !== forkState.generation;
   }
 
   /** Unlinks the names of every arena this process created: at its exit. */
@@ -255,7 +255,7 @@ class Heap {
   }
 
   private free({ arena, offset, length }: Placement): void {
-    if (this.abandoned || !this.arenas.includes(arena)) return;
+    if (this.inherited || !this.arenas.includes(arena)) return;
     arena.give(offset, length);
     // Small arenas are kept for later blocks; a big one goes with its block.
     if (arena.isEmpty() && arena.size > MAX_SHARED_ARENA_SIZE) {
@@ -266,6 +266,16 @@ class Heap {
 }
 
 let heap = new Heap();
+
+/**
+ * This process's heap. A forked child does not own its parent's arenas: it
+ * leaves them as they are and starts a heap of its own, found out lazily
+ * rather than in an at-fork hook (see at_fork.ts).
+ */
+function currentHeap(): Heap {
+  if (heap.inherited) heap = new Heap();
+  return heap;
+}
 
 const blockStates = new WeakMap<SharedBlock, BlockState>();
 const blocksByBuffer = new WeakMap<ArrayBuffer, SharedBlock>();
@@ -287,7 +297,7 @@ export function allocate(byteLength: number, alignment = MIN_ALIGNMENT): SharedB
   validateInteger(byteLength, 'byteLength', 0, Number.MAX_SAFE_INTEGER);
   validateInteger(alignment, 'alignment', 1, PAGE_SIZE);
   if ((alignment & (alignment - 1)) !== 0) throw new RangeError(`alignment must be a power of two, got ${alignment}`);
-  return heap.allocate(byteLength, Math.max(alignment, MIN_ALIGNMENT));
+  return currentHeap().allocate(byteLength, Math.max(alignment, MIN_ALIGNMENT));
 }
 
 /** The block whose `buffer` this is (also for a view's `.buffer`), if any. */
@@ -306,7 +316,7 @@ export function reduceBlock(block: SharedBlock): BlockState {
 const attached = new Map<string, WeakRef<ArrayBuffer>>();
 
 function attach(name: string): ArrayBuffer {
-  const own = heap.arena(name);
+  const own = currentHeap().arena(name);
   if (own !== undefined) return own.buffer;
   const cached = attached.get(name)?.deref();
   if (cached !== undefined && cached.byteLength > 0) return cached;
@@ -330,13 +340,6 @@ export function rebuildBlock(state: BlockState): SharedBlock {
 
 registerReducer(SharedBlock, { kind: 'SharedBlock', reduce: reduceBlock, rebuild: rebuildBlock });
 
-registerAtFork({
-  afterInChild: () => {
-    heap.abandon();
-    heap = new Heap();
-  },
-});
-
 // util.Finalize's pid check: 'exit' listeners are inherited by forked
 // children, and only an arena's creator may unlink it.
-process.on('exit', () => heap.unlinkAll());
+process.on('exit', () => currentHeap().unlinkAll());

@@ -20,6 +20,7 @@
 import * as nodeOs from 'os';
 import { isMainThread } from 'worker_threads';
 
+import { atForkHooks, forkState } from './at_fork';
 import { loadNative, NativeBinding, requireNative, unsupported } from './native';
 import { validateInteger } from './validate';
 
@@ -28,25 +29,14 @@ export const WNOHANG: number = loadNative()?.WNOHANG ?? 1;
 /** `waitpid` flag: also report stopped children. */
 export const WUNTRACED: number = loadNative()?.WUNTRACED ?? 2;
 
-/** Callbacks run around every {@link fork}, as Python's `os.register_at_fork`. */
-export interface AtForkHooks {
-  /** In the parent, just before the fork. */
-  before?: () => void;
-  /** In the parent, just after the fork. */
-  afterInParent?: (childPid: number) => void;
-  /** In the child, just after the fork, before `fork()` returns 0. */
-  afterInChild?: () => void;
-}
-
-const atForkHooks: AtForkHooks[] = [];
-
+export type { AtForkHooks } from './at_fork';
 /**
- * Registers callbacks to run around each {@link fork}. `before` hooks run in
- * reverse order of registration, the `after` hooks in order, as in Python.
+ * Registers callbacks to run around each {@link fork}, as Python's
+ * `os.register_at_fork`: `before` in the parent just before (in reverse order
+ * of registration), `afterInParent(childPid)` and `afterInChild` just after.
+ * Returns a function that removes them.
  */
-export function registerAtFork(hooks: AtForkHooks): void {
-  atForkHooks.push(hooks);
-}
+export { registerAtFork } from './at_fork';
 
 /**
  * Forks this process: returns 0 in the child and the child's pid in the parent.
@@ -65,12 +55,16 @@ export function fork(): number {
   const native = requireNative('fork');
   if (!isMainThread) throw new Error('fork() can only be called from the main thread, not from a worker thread');
   warnIfOtherThreads(native);
-  for (const hooks of [...atForkHooks].reverse()) hooks.before?.();
+  // Copies: a hook may unregister hooks while they run.
+  for (const hooks of atForkHooks.slice().reverse()) hooks.before?.();
   const pid = native.fork();
   if (pid === 0) {
-    for (const hooks of atForkHooks) hooks.afterInChild?.();
+    // Inline, not in a function of its own: this runs in the child only, where
+    // a function never run before would first be compiled (see at_fork.ts).
+    forkState.generation++;
+    for (const hooks of atForkHooks.slice()) hooks.afterInChild?.();
   } else {
-    for (const hooks of atForkHooks) hooks.afterInParent?.(pid);
+    for (const hooks of atForkHooks.slice()) hooks.afterInParent?.(pid);
   }
   return pid;
 }
@@ -217,6 +211,8 @@ function installForkChildHooks(native: NativeBinding): void {
 /** Threads of Node's own when this module loaded (1 in a forked child). */
 let baselineThreads = 1;
 let warnedAboutThreads = false;
+/** The fork generation the two above were measured in (see at_fork.ts). */
+let threadsGeneration = forkState.generation;
 
 function threadPoolSize(): number {
   const size = Number(process.env.UV_THREADPOOL_SIZE);
@@ -230,6 +226,12 @@ function threadPoolSize(): number {
  * instant of the fork and deadlock the child. Python >= 3.12 warns then too.
  */
 function warnIfOtherThreads(native: NativeBinding): void {
+  if (threadsGeneration !== forkState.generation) {
+    // A forked child has only its main thread (and its own pool, once used).
+    threadsGeneration = forkState.generation;
+    baselineThreads = 1;
+    warnedAboutThreads = false;
+  }
   if (warnedAboutThreads) return;
   const threads = native.threadCount() - native.ownThreadCount();
   const extra = threads - baselineThreads;
@@ -242,16 +244,10 @@ function warnIfOtherThreads(native: NativeBinding): void {
   );
 }
 
-function forgetParentThreads(): void {
-  baselineThreads = 1;
-  warnedAboutThreads = false;
-}
-
 function initialise(): void {
   const native = loadNative();
   if (native === null) return;
   baselineThreads = native.isForkedChild() ? 1 : native.threadCount() - native.ownThreadCount();
-  registerAtFork({ afterInChild: forgetParentThreads });
   // The hooks replace the process-exit handler of the main thread's Node
   // environment; a worker thread has its own, which must stay.
   if (isMainThread) installForkChildHooks(native);

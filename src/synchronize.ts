@@ -22,7 +22,7 @@
 import { BrokenBarrierError } from './errors';
 import { allocate, BlockState, rebuildBlock, reduceBlock, SharedBlock } from './heap';
 import { FutexWaitResult, loadNative, NativeBinding, NativeFutexWaiter, requireNative } from './native';
-import { registerAtFork } from './os';
+import { forkState, registerAtFork } from './at_fork';
 import { registerReducer } from './reduction';
 import { describe, validateFunction, validateInteger, validateTimeout } from './validate';
 
@@ -35,6 +35,16 @@ function currentPid(): number {
 
 /** The owner id of an RLock held here; a variable, as `process.pid` is slow to read on a hot path. */
 let pid = currentPid();
+let pidGeneration = forkState.generation;
+
+/** {@link pid}, caught up lazily in a forked child (see at_fork.ts). */
+function ownPid(): number {
+  if (pidGeneration !== forkState.generation) {
+    pid = currentPid();
+    pidGeneration = forkState.generation;
+  }
+  return pid;
+}
 
 /** The largest count of a semaphore, as `SEM_VALUE_MAX` on Linux. */
 const SEM_VALUE_MAX = 0x7fffffff;
@@ -149,15 +159,31 @@ interface PendingSleep {
 /** Asynchronous sleeps in progress, for {@link restartSleepsInChild}. */
 const pendingSleeps = new Set<PendingSleep>();
 
+/** Removes the at-fork hook of {@link restartSleepsInChild}; set while there are sleeps to restart. */
+let unregisterRestart: (() => void) | null = null;
+
+function trackSleep(pending: PendingSleep): void {
+  pendingSleeps.add(pending);
+  // Hooked only while needed: a hook is compiled anew in every forked child.
+  unregisterRestart ??= registerAtFork({ afterInChild: restartSleepsInChild });
+}
+
+function untrackSleep(pending: PendingSleep): void {
+  pendingSleeps.delete(pending);
+  if (pendingSleeps.size > 0 || unregisterRestart === null) return;
+  unregisterRestart();
+  unregisterRestart = null;
+}
+
 function sleepAsync({ view, index, expected, timeoutMs }: Sleep): Promise<FutexWaitResult> {
   return new Promise((resolve, reject) => {
     const pending: PendingSleep = { waiter: null, resolve };
     pending.waiter = new (native().FutexWaiter)(view, index, expected, timeoutMs, (error, result) => {
-      pendingSleeps.delete(pending);
+      untrackSleep(pending);
       if (error) reject(error);
       else resolve(result);
     });
-    pendingSleeps.add(pending);
+    trackSleep(pending);
   });
 }
 
@@ -169,19 +195,12 @@ function sleepAsync({ view, index, expected, timeoutMs }: Sleep): Promise<FutexW
  * it does with the timers it inherits.
  */
 function restartSleepsInChild(): void {
-  for (const pending of pendingSleeps) {
+  for (const pending of [...pendingSleeps]) {
     pending.waiter?.cancel();
+    untrackSleep(pending);
     pending.resolve('ok');
   }
-  pendingSleeps.clear();
 }
-
-registerAtFork({
-  afterInChild: () => {
-    pid = currentPid();
-    restartSleepsInChild();
-  },
-});
 
 function wake(view: Int32Array, index: number, count: number): void {
   native().futexWake(view, index, Math.min(count, 0x7fffffff));
@@ -404,7 +423,7 @@ export class RLock implements ConditionLock {
     const words = this._words;
     const previous = Atomics.exchange(words, 0, LOCKED);
     if (previous === FREE) {
-      words[OWNER] = pid;
+      words[OWNER] = ownPid();
       words[COUNT] = 1;
       return true;
     }
@@ -422,7 +441,7 @@ export class RLock implements ConditionLock {
    */
   release(): void {
     const words = this._words;
-    if (words[OWNER] !== pid || words[COUNT] <= 0) {
+    if (words[OWNER] !== ownPid() || words[COUNT] <= 0) {
       throw new Error('cannot release un-acquired lock: this RLock is not held by this process');
     }
     if (--words[COUNT] === 0) {
@@ -434,7 +453,7 @@ export class RLock implements ConditionLock {
   /** @internal */
   _acquireSteps(timeout: number | null): Steps<boolean> {
     const words = this._words;
-    if (words[OWNER] === pid && words[COUNT] > 0) return this._lockSteps(timeout, LOCKED);
+    if (words[OWNER] === ownPid() && words[COUNT] > 0) return this._lockSteps(timeout, LOCKED);
     return this._lockSteps(timeout, Atomics.exchange(words, 0, LOCKED));
   }
 
@@ -444,7 +463,7 @@ export class RLock implements ConditionLock {
    */
   private _recurse(previous: number): boolean {
     const words = this._words;
-    if (words[OWNER] !== pid || words[COUNT] <= 0) return false;
+    if (words[OWNER] !== ownPid() || words[COUNT] <= 0) return false;
     if (previous === CONTENDED) Atomics.exchange(words, 0, CONTENDED);
     words[COUNT]++;
     return true;
@@ -459,7 +478,7 @@ export class RLock implements ConditionLock {
 
   /** @internal */
   _isOwned(): boolean {
-    return this._words[OWNER] === pid && this._words[COUNT] > 0;
+    return this._words[OWNER] === ownPid() && this._words[COUNT] > 0;
   }
 
   /** @internal Frees every level at once, for {@link Condition.wait}; returns the count. */
@@ -477,7 +496,7 @@ export class RLock implements ConditionLock {
   }
 
   private _own(count: number): void {
-    Atomics.store(this._words, OWNER, pid);
+    Atomics.store(this._words, OWNER, ownPid());
     Atomics.store(this._words, COUNT, count);
   }
 }
