@@ -37,43 +37,60 @@ struct Escape {
   napi_env env = nullptr;
   Napi::FunctionReference callback;
   napi_async_context asyncContext = nullptr;
+  v8::MicrotaskQueue* queue = nullptr;  // set while a checkpoint is being unwound
   bool called = false;
 };
 
-// A termination inside a microtask that JS code of Node's ran (its timers and
-// nextTick queue run microtasks between callbacks) ends the microtask, but
-// V8 keeps the isolate terminating when the checkpoint returns to that JS:
-// Node's timers would call into JS in a loop that never succeeds. Once the
-// checkpoint is over (the microtask's frames are gone, the queue dropped),
-// Node's own code goes on normally.
-void OnMicrotasksCompleted(v8::Isolate* isolate, void* data) {
-  if (isolate->IsExecutionTerminating()) isolate->CancelTerminateExecution();
-  static_cast<v8::MicrotaskQueue*>(data)->RemoveMicrotasksCompletedCallback(OnMicrotasksCompleted, data);
-}
-
-// Runs once, at the first prepare phase after the unwinding, then stays active
-// and referenced: the child's loop must stay alive until the child leaves
-// through _exit(). (A callback of the parent's Node internals cut short by the
-// termination may have left a count of live handles wrong, e.g. the timers'.)
-void OnPrepare(uv_prepare_t* handle) {
-  auto* escape = static_cast<Escape*>(handle->data);
+// The callback, once: it starts the child's own work.
+void CallOnce(Escape* escape, bool fromLoop) {
   if (escape->called) return;
   escape->called = true;
-  v8::Isolate* isolate = v8::Isolate::GetCurrent();
-  // The termination normally ends with the outermost JS frame; a native caller
-  // that ran the JS itself (a microtask checkpoint) may have left it pending.
-  if (isolate->IsExecutionTerminating()) isolate->CancelTerminateExecution();
   Napi::Env env(escape->env);
   Napi::HandleScope scope(env);
   napi_value result;
-  // napi_make_callback drains the nextTick and microtask queues afterwards, as
-  // Node does after each of its own callbacks.
-  napi_make_callback(escape->env, escape->asyncContext, env.Global(), escape->callback.Value(), 0, nullptr, &result);
+  if (fromLoop) {
+    // napi_make_callback drains the nextTick and microtask queues afterwards,
+    // as Node does after each of its own callbacks.
+    napi_make_callback(escape->env, escape->asyncContext, env.Global(), escape->callback.Value(), 0, nullptr, &result);
+  } else {
+    // Inside Node's own code that ran the checkpoint: the microtasks this
+    // queues run at the next checkpoint, which Node makes soon.
+    napi_call_function(escape->env, env.Global(), escape->callback.Value(), 0, nullptr, &result);
+  }
+}
+
+// Inside a microtask, the termination ends the microtask and empties the
+// queue (the parent's pending microtasks are gone), then V8 calls this as the
+// checkpoint returns to the code that ran it: Node's (its timers and nextTick
+// queue run microtasks between callbacks, its callback scopes after them).
+// The termination is cancelled (V8 would keep the isolate terminating, and
+// Node's timers would retry their callback for ever) and the callback runs
+// here, before any other callback of the parent's can: a target that returns
+// at once leaves the child without one.
+void OnMicrotasksCompleted(v8::Isolate* isolate, void* data) {
+  auto* escape = static_cast<Escape*>(data);
+  escape->queue->RemoveMicrotasksCompletedCallback(OnMicrotasksCompleted, data);
+  if (isolate->IsExecutionTerminating()) isolate->CancelTerminateExecution();
+  CallOnce(escape, false);
+}
+
+// Outside a microtask, the termination ends with the outermost JS frame and
+// the callback runs at the next prepare phase. The handle then stays active
+// and referenced: the child's loop must stay alive until the child leaves
+// through _exit(). (A callback of Node's cut short by the termination may have
+// left a count of live handles wrong, e.g. the timers'.)
+void OnPrepare(uv_prepare_t* handle) {
+  auto* escape = static_cast<Escape*>(handle->data);
+  v8::Isolate* isolate = v8::Isolate::GetCurrent();
+  if (!escape->called && isolate->IsExecutionTerminating()) isolate->CancelTerminateExecution();
+  CallOnce(escape, true);
 }
 
 // escapeToLoop(callback): terminates the JS execution on the current stack and
-// calls `callback` on a fresh stack at the next turn of the event loop. The
-// caller must enter JS code that checks for interrupts at once (a loop).
+// calls `callback` once it is unwound: at the end of the microtask checkpoint
+// when called inside a microtask, otherwise at the next turn of the event
+// loop. The caller must enter JS code that checks for interrupts at once (a
+// loop).
 Napi::Value EscapeToLoop(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsFunction()) ThrowUsage(env, "escapeToLoop(callback: Function)");
@@ -91,8 +108,10 @@ Napi::Value EscapeToLoop(const Napi::CallbackInfo& info) {
   if (int err = uv_prepare_init(loop, &escape->prepare)) ThrowErrno(env, -err, "uv_prepare_init");
   if (int err = uv_prepare_start(&escape->prepare, OnPrepare)) ThrowErrno(env, -err, "uv_prepare_start");
   v8::Isolate* isolate = v8::Isolate::GetCurrent();
-  if (v8::MicrotaskQueue* queue = isolate->GetCurrentContext()->GetMicrotaskQueue()) {
-    if (queue->IsRunningMicrotasks()) queue->AddMicrotasksCompletedCallback(OnMicrotasksCompleted, queue);
+  v8::MicrotaskQueue* queue = isolate->GetCurrentContext()->GetMicrotaskQueue();
+  if (queue != nullptr && queue->IsRunningMicrotasks()) {
+    escape->queue = queue;
+    queue->AddMicrotasksCompletedCallback(OnMicrotasksCompleted, escape);
   }
   isolate->TerminateExecution();
   return env.Undefined();

@@ -93,10 +93,11 @@ export interface NativeBinding {
   // native/popen.cc (the start methods of Process)
   /**
    * In a forked child: terminates the JS execution on the current stack (no
-   * catch or finally block runs, microtasks already queued are dropped) and
-   * calls `callback` on a fresh stack at the next turn of the event loop,
-   * which then stays alive until the child leaves through `_exit`. The caller
-   * must run JS that checks for interrupts right after (a loop).
+   * catch or finally block runs; inside a microtask, the microtasks queued are
+   * dropped) and calls `callback` once it is unwound: at the end of the
+   * microtask checkpoint, or at the next turn of the event loop, which then
+   * stays alive until the child leaves through `_exit`. The caller must run JS
+   * that checks for interrupts right after (a loop).
    */
   escapeToLoop(callback: () => void): void;
   /** Whether the JS running now runs inside a microtask. */

@@ -18,6 +18,7 @@ import type { NativeBinding, NativeExitWatcher } from '../native';
 import { requireNative } from '../native';
 import * as os from '../os';
 import { createStdio, flushStdio, procExitStatus, stdioPending, usesFork } from '../util';
+import { findNodeQueues, forgetParentCallbacks, ParentCallbacks, parentCallbacks } from './pending';
 import { BasePopen, Launchable } from './popen';
 
 /** What the forked child runs. */
@@ -123,6 +124,7 @@ function clearAsyncIdStack(): void {
 export function runForkedChild(native: NativeBinding, process: Bootstrappable): number {
   usesFork(native);
   createStdio();
+  findNodeQueues();
   const pid = os.fork();
   if (pid === 0) runChild(native, process);
   return pid;
@@ -131,10 +133,11 @@ export function runForkedChild(native: NativeBinding, process: Bootstrappable): 
 function runChild(native: NativeBinding, process: Bootstrappable): never {
   try {
     process._becomeChild();
+    const parents = parentCallbacks();
     // A termination inside a microtask also drops the microtasks queued after
     // it, the target's own included: call the target only after escaping.
-    if (native.isRunningMicrotasks()) escapeToLoop(native, () => finish(native, process._bootstrap(), false));
-    return finish(native, process._bootstrap(), true);
+    if (native.isRunningMicrotasks()) escapeToLoop(native, () => finish(native, process._bootstrap(), parents, false));
+    return finish(native, process._bootstrap(), parents, true);
   } catch (error) {
     // Not reached unless this library has a bug: leave, never run the caller's code.
     console.error(`Process ${process.name}: internal error in the forked child:`, error);
@@ -144,12 +147,15 @@ function runChild(native: NativeBinding, process: Bootstrappable): never {
 
 /**
  * Leaves through `_exit()` once the exit code is known and stdout/stderr are
- * flushed: at once when both are already so, otherwise from the event loop.
+ * flushed: at once when both are already so, otherwise from the event loop,
+ * where none of the parent's pending callbacks may run.
  */
-function finish(native: NativeBinding, result: number | Promise<number>, onCallerStack: true): never;
-function finish(native: NativeBinding, result: number | Promise<number>, onCallerStack: false): void;
-function finish(native: NativeBinding, result: number | Promise<number>, onCallerStack: boolean): void {
+type Result = number | Promise<number>;
+function finish(native: NativeBinding, result: Result, parents: ParentCallbacks | null, onCallerStack: true): never;
+function finish(native: NativeBinding, result: Result, parents: ParentCallbacks | null, onCallerStack: false): void;
+function finish(native: NativeBinding, result: Result, parents: ParentCallbacks | null, onCallerStack: boolean): void {
   if (typeof result === 'number' && !stdioPending()) native._exit(result);
+  forgetParentCallbacks(parents);
   const leave = (): void => {
     void Promise.resolve(result)
       .then((code) => flushStdio().then(() => native._exit(code)))

@@ -1,0 +1,136 @@
+/**
+ * The parent's pending callbacks, in a forked child. The child's event loop
+ * is a copy of the parent's: the timers, immediates and nextTick callbacks the
+ * parent had scheduled would run in the child too, running the parent's
+ * program there. A Process child runs its target only, as Python's does: it
+ * drops them before it lets its event loop run.
+ *
+ * Node keeps these queues private; the inspector finds them once, in the
+ * parent (the variables of `clearTimeout`'s and `process.nextTick`'s module),
+ * and the child clears them with `clearTimeout()`/`clearImmediate()`. Where
+ * that fails (another Node, no inspector) nothing is dropped, as with
+ * `os.fork()`. The parent's open sockets and servers stay open in the child.
+ * @internal
+ */
+
+/** An entry of Node's linked lists of timers and immediates. */
+interface Linked {
+  _idleNext: Linked | null;
+}
+
+interface NodeQueues {
+  /** `{ [duration]: TimersList }`, each a circular list whose head is the list itself. */
+  timerLists: Record<string, Linked>;
+  immediates: { head: Linked | null };
+  ticks: { shift(): unknown };
+}
+
+/** What the parent had pending when the child was forked. */
+export interface ParentCallbacks {
+  timers: Linked[];
+  immediates: Linked[];
+}
+
+const KEY = 'node-multiprocessing.queues';
+let queues: NodeQueues | null | undefined;
+
+/**
+ * In the parent, before its first fork: finds Node's queues (a few ms, once).
+ * Inherited by every child forked later.
+ */
+export function findNodeQueues(): void {
+  if (queues !== undefined) return;
+  try {
+    lookUp();
+    queues = (clearTimeout as unknown as Record<symbol, NodeQueues | undefined>)[Symbol.for(KEY)] ?? null;
+  } catch {
+    queues = null;
+  }
+}
+
+type Post = <T>(method: string, params: object) => T;
+interface Property {
+  name: string;
+  value?: { objectId?: string; description?: string };
+}
+
+/** Stores the queues on `clearTimeout` (the same function in every context, a test runner's sandbox too). */
+function lookUp(): void {
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const inspector = require('inspector') as typeof import('inspector');
+  const session = new inspector.Session();
+  session.connect();
+  try {
+    const post: Post = (method, params) => {
+      let answer: { error: Error | null; result?: unknown } = { error: new Error(`${method}: no answer`) };
+      (session as unknown as { post(m: string, p: object, cb: (e: Error | null, r?: unknown) => void): void }).post(
+        method,
+        params,
+        (error, result) => {
+          answer = { error, result };
+        },
+      );
+      if (answer.error !== null) throw answer.error;
+      return answer.result as never;
+    };
+    const clearTimeoutId = evaluate(post, 'clearTimeout');
+    const timers = closureVariables(post, clearTimeoutId, ['timerListMap', 'immediateQueue']);
+    const ticks = closureVariables(post, evaluate(post, 'process.nextTick'), ['queue']);
+    post('Runtime.callFunctionOn', {
+      objectId: clearTimeoutId,
+      functionDeclaration: 'function (key, timerLists, immediates, ticks) { this[Symbol.for(key)] = { timerLists, immediates, ticks }; }',
+      arguments: [{ value: KEY }, { objectId: timers.timerListMap }, { objectId: timers.immediateQueue }, { objectId: ticks.queue }],
+    });
+  } finally {
+    session.disconnect();
+  }
+}
+
+function evaluate(post: Post, expression: string): string {
+  const { result } = post<{ result: { objectId?: string } }>('Runtime.evaluate', { expression });
+  if (result.objectId === undefined) throw new Error(`${expression}: not found`);
+  return result.objectId;
+}
+
+/** The objects `names` of the closure of the function `functionId`. */
+function closureVariables(post: Post, functionId: string, names: string[]): Record<string, string> {
+  const own = post<{ internalProperties?: Property[] }>('Runtime.getProperties', { objectId: functionId, ownProperties: true });
+  const scopes = own.internalProperties?.find((p) => p.name === '[[Scopes]]')?.value?.objectId;
+  if (scopes === undefined) throw new Error('no scopes');
+  for (const scope of post<{ result: Property[] }>('Runtime.getProperties', { objectId: scopes, ownProperties: true }).result) {
+    if (scope.value?.objectId === undefined || !/^\d+$/.test(scope.name)) continue;
+    const variables = post<{ result: Property[] }>('Runtime.getProperties', { objectId: scope.value.objectId, ownProperties: true });
+    const found: Record<string, string> = {};
+    for (const variable of variables.result) {
+      if (names.includes(variable.name) && variable.value?.objectId !== undefined) found[variable.name] = variable.value.objectId;
+    }
+    if (names.every((name) => name in found)) return found;
+  }
+  throw new Error(`${names.join(', ')}: not found`);
+}
+
+// --- in the child -------------------------------------------------------------------
+
+/**
+ * In the child, before the target runs: drops the parent's nextTick callbacks
+ * and notes its timers and immediates (reading only: a forked child pays for
+ * each page it writes).
+ */
+export function parentCallbacks(): ParentCallbacks | null {
+  if (!queues) return null;
+  while (queues.ticks.shift() != null);
+  const timers: Linked[] = [];
+  for (const list of Object.values(queues.timerLists)) {
+    for (let timer = list._idleNext; timer !== null && timer !== list; timer = timer._idleNext) timers.push(timer);
+  }
+  const immediates: Linked[] = [];
+  for (let immediate = queues.immediates.head; immediate !== null; immediate = immediate._idleNext) immediates.push(immediate);
+  return { timers, immediates };
+}
+
+/** In the child, before its event loop runs: the parent's timers and immediates never fire. */
+export function forgetParentCallbacks(callbacks: ParentCallbacks | null): void {
+  if (callbacks === null) return;
+  for (const timer of callbacks.timers) clearTimeout(timer as unknown as NodeJS.Timeout);
+  for (const immediate of callbacks.immediates) clearImmediate(immediate as unknown as NodeJS.Immediate);
+}
