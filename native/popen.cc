@@ -53,9 +53,11 @@ void CallOnce(Escape* escape, bool fromLoop) {
     // as Node does after each of its own callbacks.
     napi_make_callback(escape->env, escape->asyncContext, env.Global(), escape->callback.Value(), 0, nullptr, &result);
   } else {
-    // Inside Node's own code that ran the checkpoint: the microtasks this
-    // queues run at the next checkpoint, which Node makes soon.
+    // Inside Node's own code that ran the checkpoint, which is over: the
+    // microtasks the callback queues (an async target's) run now, not at the
+    // checkpoint after some later callback of the loop.
     napi_call_function(escape->env, env.Global(), escape->callback.Value(), 0, nullptr, &result);
+    v8::Isolate::GetCurrent()->PerformMicrotaskCheckpoint();
   }
 }
 

@@ -20,7 +20,7 @@ import * as v8 from 'v8';
 
 import { getContext, Process, setStartMethod } from './context';
 import type { StartMethod } from './popen/popen';
-import { BaseProcess, ProcessState } from './process';
+import { BaseProcess, currentProcess, ProcessState } from './process';
 import { dumps, loads } from './reduction';
 import { Reference, referenceOf, resolveCommonJs, resolveReference } from './reference';
 
@@ -110,8 +110,13 @@ export function resolveSpecSync(spec: ChildSpec): ResolvedSpec | undefined {
   return { processClass, target: spec.target === null ? null : resolveCommonJs(spec.target, 'target') };
 }
 
-/** In the child: takes the parent's arguments and start method, as Python's `spawn.prepare()`. */
+/**
+ * In the child: takes its name (a module loaded to find the target already
+ * sees it), the parent's arguments and start method, as Python's
+ * `spawn.prepare()`.
+ */
 export function prepare(spec: ChildSpec): void {
+  currentProcess().name = spec.state.name;
   process.argv.splice(2, Infinity, ...spec.argv);
   if (spec.defaultMethod !== null) setStartMethod(spec.defaultMethod, { force: true });
 }
