@@ -1,0 +1,83 @@
+/**
+ * Process start + join of an empty target, median, per start method, side by
+ * side with Python's multiprocessing (get_context(method)) measured in the
+ * same run, and spawn next to a bare child_process.fork() start + exit.
+ */
+import { fork } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+
+import * as mp from '../..';
+import { median, printTable, PYTHON_TIMING, Row, runPython, timeRunsAsync } from './lib';
+
+const RUNS: Record<mp.StartMethod, number> = { fork: 300, forkserver: 300, spawn: 40 };
+
+/** The target: exported, so that spawn and forkserver children load it by reference. */
+export function empty(): void {}
+
+async function startJoin(ctx: mp.BaseContext): Promise<void> {
+  const p = new ctx.Process({ target: empty });
+  p.start();
+  await p.join();
+  if (p.exitCode !== 0) throw new Error(`${p.name} exited with ${p.exitCode}`);
+}
+
+function startJoinSync(ctx: mp.BaseContext): Promise<void> {
+  const p = new ctx.Process({ target: empty });
+  p.start();
+  p.joinSync();
+  return Promise.resolve();
+}
+
+/** A bare child_process.fork() of an empty script, until its 'exit'. */
+function bareFork(script: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    fork(script, [], { stdio: 'ignore' }).on('exit', () => resolve()).on('error', reject);
+  });
+}
+
+function python(method: mp.StartMethod, runs: number): number | null {
+  return runPython<number>(`${PYTHON_TIMING}
+import multiprocessing, os
+if __name__ == '__main__':
+    ctx = multiprocessing.get_context('${method}')
+    def once():
+        p = ctx.Process(target=os.getpid)
+        p.start()
+        p.join()
+    print(json.dumps(median(samples(once, ${runs}, 5))))`);
+}
+
+async function main(): Promise<void> {
+  const rows: Row[] = [];
+  const targets: Record<mp.StartMethod, string> = { fork: '<= 1.5 ms', forkserver: '<= 5 ms', spawn: '<= 1.10x bare fork' };
+  let bare: number | null = null;
+  for (const method of mp.getAllStartMethods()) {
+    const ctx = mp.getContext(method);
+    const ours = median(await timeRunsAsync(() => startJoin(ctx), RUNS[method]));
+    const sync = median(await timeRunsAsync(() => startJoinSync(ctx), RUNS[method]));
+    rows.push({ name: `Process start + join(), ${method}`, value: ours, unit: 'ms', target: targets[method] });
+    rows.push({ name: `Process start + joinSync(), ${method}`, value: sync, unit: 'ms' });
+    rows.push({ name: `Python Process start + join(), ${method}`, value: python(method, Math.min(RUNS[method], 100)), unit: 'ms', baseline: ours });
+    if (method === 'spawn') {
+      const script = path.join(os.tmpdir(), `mp-bench-empty-${process.pid}.js`);
+      fs.writeFileSync(script, '');
+      bare = median(await timeRunsAsync(() => bareFork(script), RUNS.spawn));
+      fs.unlinkSync(script);
+      rows.push({ name: 'bare child_process.fork() start + exit', value: bare, unit: 'ms', baseline: ours });
+    }
+  }
+  printTable('Process start + join of an empty target, median', rows);
+  const spawnRow = rows.find((row) => row.name === 'Process start + join(), spawn');
+  if (bare !== null && spawnRow?.value != null) {
+    console.log(`\nspawn / bare child_process.fork = ${(spawnRow.value / bare).toFixed(2)} (target <= 1.10)`);
+  }
+}
+
+if (require.main === module) {
+  main().catch((error: unknown) => {
+    console.error(error);
+    process.exitCode = 1;
+  });
+}
