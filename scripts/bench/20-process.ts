@@ -1,7 +1,9 @@
 /**
  * Process start + join of an empty target, median, per start method, side by
  * side with Python's multiprocessing (get_context(method)) measured in the
- * same run, and spawn next to a bare child_process.fork() start + exit.
+ * same run, and spawn next to a bare child_process.fork() start + exit. The
+ * target lives in a module of its own that loads nothing (20-targets/empty.ts):
+ * a spawned child loads it by reference, as Python's loads `os.getpid`.
  */
 import { fork } from 'child_process';
 import * as fs from 'fs';
@@ -9,12 +11,10 @@ import * as os from 'os';
 import * as path from 'path';
 
 import * as mp from '../..';
+import { empty } from './20-targets/empty';
 import { median, printTable, PYTHON_TIMING, Row, runPython, timeRunsAsync } from './lib';
 
 const RUNS: Record<mp.StartMethod, number> = { fork: 300, forkserver: 300, spawn: 40 };
-
-/** The target: exported, so that spawn and forkserver children load it by reference. */
-export function empty(): void {}
 
 async function startJoin(ctx: mp.BaseContext): Promise<void> {
   const p = new ctx.Process({ target: empty });
