@@ -16,7 +16,8 @@
  * ```
  * @packageDocumentation
  */
-import { loadNative, unsupported } from './native';
+import type * as Native from './native';
+import { actualStartMethod, setActualStartMethod } from './popen/method';
 import type { Popen, StartMethod } from './popen/popen';
 import { activeChildren, BaseProcess, cpuCount, currentProcess, parentProcess } from './process';
 import type { ProcessOptions } from './process';
@@ -29,6 +30,7 @@ import { describe } from './validate';
 const synchronize = (): typeof import('./synchronize') => require('./synchronize');
 const sharedctypes = (): typeof import('./sharedctypes') => require('./sharedctypes');
 const sharedMemory = (): typeof import('./shared_memory') => require('./shared_memory');
+const native = (): typeof Native => require('./native');
 
 export type { StartMethod } from './popen/popen';
 
@@ -45,7 +47,7 @@ const LAUNCHERS: Record<StartMethod, (process: BaseProcess) => Popen> = {
 
 /** Whether `method` can run here: fork and forkserver need the addon (not on Windows). */
 function isAvailable(method: StartMethod): boolean {
-  return method === 'spawn' || loadNative() !== null;
+  return method === 'spawn' || native().loadNative() !== null;
 }
 
 function validateMethod(method: unknown): StartMethod {
@@ -53,7 +55,7 @@ function validateMethod(method: unknown): StartMethod {
     throw new TypeError(`start method must be one of ${START_METHODS.map((m) => `'${m}'`).join(', ')}, got ${describe(method)}`);
   }
   if (!isAvailable(method as StartMethod)) {
-    throw Object.assign(unsupported(`the '${String(method)}' start method`), { method });
+    throw Object.assign(native().unsupported(`the '${String(method)}' start method`), { method });
   }
   return method as StartMethod;
 }
@@ -98,9 +100,10 @@ function processClassFor(method: StartMethod): typeof Process {
       return launch(this as BaseProcess);
     }
 
-    // As Python's _bootstrap(): the child's own default is the method it was started with.
+    // As Python's _bootstrap(): the child's own default is the method it was
+    // started with (set directly: a forked child pays for each function it runs).
     protected override _childStarted(): void {
-      setStartMethod(method, { force: true });
+      setActualStartMethod(method);
     }
   };
   // Python's names: a context's processes are named 'ForkProcess-1' and so on.
@@ -185,8 +188,6 @@ export class BaseContext {
 
 const contexts = new Map<StartMethod, BaseContext>();
 const defaultContext = new BaseContext(null);
-/** The start method in force, once set or first used; `null` before. */
-let actualMethod: StartMethod | null = null;
 
 /** The start method used when none was set: fork where the addon is, spawn elsewhere (Windows). */
 function defaultStartMethod(): StartMethod {
@@ -220,12 +221,11 @@ export function getContext(method?: StartMethod | null): BaseContext {
 export function setStartMethod(method: StartMethod | null, options: { force?: boolean } = {}): void {
   const force = options.force ?? false;
   if (typeof force !== 'boolean') throw new TypeError(`force must be a boolean, got ${describe(force)}`);
-  if (actualMethod !== null && !force) {
-    throw new Error(
-      `the start method has already been set to '${actualMethod}': use setStartMethod(method, { force: true }) to change it`,
-    );
+  const actual = actualStartMethod();
+  if (actual !== null && !force) {
+    throw new Error(`the start method has already been set to '${actual}': use setStartMethod(method, { force: true }) to change it`);
   }
-  actualMethod = method === null && force ? null : validateMethod(method);
+  setActualStartMethod(method === null && force ? null : validateMethod(method));
 }
 
 /**
@@ -236,8 +236,8 @@ export function setStartMethod(method: StartMethod | null, options: { force?: bo
 export function getStartMethod(allowNone: true): StartMethod | null;
 export function getStartMethod(allowNone?: false): StartMethod;
 export function getStartMethod(allowNone = false): StartMethod | null {
-  if (actualMethod === null && !allowNone) actualMethod = defaultStartMethod();
-  return actualMethod;
+  if (actualStartMethod() === null && !allowNone) setActualStartMethod(defaultStartMethod());
+  return actualStartMethod();
 }
 
 /** The start methods available here, the default first: `['fork', 'spawn', 'forkserver']` on Linux and macOS, `['spawn']` on Windows. */

@@ -339,11 +339,11 @@ function forkChild(state: ServerState, spec: ChildSpec, resolved: ResolvedSpec):
   const pid = runForkedChild(state.native, {
     name: spec.state.name,
     daemon: spec.state.daemon,
-    _becomeChild: () => {
+    _becomeChild: (leave) => {
       leaveServer(state);
       prepare(spec);
       process_ = restoreProcess(spec, resolved);
-      process_._becomeChild();
+      process_._becomeChild(leave);
     },
     _bootstrap: () => (process_ as BaseProcess)._bootstrap(),
   });

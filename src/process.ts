@@ -300,13 +300,23 @@ export abstract class BaseProcess<A extends unknown[] = unknown[]> {
   protected _childStarted(): void {}
 
   /**
+   * In the parent, just before a fork: notes what the child will have to
+   * forget, so that the child itself only reads. @internal
+   */
+  _beforeFork(): void {
+    parentHasListeners = PARENT_EVENTS.some((event) => process.listenerCount(event) > 0);
+  }
+
+  /**
    * In the child: makes this object the current process and forgets the
-   * parent's tree. (A forked child pays for every page it writes and every
-   * function it runs first: this does the least it can.)
+   * parent's tree. (A forked child pays for every page it writes, each
+   * allocation included: this does the least it can.) `leave` ends a forked
+   * child at once: `process.exit(n)` in it leaves through it.
    * @internal
    */
-  _becomeChild(): void {
+  _becomeChild(leave?: (code: number) => never): void {
     if (current === this) return;
+    if (leave !== undefined) leaveForkedChild = leave;
     if (children.size > 0) {
       for (const child of children) child.#popen?.abandon();
       children = new Set();
@@ -315,7 +325,7 @@ export abstract class BaseProcess<A extends unknown[] = unknown[]> {
     parent = null;
     parentOf = this;
     current = this;
-    forgetParentListeners();
+    if (parentHasListeners) forgetParentListeners();
     this._childStarted();
   }
 
@@ -457,13 +467,14 @@ class ParentProcess extends ProcessView {
   }
 }
 
-current = BaseProcess._restore(MainProcess, {
+const main: BaseProcess = BaseProcess._restore(MainProcess, {
   name: 'MainProcess',
   identity: [],
   daemon: false,
   parentPid: 0,
   parentName: '',
 });
+current = main;
 
 /** Prints an uncaught error of the child as Python does (`Process Process-1:` and the traceback); returns 1. */
 function reportError(name: string, error: unknown): number {
@@ -487,6 +498,7 @@ function leaving(code: number): number {
  * child is joined, as Python's `atexit` handler does.
  */
 function exitFunction(): void {
+  if (children.size === 0) return;
   for (const child of activeChildren()) if (child.daemon) child.terminate();
   for (const child of activeChildren()) child.joinSync();
 }
@@ -494,19 +506,33 @@ function exitFunction(): void {
 /**
  * In a forked child, the parent's listeners of the process's own events
  * belong to the parent's program (its test runner, its shutdown code): a
- * Process child runs only its target.
+ * Process child runs only its target. (The parent's 'exit' listeners are
+ * skipped by {@link childExit}, at no cost to a child that never exits so.)
  */
 function forgetParentListeners(): void {
-  for (const event of PARENT_EVENTS) {
-    const listeners = process.listeners(event as NodeJS.Signals);
-    if (listeners.length === 0 || (event === 'exit' && listeners.length === 1 && listeners[0] === exitFunction)) continue;
-    process.removeAllListeners(event);
-    if (event === 'exit') process.on('exit', exitFunction);
+  for (const event of PARENT_EVENTS) if (process.listenerCount(event) > 0) process.removeAllListeners(event);
+}
+
+const PARENT_EVENTS = ['uncaughtException', 'unhandledRejection', 'SIGINT', 'SIGTERM', 'SIGHUP'];
+/** Whether the parent had such listeners when it last forked (see `_beforeFork()`). */
+let parentHasListeners = true;
+
+/**
+ * The first 'exit' listener: in a forked Process child, `process.exit(n)`
+ * joins the child's own children and leaves at once with `n`, as Python's
+ * child on `sys.exit(n)`; the parent's 'exit' listeners never run there.
+ */
+function childExit(code: number): void {
+  if (current !== main && leaveForkedChild !== null) {
+    exitFunction();
+    leaveForkedChild(code);
   }
 }
 
-const PARENT_EVENTS = ['exit', 'beforeExit', 'uncaughtException', 'unhandledRejection', 'SIGINT', 'SIGTERM', 'SIGHUP'];
+/** In a forked Process child: leaves at once (the addon's `_exit`); see `_becomeChild()`. */
+let leaveForkedChild: ((code: number) => never) | null = null;
 
+process.prependListener('exit', childExit);
 process.on('exit', exitFunction);
 
 /** The process object of the process this code runs in (`name` is `'MainProcess'` at the top). */

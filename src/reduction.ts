@@ -9,9 +9,15 @@
  * this is needed: the child has the parent's heap.
  * @internal
  */
-import * as v8 from 'v8';
+import type * as V8 from 'v8';
 
 import { describe } from './validate';
+
+/** Node's v8 module, loaded on first use (~2 ms: a spawned child without arguments does without). */
+function v8(): typeof V8 {
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  return require('v8') as typeof V8;
+}
 
 /** How one kind of shared object is reduced to plain state and rebuilt. */
 export interface Reducer<T extends object = object, S = unknown> {
@@ -155,7 +161,7 @@ function rebuildDeep(value: unknown, seen: Set<object>): unknown {
 export function dumps(value: unknown, what = 'value'): Buffer {
   const reduced = reduceDeep(value, what, new Map());
   try {
-    return v8.serialize(reduced);
+    return v8().serialize(reduced);
   } catch (error) {
     throw new TypeError(`${what} cannot be sent to another process: ${(error as Error).message}`, { cause: error });
   }
@@ -163,5 +169,5 @@ export function dumps(value: unknown, what = 'value'): Buffer {
 
 /** The value `dumps` serialised, with shared objects rebuilt in this process. */
 export function loads(buffer: Buffer | Uint8Array): unknown {
-  return rebuildDeep(v8.deserialize(buffer), new Set());
+  return rebuildDeep(v8().deserialize(buffer), new Set());
 }

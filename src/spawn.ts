@@ -16,9 +16,9 @@
  * @internal
  */
 import * as fs from 'fs';
-import * as v8 from 'v8';
 
-import { getContext, Process, setStartMethod } from './context';
+import { getContext, Process } from './context';
+import { setActualStartMethod } from './popen/method';
 import type { StartMethod } from './popen/popen';
 import { BaseProcess, currentProcess, ProcessState } from './process';
 import { dumps, loads } from './reduction';
@@ -35,10 +35,10 @@ export interface ChildSpec {
   /** The start method of the context whose Process class it is; `null`: the default `Process`. */
   contextMethod: StartMethod | null;
   target: Reference | null;
-  /** `dumps(args)`. */
-  args: Uint8Array;
-  /** `dumps()` of the process object's own fields (a subclass's). */
-  fields: Uint8Array;
+  /** `dumps(args)`; `null` for no arguments (the child then need not load v8). */
+  args: Uint8Array | null;
+  /** `dumps()` of the process object's own fields (a subclass's); `null` for none. */
+  fields: Uint8Array | null;
   /** The parent's start method when it was set (the child's default then), as Python's prepare(). */
   defaultMethod: StartMethod | null;
   /** The parent's command-line arguments after the script, for `process.argv`. */
@@ -78,8 +78,8 @@ export function childSpec(process_: BaseProcess, method: StartMethod, defaultMet
     processClass: ownRun ? referenceOf(type as unknown as AnyFunction, `Process subclass ${type.name}`, method) : null,
     contextMethod,
     target: target === null ? null : referenceOf(target, 'target', method),
-    args: dumps(args, 'args'),
-    fields: dumps({ ...process_ }, 'Process field'),
+    args: args.length === 0 ? null : dumps(args, 'args'),
+    fields: Object.keys(process_).length === 0 ? null : dumps({ ...process_ }, 'Process field'),
     defaultMethod,
     argv: process.argv.slice(2),
   };
@@ -118,26 +118,37 @@ export function resolveSpecSync(spec: ChildSpec): ResolvedSpec | undefined {
 export function prepare(spec: ChildSpec): void {
   currentProcess().name = spec.state.name;
   process.argv.splice(2, Infinity, ...spec.argv);
-  if (spec.defaultMethod !== null) setStartMethod(spec.defaultMethod, { force: true });
+  // The parent checked it: the child takes it as it is (as Python's prepare()).
+  if (spec.defaultMethod !== null) setActualStartMethod(spec.defaultMethod);
 }
 
 /** In the child: the process object of `spec`, with its arguments and fields rebuilt here. */
 export function restoreProcess(spec: ChildSpec, resolved: ResolvedSpec): BaseProcess {
-  const args = loads(spec.args) as unknown[];
-  const fields = loads(spec.fields) as Record<string, unknown>;
+  const args = spec.args === null ? [] : (loads(spec.args) as unknown[]);
+  const fields = spec.fields === null ? {} : (loads(spec.fields) as Record<string, unknown>);
   return BaseProcess._restore(resolved.processClass, spec.state, fields, {
     target: resolved.target as ((...args: unknown[]) => unknown) | null,
     args,
   });
 }
 
-/** The bytes a spec travels as. */
+/**
+ * The bytes a spec travels as: JSON, the dumped arguments and fields in
+ * base64 (JSON needs nothing loaded in the child; v8 is loaded only to
+ * rebuild arguments).
+ */
 export function encodeSpec(spec: ChildSpec): Buffer {
-  return v8.serialize(spec);
+  const base64 = (bytes: Uint8Array | null): string | null => bytes && Buffer.from(bytes).toString('base64');
+  return Buffer.from(JSON.stringify({ ...spec, args: base64(spec.args), fields: base64(spec.fields) }));
 }
 
 export function decodeSpec(bytes: Uint8Array): ChildSpec {
-  return v8.deserialize(bytes) as ChildSpec;
+  const json = JSON.parse(Buffer.from(bytes).toString('utf8')) as Omit<ChildSpec, 'args' | 'fields'> & {
+    args: string | null;
+    fields: string | null;
+  };
+  const binary = (text: string | null): Buffer | null => (text === null ? null : Buffer.from(text, 'base64'));
+  return { ...json, args: binary(json.args), fields: binary(json.fields) };
 }
 
 /** Reads a whole spec from `fd` (until end of file) and closes it. */

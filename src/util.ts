@@ -6,7 +6,7 @@
  */
 import * as fs from 'fs';
 
-import { loadNative, NativeBinding } from './native';
+import type { NativeBinding } from './native';
 
 /** The addon, once a fork made it necessary (set before forking: inherited by the child). */
 let forkNative: NativeBinding | null = null;
@@ -28,7 +28,9 @@ export function getpid(): number {
 
 /** The parent's pid, from the kernel (it changes when the parent dies); `null` without the addon. */
 export function getppid(): number | null {
-  return (forkNative ?? loadNative())?.getppid() ?? null;
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const native = forkNative ?? (require('./native') as typeof import('./native')).loadNative();
+  return native?.getppid() ?? null;
 }
 
 /**
@@ -93,8 +95,12 @@ function createdStream(name: StdioName): NodeJS.WriteStream | undefined {
   return descriptor !== undefined && 'value' in descriptor ? (descriptor.value as NodeJS.WriteStream) : undefined;
 }
 
+/** The standard streams created so far (see {@link memoize}). */
+const createdStreams: NodeJS.WriteStream[] = [];
+
 function memoize(name: StdioName, stream: NodeJS.WriteStream): NodeJS.WriteStream {
   Object.defineProperty(process, name, { value: stream, writable: false, enumerable: true, configurable: true });
+  if (!createdStreams.includes(stream)) createdStreams.push(stream);
   return stream;
 }
 
@@ -104,7 +110,10 @@ function memoize(name: StdioName, stream: NodeJS.WriteStream): NodeJS.WriteStrea
  * every child again. Each becomes a plain property holding the same stream.
  */
 export function createStdio(): void {
-  for (const name of STDIO) if (createdStream(name) === undefined) memoize(name, process[name]);
+  for (const name of STDIO) {
+    const stream = createdStream(name);
+    if (stream === undefined || !createdStreams.includes(stream)) memoize(name, stream ?? process[name]);
+  }
 }
 
 /**
@@ -126,7 +135,9 @@ export function trackStdioCreation(): void {
 
 /** Whether stdout or stderr holds output not yet written to its descriptor. */
 export function stdioPending(): boolean {
-  return STDIO.some((name) => (createdStream(name)?.writableLength ?? 0) > 0);
+  // Allocates nothing: a forked child pays for each page it writes.
+  for (let i = 0; i < createdStreams.length; i++) if (createdStreams[i].writableLength > 0) return true;
+  return false;
 }
 
 /**
@@ -137,9 +148,7 @@ export function stdioPending(): boolean {
  * (see {@link createStdio}) has nothing pending.
  */
 export function flushStdio(): Promise<void> {
-  const pending = STDIO.map(createdStream).filter(
-    (stream): stream is NodeJS.WriteStream => stream !== undefined && stream.writableLength > 0,
-  );
+  const pending = createdStreams.filter((stream) => stream.writableLength > 0);
   if (pending.length === 0) return Promise.resolve();
   return Promise.all(
     pending.map((stream) => new Promise<void>((resolve) => stream.write('', () => resolve()))),

@@ -9,7 +9,8 @@ import * as os from 'os';
 import * as path from 'path';
 
 import * as mp from '..';
-import { FIXTURES, jsonLines, procStat, runFixture, sleep } from './helpers';
+import { FIXTURES, jsonLines, runFixture } from './helpers';
+import { running, waitFor } from './fixtures/process_helpers';
 
 const methods = mp.getAllStartMethods();
 const NO_ADDON = process.env.NODE_MULTIPROCESSING_NO_NATIVE === '1';
@@ -23,20 +24,7 @@ afterAll(() => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-/** Whether `pid` is a process that has not ended (a zombie has). */
-function running(pid: number): boolean {
-  const stat = procStat(pid);
-  return stat !== null && stat.state !== 'Z';
-}
 
-async function waitFor(condition: () => boolean, ms: number): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > deadline) return false;
-    await sleep(20);
-  }
-  return true;
-}
 
 describe.each(methods)('%s', (method) => {
   test('an uncaught error in the target is printed on stderr with the process name and its stack', () => {

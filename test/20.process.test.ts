@@ -8,7 +8,8 @@ import * as os from 'os';
 import * as path from 'path';
 
 import * as mp from '..';
-import { fdCount, sleep, zombieChildren } from './helpers';
+import { fdCount, zombieChildren } from './helpers';
+import { waitFor } from './fixtures/process_helpers';
 
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const targets = require('./fixtures/process_targets.js') as {
@@ -58,15 +59,6 @@ function readReport(file: string): Report {
   return JSON.parse(fs.readFileSync(file, 'utf8')) as Report;
 }
 
-/** Polls `condition` every 20 ms until it holds or `ms` pass. */
-async function waitFor(condition: () => boolean, ms: number): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > deadline) return false;
-    await sleep(20);
-  }
-  return true;
-}
 
 test('the start methods available here, the default first', () => {
   if (NO_ADDON) expect(methods).toEqual(['spawn']);

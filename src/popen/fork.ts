@@ -23,8 +23,10 @@ import { BasePopen, Launchable } from './popen';
 
 /** What the forked child runs. */
 export interface Bootstrappable extends Launchable {
-  /** In the child: makes this process the current one and forgets the parent's state. */
-  _becomeChild(): void;
+  /** In the parent, just before the fork. */
+  _beforeFork?(): void;
+  /** In the child: makes this process the current one and forgets the parent's state; `leave` ends the child at once. */
+  _becomeChild(leave: (code: number) => never): void;
   /** In the child: runs the process; its exit code, or a Promise of it when `run()` returned one. Never throws. */
   _bootstrap(): number | Promise<number>;
 }
@@ -125,15 +127,16 @@ export function runForkedChild(native: NativeBinding, process: Bootstrappable): 
   usesFork(native);
   createStdio();
   findNodeQueues();
+  process._beforeFork?.();
+  const parents = parentCallbacks();
   const pid = os.fork();
-  if (pid === 0) runChild(native, process);
+  if (pid === 0) runChild(native, process, parents);
   return pid;
 }
 
-function runChild(native: NativeBinding, process: Bootstrappable): never {
+function runChild(native: NativeBinding, process: Bootstrappable, parents: ParentCallbacks | null): never {
   try {
-    process._becomeChild();
-    const parents = parentCallbacks();
+    process._becomeChild(native._exit);
     // A termination inside a microtask also drops the microtasks queued after
     // it, the target's own included: call the target only after escaping.
     if (native.isRunningMicrotasks()) escapeToLoop(native, () => finish(native, process._bootstrap(), parents, false));

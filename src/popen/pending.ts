@@ -22,13 +22,15 @@ interface NodeQueues {
   /** `{ [duration]: TimersList }`, each a circular list whose head is the list itself. */
   timerLists: Record<string, Linked>;
   immediates: { head: Linked | null };
-  ticks: { shift(): unknown };
+  ticks: { shift(): unknown; isEmpty(): boolean };
 }
 
 /** What the parent had pending when the child was forked. */
 export interface ParentCallbacks {
   timers: Linked[];
   immediates: Linked[];
+  /** Whether nextTick callbacks were pending. */
+  ticks: boolean;
 }
 
 const KEY = 'node-multiprocessing.queues';
@@ -112,25 +114,30 @@ function closureVariables(post: Post, functionId: string, names: string[]): Reco
 // --- in the child -------------------------------------------------------------------
 
 /**
- * In the child, before the target runs: drops the parent's nextTick callbacks
- * and notes its timers and immediates (reading only: a forked child pays for
- * each page it writes).
+ * In the parent, just before a fork: its pending timers and immediates, which
+ * the child forgets if it lets its event loop run (a forked child pays for
+ * each page it writes: the parent does this work). `null` when there are none.
  */
 export function parentCallbacks(): ParentCallbacks | null {
   if (!queues) return null;
-  while (queues.ticks.shift() != null);
   const timers: Linked[] = [];
   for (const list of Object.values(queues.timerLists)) {
     for (let timer = list._idleNext; timer !== null && timer !== list; timer = timer._idleNext) timers.push(timer);
   }
   const immediates: Linked[] = [];
   for (let immediate = queues.immediates.head; immediate !== null; immediate = immediate._idleNext) immediates.push(immediate);
-  return { timers, immediates };
+  const ticks = !queues.ticks.isEmpty();
+  return timers.length > 0 || immediates.length > 0 || ticks ? { timers, immediates, ticks } : null;
 }
 
-/** In the child, before its event loop runs: the parent's timers and immediates never fire. */
+/**
+ * In the child, before its event loop runs: the parent's timers, immediates
+ * and nextTick callbacks never run. (Those of the target, queued after the
+ * fork, stay; but for nextTick callbacks, where the parent had some pending.)
+ */
 export function forgetParentCallbacks(callbacks: ParentCallbacks | null): void {
-  if (callbacks === null) return;
+  if (callbacks === null || !queues) return;
+  if (callbacks.ticks) while (queues.ticks.shift() != null);
   for (const timer of callbacks.timers) clearTimeout(timer as unknown as NodeJS.Timeout);
   for (const immediate of callbacks.immediates) clearImmediate(immediate as unknown as NodeJS.Immediate);
 }
