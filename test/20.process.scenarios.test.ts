@@ -133,8 +133,9 @@ describe.each(methods)('%s', (method) => {
     }
     expect(byLabel.get('finally top-level')).toEqual([true]);
     expect(byLabel.get('catch main rejects in the parent only')).toEqual([true]);
-    expect(byLabel.get('exit codes 0,0,0,0,0')).toEqual([true]);
-    expect(lines).toHaveLength(13);
+    expect(byLabel.get('exit codes 0,0,0,0,0,5')).toEqual([true]);
+    expect(byLabel.get('exit listener')).toEqual([true]);
+    expect(lines).toHaveLength(14);
   });
 });
 
