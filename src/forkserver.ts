@@ -33,7 +33,7 @@ import type { NativeBinding, NativeExitWatcher } from './native';
 import * as os from './os';
 import { childExecArgv } from './popen/spawn';
 import { runForkedChild } from './popen/fork';
-import { BaseProcess } from './process';
+import { BaseProcess, currentProcess } from './process';
 import { ChildSpec, decodeSpec, prepare, resolveSpec, resolveSpecSync, ResolvedSpec, restoreProcess } from './spawn';
 import { readExactlySync, usesFork, writeAllSync } from './util';
 
@@ -339,6 +339,7 @@ function forkChild(state: ServerState, spec: ChildSpec, resolved: ResolvedSpec):
   const pid = runForkedChild(state.native, {
     name: spec.state.name,
     daemon: spec.state.daemon,
+    _beforeFork: () => currentProcess()._beforeFork(),
     _becomeChild: (leave) => {
       leaveServer(state);
       prepare(spec);
