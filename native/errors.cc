@@ -1,10 +1,13 @@
 #include "errors.h"
 
+#include "escape.h"
+
 #include <cerrno>
 #include <cstring>
 #include <string>
 
 #include <uv.h>
+#include <v8.h>
 
 namespace mp {
 
@@ -40,6 +43,26 @@ void ThrowErrno(Napi::Env env, int err, const char* syscall) {
 
 void ThrowUsage(Napi::Env env, const char* usage) {
   throw Napi::TypeError::New(env, std::string("Usage: ") + usage);
+}
+
+void CallFromLoop(napi_env env, napi_async_context context, napi_value fn, size_t argc, const napi_value* argv) {
+  const unsigned int escapes = EscapeCount();
+  napi_value global;
+  napi_value result;
+  if (napi_get_global(env, &global) == napi_ok &&
+      napi_make_callback(env, context, global, fn, argc, argv, &result) == napi_ok) {
+    return;
+  }
+  if (v8::Isolate::GetCurrent()->IsExecutionTerminating()) return;
+  bool pending = false;
+  napi_value error;
+  if (napi_is_exception_pending(env, &pending) != napi_ok || !pending ||
+      napi_get_and_clear_last_exception(env, &error) != napi_ok) {
+    return;
+  }
+  // Cut short by a forked child leaving its parent's stack: not an error.
+  if (EscapeCount() != escapes) return;
+  napi_fatal_exception(env, error);
 }
 
 int32_t IntArg(const Napi::CallbackInfo& info, size_t i, const char* usage) {

@@ -17,6 +17,14 @@ Napi::Error ErrnoError(Napi::Env env, int err, const char* syscall);
 // A TypeError for arguments that fail the cheap C++ guard ("Usage: ...").
 [[noreturn]] void ThrowUsage(Napi::Env env, const char* usage);
 
+// Calls `fn` from the event loop (a libuv callback, not from JS) as Node calls
+// its own callbacks: in `context`, then the nextTick and microtask queues. An
+// exception it throws goes to Node's uncaught-exception handling, as one
+// thrown by a timer callback would; nothing escapes as a C++ exception. A
+// JS execution being terminated is left to finish.
+void CallFromLoop(napi_env env, napi_async_context context, napi_value fn, size_t argc = 0,
+                  const napi_value* argv = nullptr);
+
 // Reads argument `i` as a 32-bit integer or throws a usage TypeError.
 int32_t IntArg(const Napi::CallbackInfo& info, size_t i, const char* usage);
 

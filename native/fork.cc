@@ -359,13 +359,8 @@ class LoopEndWatcher {
   }
 
   static void CallHook(Napi::FunctionReference& hook) {
-    Napi::Env env(g_hooks->env);
-    Napi::HandleScope scope(env);
-    napi_value result;
-    // napi_make_callback runs the microtask and nextTick queues afterwards, as
-    // Node does after each of its own callbacks.
-    napi_make_callback(g_hooks->env, g_hooks->asyncContext, env.Global(), hook.Value(), 0, nullptr,
-                       &result);
+    Napi::HandleScope scope(Napi::Env(g_hooks->env));
+    CallFromLoop(g_hooks->env, g_hooks->asyncContext, hook.Value());
   }
 
   static void OnPrepare(uv_prepare_t* handle) {

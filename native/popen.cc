@@ -25,9 +25,17 @@
 #include <v8.h>
 
 #include "errors.h"
+#include "escape.h"
 #include "modules.h"
 
 namespace mp {
+
+namespace {
+unsigned int g_escapeCount = 0;
+}  // namespace
+
+unsigned int EscapeCount() { return g_escapeCount; }
+
 namespace {
 
 // The callback waiting for the next turn of the loop. It lives as long as the
@@ -115,6 +123,7 @@ Napi::Value EscapeToLoop(const Napi::CallbackInfo& info) {
     escape->queue = queue;
     queue->AddMicrotasksCompletedCallback(OnMicrotasksCompleted, escape);
   }
+  g_escapeCount++;
   isolate->TerminateExecution();
   return env.Undefined();
 }

@@ -172,8 +172,6 @@ class ExitWatcher : public Napi::ObjectWrap<ExitWatcher> {
     uv_poll_t poll;
     int fd;
     ExitWatcher* owner;
-    ThreadResult result;
-    bool reportOnClose;
   };
 
   struct ThreadState {
@@ -183,7 +181,7 @@ class ExitWatcher : public Napi::ObjectWrap<ExitWatcher> {
   void WatchPidfd(Napi::Env env, UniqueFd& pidfd) {
     uv_loop_t* loop = nullptr;
     napi_get_uv_event_loop(env, &loop);
-    auto* handle = new PollHandle{{}, pidfd.get(), this, {0, 0, 0}, false};
+    auto* handle = new PollHandle{{}, pidfd.get(), this};
     if (int err = uv_poll_init(loop, &handle->poll, handle->fd)) {
       delete handle;
       ThrowErrno(env, -err, "uv_poll_init");
@@ -197,30 +195,26 @@ class ExitWatcher : public Napi::ObjectWrap<ExitWatcher> {
     }
   }
 
-  // The child ended: reap it, then report once the pidfd is closed, so that a
-  // caller who counts its fds after the callback sees none left over.
+  // The child ended: reap it and report it at once, the pidfd already closed
+  // (a caller counting its fds in the callback sees none left over).
   static void OnPidfdReadable(uv_poll_t* poll, int status, int) {
-    auto* handle = static_cast<PollHandle*>(poll->data);
-    ExitWatcher* self = handle->owner;
+    ExitWatcher* self = static_cast<PollHandle*>(poll->data)->owner;
     int waitStatus = 0;
     pid_t pid = WaitpidRetrying(self->pid_, &waitStatus, WNOHANG);
     int err = pid < 0 ? errno : (status < 0 ? -status : 0);
     if (pid == 0 && err == 0) return;  // spurious wake-up: still running
-    handle->result = {pid, waitStatus, err};
-    handle->reportOnClose = true;
-    self->poll_ = nullptr;
-    uv_close(reinterpret_cast<uv_handle_t*>(poll), OnPollClosed);
-  }
-
-  static void OnPollClosed(uv_handle_t* closed) {
-    auto* handle = static_cast<PollHandle*>(closed->data);
-    close(handle->fd);
-    std::unique_ptr<PollHandle> owned(handle);
-    if (!handle->reportOnClose) return;
-    ExitWatcher* self = handle->owner;
     Napi::Env env = self->Env();
     Napi::HandleScope scope(env);
-    self->Report(env, handle->result);
+    self->Report(env, {pid, waitStatus, err});
+  }
+
+  // uv_close() takes the fd out of the epoll set at once (while it is still
+  // open, so no other fd of the same number can be hit); the fd can then be
+  // closed at once too, and the handle's memory goes in the close callback.
+  static void ClosePoll(PollHandle* handle) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&handle->poll),
+             [](uv_handle_t* closed) { delete static_cast<PollHandle*>(closed->data); });
+    close(handle->fd);
   }
 
   void WatchWithThread(Napi::Env env) {
@@ -252,20 +246,20 @@ class ExitWatcher : public Napi::ObjectWrap<ExitWatcher> {
     });
   }
 
-  // Called from the event loop, not from JS: MakeCallback runs the callback as
+  // Called from the event loop, not from JS: CallFromLoop runs the callback as
   // Node runs its own (async hooks, then the nextTick and microtask queues).
   void Report(Napi::Env env, ThreadResult result) {
     Napi::Function onExit = onExit_.Value();
     std::unique_ptr<Napi::AsyncContext> context = std::move(asyncContext_);
     StopWatching();
     Napi::Value error = result.err ? ErrnoError(env, result.err, "waitpid").Value() : env.Null();
-    onExit.MakeCallback(env.Global(), {error, Napi::Number::New(env, result.pid), Napi::Number::New(env, result.status)},
-                        *context);
+    napi_value args[] = {error, Napi::Number::New(env, result.pid), Napi::Number::New(env, result.status)};
+    CallFromLoop(env, *context, onExit, 3, args);
   }
 
   void StopWatching() {
     if (poll_ != nullptr) {
-      uv_close(reinterpret_cast<uv_handle_t*>(&poll_->poll), OnPollClosed);
+      ClosePoll(poll_);
       poll_ = nullptr;
     }
     if (threadState_) {

@@ -97,6 +97,7 @@ describe('every way out of a forked child', () => {
     ['_exit', 9],
     ['signal', -SIGKILL],
     ['sigterm', -SIGTERM],
+    ['before-exit-throws', 1, /exit listener: 1/, /thrown in beforeExit/],
     ['before-exit-work', 0, /beforeExit round 1[\s\S]*beforeExit round 2[\s\S]*exit listener: 0/],
   ];
 
@@ -202,6 +203,13 @@ describe('waitpid(), wait(), waitpidAsync()', () => {
     expect(reaped).toBe(pid);
     expect(mp.os.waitstatusToExitcode(status)).toBe(2);
     expect(ticks).toBeGreaterThan(5);
+  });
+
+  test('a fork-start Process whose async target runs right after an awaited waitpidAsync', () => {
+    // The child leaves the parent's stack from inside waitpidAsync's callback.
+    const run = runFixture('os_wait_then_process.js');
+    expect(run.stderr).toBe('');
+    expect(jsonLines(run.stdout)).toEqual([{ exitCode: 0, ran: true }]);
   });
 
   test('a pid that is not a child: ECHILD, with code and syscall', async () => {
