@@ -9,6 +9,7 @@
  * this is needed: the child has the parent's heap.
  * @internal
  */
+import { types } from 'util';
 import type * as V8 from 'v8';
 
 import { describe } from './validate';
@@ -74,9 +75,14 @@ function reducerOf(value: object): Reducer | undefined {
   return undefined;
 }
 
+/**
+ * Arrays, Maps, Sets and plain objects, of any realm: `v8.deserialize` under
+ * jest (or in a vm context) makes them with another realm's prototypes.
+ */
 function isPlainContainer(value: object): boolean {
+  if (Array.isArray(value) || types.isMap(value) || types.isSet(value)) return true;
   const proto = Object.getPrototypeOf(value);
-  return Array.isArray(value) || proto === Object.prototype || proto === null || value instanceof Map || value instanceof Set;
+  return proto === null || (Object.getPrototypeOf(proto) === null && Object.prototype.toString.call(value) === '[object Object]');
 }
 
 /** `[0]` for an array index, `.name` for an identifier, `["a b"]` otherwise: as the value is written in JS. */
@@ -100,13 +106,13 @@ function reduceDeep(value: unknown, path: string, seen: Map<object, unknown>): u
     return reduced;
   }
   if (!isPlainContainer(value)) return value; // Dates, TypedArrays, Errors...: v8 clones them
-  if (value instanceof Map) {
+  if (types.isMap(value)) {
     const copy = new Map();
     seen.set(value, copy);
     for (const [k, v] of value) copy.set(reduceDeep(k, `${path} key`, seen), reduceDeep(v, `${path}.get(${String(k)})`, seen));
     return copy;
   }
-  if (value instanceof Set) {
+  if (types.isSet(value)) {
     const copy = new Set();
     seen.set(value, copy);
     for (const v of value) copy.add(reduceDeep(v, `${path} element`, seen));
@@ -142,9 +148,9 @@ function rebuildDeep(value: unknown, seen: Set<object>): unknown {
     return reducer.rebuild(value.state);
   }
   seen.add(value);
-  if (value instanceof Map) {
+  if (types.isMap(value)) {
     for (const [k, v] of value) value.set(k, rebuildDeep(v, seen));
-  } else if (value instanceof Set) {
+  } else if (types.isSet(value)) {
     const items = [...value].map((v) => rebuildDeep(v, seen));
     value.clear();
     for (const item of items) value.add(item);
