@@ -102,30 +102,25 @@ export function waitpidAsync(pid: number): Promise<[number, number]> {
   });
 }
 
+type StatusMacro = 'WIFEXITED' | 'WEXITSTATUS' | 'WIFSIGNALED' | 'WTERMSIG' | 'WIFSTOPPED' | 'WSTOPSIG';
+
+/** The wait-status macro `name` of the C library, its argument checked first. */
+function statusMacro<M extends StatusMacro>(name: M): (status: number) => ReturnType<NativeBinding[M]> {
+  return (status) => requireNative(name)[name](validateInteger(status, 'status')) as ReturnType<NativeBinding[M]>;
+}
+
 /** True when the child ended normally (`exit`, `_exit`, end of script). */
-export function WIFEXITED(status: number): boolean {
-  return requireNative('WIFEXITED').WIFEXITED(validateInteger(status, 'status'));
-}
+export const WIFEXITED = statusMacro('WIFEXITED');
 /** The exit code of a child for which {@link WIFEXITED} is true. */
-export function WEXITSTATUS(status: number): number {
-  return requireNative('WEXITSTATUS').WEXITSTATUS(validateInteger(status, 'status'));
-}
+export const WEXITSTATUS = statusMacro('WEXITSTATUS');
 /** True when a signal ended the child. */
-export function WIFSIGNALED(status: number): boolean {
-  return requireNative('WIFSIGNALED').WIFSIGNALED(validateInteger(status, 'status'));
-}
+export const WIFSIGNALED = statusMacro('WIFSIGNALED');
 /** The signal that ended a child for which {@link WIFSIGNALED} is true. */
-export function WTERMSIG(status: number): number {
-  return requireNative('WTERMSIG').WTERMSIG(validateInteger(status, 'status'));
-}
+export const WTERMSIG = statusMacro('WTERMSIG');
 /** True when the child is stopped (only reported with {@link WUNTRACED}). */
-export function WIFSTOPPED(status: number): boolean {
-  return requireNative('WIFSTOPPED').WIFSTOPPED(validateInteger(status, 'status'));
-}
+export const WIFSTOPPED = statusMacro('WIFSTOPPED');
 /** The signal that stopped a child for which {@link WIFSTOPPED} is true. */
-export function WSTOPSIG(status: number): number {
-  return requireNative('WSTOPSIG').WSTOPSIG(validateInteger(status, 'status'));
-}
+export const WSTOPSIG = statusMacro('WSTOPSIG');
 
 /**
  * The exit code of a wait status, as Python's `os.waitstatus_to_exitcode`: the
