@@ -9,10 +9,13 @@
 //   5. every normal exit path hangs          -> ChildExit: process.exit(), fatal
 //      errors and the end of the event loop all leave through _exit().
 //   9. nested forks                          -> a forked child parks nothing.
+#include <dlfcn.h>
 #include <fcntl.h>
+#include <link.h>
 #include <poll.h>
 #include <sched.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -47,6 +50,9 @@ namespace {
 
 // True in every process that came out of our fork(): its platform workers are gone.
 bool g_isForkedChild = false;
+// How many forks this process descends from: the JS modules compare it with
+// the one they last saw to catch up after a fork (see src/at_fork.ts).
+uint32_t g_forkGeneration = 0;
 
 // ---------------------------------------------------------------------------
 // 1. The whole address space must be copied into the child.
@@ -190,71 +196,103 @@ void FlushStdioWrites(uv_loop_t* loop) {
 
 // ---------------------------------------------------------------------------
 // 3. Platform workers parked at a safe point for the instant of fork().
+//
+// Waking every worker to park it, and again to release it, costs about 250 µs
+// a fork on a 2-core machine: more than the rest of the parent's side of it.
+// Forks come in bursts (a loop of fork() or Process.start(), a Pool filling
+// up), so the workers stay parked for a short lease after each fork, and a
+// fork within the lease parks nothing. When the lease runs out they go back to
+// work by themselves. While they are parked V8's background jobs (concurrent
+// marking, sweeping, optimising compiles) wait; the main thread never waits on
+// them for longer than the lease, since V8 joins its jobs (the joining thread
+// does the work itself) rather than waiting for a worker to pick them up.
 
-class ParkedWorkers {
+class WorkerPark {
  public:
-  ParkedWorkers(v8::Platform* platform, int count) : state_(std::make_shared<State>()) {
-    state_->expected = count;
-    for (int i = 0; i < count; i++) platform->CallOnWorkerThread(std::make_unique<ParkTask>(state_));
-  }
-
-  ParkedWorkers(const ParkedWorkers&) = delete;
-  ParkedWorkers& operator=(const ParkedWorkers&) = delete;
-
-  // In the parent the workers go back to work when this ends. In the child the
-  // state's mutex and condition variable still list the vanished workers as
-  // waiters, so the child must never touch them: see Abandon().
-  ~ParkedWorkers() {
-    if (!state_) return;
-    {
-      std::lock_guard<std::mutex> lock(state_->mutex);
-      state_->released = true;
+  // The lock returned keeps every worker parked until it is released: hold it
+  // across fork(). In the child it must never be released (see Fork).
+  std::unique_lock<std::mutex> ParkAll(Napi::Env env, v8::Platform* platform, int workers) {
+    std::unique_lock<std::mutex> lock(state_.mutex);
+    // No lease may end while workers are still coming: those already parked
+    // would leave, and the tasks that parked them are spent.
+    state_.leaseEnd = Clock::now() + (state_.parked < workers ? kTimeout + kLease : kLease);
+    const int missing = workers - state_.parked - state_.posted;
+    for (int i = 0; i < missing; i++) platform->CallOnWorkerThread(std::make_unique<ParkTask>(state_));
+    state_.posted += std::max(0, missing);
+    if (state_.parked < workers) {
+      // Idle workers park within tens of microseconds: spin (yielding the
+      // core to them) rather than pay for a futex sleep and wake-up.
+      const auto spinEnd = Clock::now() + std::chrono::milliseconds(2);
+      while (state_.parked < workers && Clock::now() < spinEnd) {
+        lock.unlock();
+        sched_yield();
+        lock.lock();
+      }
+      // A worker busy with a long job (a GC's) delays this; one that never
+      // comes back is a bug of someone's: fail rather than hang.
+      if (!state_.arrived.wait_for(lock, kTimeout, [&] { return state_.parked >= workers; })) {
+        state_.leaseEnd = Clock::now();  // let those parked go back to work
+        state_.leaseShortened.notify_one();
+        ThrowErrno(env, ETIMEDOUT, "fork");
+      }
+      state_.leaseEnd = Clock::now() + kLease;  // the lease starts once all are in
+      state_.leaseShortened.notify_one();         // to the foreman, waiting for the longer one
     }
-    state_->changed.notify_all();
+    return lock;
   }
-
-  // Waits until every worker sits inside a ParkTask (so none holds a lock or is
-  // half-way through a job). A worker busy with a long GC job delays this.
-  bool WaitUntilParked(std::chrono::milliseconds timeout) {
-    // Workers park within tens of microseconds when idle: spin (yielding the
-    // core to them) rather than pay for a futex sleep and wake-up each fork.
-    const auto spinUntil = std::chrono::steady_clock::now() + std::chrono::milliseconds(2);
-    while (state_->parked.load(std::memory_order_acquire) < state_->expected) {
-      if (std::chrono::steady_clock::now() > spinUntil) break;
-      sched_yield();
-    }
-    std::unique_lock<std::mutex> lock(state_->mutex);
-    return state_->changed.wait_for(lock, timeout, [this] { return state_->parked.load() == state_->expected; });
-  }
-
-  void Abandon() { new std::shared_ptr<State>(std::move(state_)); }  // deliberately leaked
 
  private:
+  using Clock = std::chrono::steady_clock;
+  static constexpr std::chrono::milliseconds kLease{10};
+  static constexpr std::chrono::seconds kTimeout{10};
+
   struct State {
     std::mutex mutex;
-    std::condition_variable changed;
-    int expected = 0;
-    std::atomic<int> parked{0};
-    bool released = false;
+    std::condition_variable arrived;          // a worker parked
+    std::condition_variable leaseShortened;  // to the foreman
+    std::condition_variable leave;           // the lease is over
+    int parked = 0;
+    int posted = 0;  // ParkTasks not yet started
+    bool hasForeman = false;
+    uint64_t lease = 0;  // which lease the parked workers are in
+    Clock::time_point leaseEnd{};
   };
 
+  // A parked worker holds no lock but ours: the safe point fact 3 asks for.
+  // One of them (the foreman) waits for the lease to run out, the others for
+  // the foreman: a wake-up costs page faults and cross-CPU interrupts (the
+  // worker's stack is shared with the last child), so only one wakes while the
+  // lease is extended fork after fork.
   class ParkTask : public v8::Task {
    public:
-    explicit ParkTask(std::shared_ptr<State> state) : state_(std::move(state)) {}
+    explicit ParkTask(State& state) : state_(state) {}
     void Run() override {
-      std::unique_lock<std::mutex> lock(state_->mutex);
-      if (state_->released) return;  // parked too late: the fork already happened
-      state_->parked.fetch_add(1, std::memory_order_release);
-      state_->changed.notify_all();
-      state_->changed.wait(lock, [this] { return state_->released; });
+      std::unique_lock<std::mutex> lock(state_.mutex);
+      state_.posted--;
+      state_.parked++;
+      state_.arrived.notify_one();
+      const uint64_t lease = state_.lease;
+      if (state_.hasForeman) {
+        state_.leave.wait(lock, [&] { return state_.lease != lease; });
+        return;
+      }
+      state_.hasForeman = true;
+      while (Clock::now() < state_.leaseEnd) state_.leaseShortened.wait_until(lock, state_.leaseEnd);
+      state_.hasForeman = false;
+      state_.parked = 0;
+      state_.lease++;
+      state_.leave.notify_all();
     }
 
    private:
-    std::shared_ptr<State> state_;
+    State& state_;
   };
 
-  std::shared_ptr<State> state_;
+  // Parked workers reference it until the process ends: never destroyed.
+  State& state_ = *new State();
 };
+
+WorkerPark g_workerPark;
 
 // Node counts its delayed-task scheduler thread among the workers, but that
 // thread never runs tasks: parking it would wait forever.
@@ -262,8 +300,6 @@ int WorkersToPark(node::MultiIsolatePlatform* platform) {
   if (g_isForkedChild) return 0;  // fact 9: nothing left to park after a fork
   return std::max(0, platform->NumberOfWorkerThreads() - 1);
 }
-
-constexpr std::chrono::milliseconds kParkTimeout{10000};
 
 // ---------------------------------------------------------------------------
 // 5. Every way out of a forked child goes through _exit().
@@ -376,6 +412,89 @@ class LoopEndWatcher {
   unsigned int lostRequests_ = 0;
 };
 
+// ---------------------------------------------------------------------------
+// 6. The child compiles optimised code on its main thread: concurrent compile
+// jobs would go to the vanished workers and never run. Setting the flags in the
+// child costs it ~90 µs (some 30 page faults in V8's flag code). Instead the
+// parent writes the child's values into V8's flag storage just before fork()
+// and puts its own back just after: the child inherits them for nothing. Which
+// bytes those are is learnt once, by setting the flags and comparing. Where
+// V8's flag storage is not exported, the child sets the flags itself.
+
+class ChildCompilerFlags {
+ public:
+  // In the parent, with the workers parked (nothing else reads the flags):
+  // true when the child's values are written and Restore() must follow.
+  bool WriteForChild() {
+    if (mode_ == Mode::kUnknown) Learn();
+    if (mode_ != Mode::kPatch) return false;
+    for (Patch& patch : patches_) {
+      patch.saved = storage_[patch.offset];
+      storage_[patch.offset] = patch.value;
+    }
+    return true;
+  }
+
+  void Restore() {
+    for (const Patch& patch : patches_) storage_[patch.offset] = patch.saved;
+  }
+
+  // In a child of the first generation, when the parent could not write them.
+  void SetInChild() {
+    if (mode_ != Mode::kPatch) v8::V8::SetFlagsFromString(kChildFlags);
+  }
+
+ private:
+  static constexpr const char* kChildFlags =
+      "--no-concurrent-recompilation --no-concurrent-osr --no-concurrent-sparkplug";
+  static constexpr const char* kParentFlags = "--concurrent-recompilation --concurrent-osr --concurrent-sparkplug";
+
+  enum class Mode { kUnknown, kPatch, kInChild };
+  struct Patch {
+    size_t offset;
+    uint8_t value;
+    uint8_t saved;
+  };
+
+  void Learn() {
+    mode_ = Mode::kInChild;
+    size_t size = 0;
+    uint8_t* storage = FindFlagStorage(&size);
+    if (storage == nullptr) return;
+    const std::vector<uint8_t> original(storage, storage + size);
+    v8::V8::SetFlagsFromString(kParentFlags);
+    const std::vector<uint8_t> concurrent(storage, storage + size);
+    v8::V8::SetFlagsFromString(kChildFlags);
+    for (size_t offset = 0; offset < size; offset++) {
+      if (storage[offset] != concurrent[offset]) patches_.push_back({offset, storage[offset], 0});
+    }
+    std::memcpy(storage, original.data(), size);  // the parent's flags, exactly as they were
+    storage_ = storage;
+    if (!patches_.empty()) mode_ = Mode::kPatch;
+  }
+
+  // V8's FlagValues (v8::internal::v8_flags), when the executable exports it
+  // with its size and V8 has not made it read-only.
+  static uint8_t* FindFlagStorage(size_t* size) {
+    void* symbol = dlsym(RTLD_DEFAULT, "_ZN2v88internal8v8_flagsE");
+    using IsFrozen = bool (*)();
+    auto isFrozen = reinterpret_cast<IsFrozen>(dlsym(RTLD_DEFAULT, "_ZN2v88internal8FlagList8IsFrozenEv"));
+    Dl_info info;
+    ElfW(Sym)* entry = nullptr;
+    if (symbol == nullptr || isFrozen == nullptr || isFrozen()) return nullptr;
+    if (dladdr1(symbol, &info, reinterpret_cast<void**>(&entry), RTLD_DL_SYMENT) == 0 || entry == nullptr) return nullptr;
+    if (entry->st_size == 0 || entry->st_size > (1u << 20)) return nullptr;
+    *size = entry->st_size;
+    return static_cast<uint8_t*>(symbol);
+  }
+
+  Mode mode_ = Mode::kUnknown;
+  uint8_t* storage_ = nullptr;
+  std::vector<Patch> patches_;
+};
+
+ChildCompilerFlags g_childCompilerFlags;
+
 node::Environment* CurrentNodeEnvironment(Napi::Env env);
 
 // Node reads process.pid once at start-up: a forked child must see its own
@@ -402,17 +521,14 @@ void InstallPidAccessors(Napi::Env env) {
 void SetUpChild(Napi::Env env, uv_loop_t* loop) {
   const bool nested = g_isForkedChild;
   g_isForkedChild = true;
+  g_forkGeneration++;
   g_pid = getpid();
   g_ownThreads.store(0);  // the addon's threads stayed in the parent
   // The parent's epoll instance is shared with the child until this runs: the
   // child must not touch the loop before (fact 4).
   if (int err = uv_loop_fork(loop)) ThrowErrno(env, -err, "uv_loop_fork");
   if (int err = LoopEndWatcher::InstallOn(loop)) ThrowErrno(env, -err, "uv_prepare_start");
-  if (!nested) {
-    // Optimising compiles would be queued to the vanished platform workers and
-    // never run: compile on the main thread instead (fact 6).
-    v8::V8::SetFlagsFromString("--no-concurrent-recompilation --no-concurrent-osr --no-concurrent-sparkplug");
-  }
+  if (!nested) g_childCompilerFlags.SetInChild();  // fact 6
 }
 
 // process.exit(), uncaught errors and unhandled rejections end in
@@ -446,14 +562,18 @@ Napi::Value Fork(const Napi::CallbackInfo& info) {
 
   FlushStdioWrites(loop);
   g_addressSpace.MakeForkable();
-  ParkedWorkers parked(platform, WorkersToPark(platform));
-  if (!parked.WaitUntilParked(kParkTimeout)) ThrowErrno(env, ETIMEDOUT, "fork");
-  pid_t pid = fork();
-  if (pid < 0) ThrowErrno(env, "fork");
+  const int workers = WorkersToPark(platform);
+  std::unique_lock<std::mutex> parked;
+  if (workers > 0) parked = g_workerPark.ParkAll(env, platform, workers);
+  const bool patched = !g_isForkedChild && g_childCompilerFlags.WriteForChild();
+  const pid_t pid = fork();
   if (pid == 0) {
-    parked.Abandon();
+    parked.release();  // the child never touches the park: its workers are gone
     SetUpChild(env, loop);
+    return Napi::Number::New(env, 0);
   }
+  if (patched) g_childCompilerFlags.Restore();
+  if (pid < 0) ThrowErrno(env, "fork");
   return Napi::Number::New(env, pid);
 }
 
@@ -493,6 +613,20 @@ Napi::Value Exit(const Napi::CallbackInfo& info) {
   ExitNow(code.As<Napi::Number>().Int32Value());
 }
 
+// True on the main thread of this process (a forked child's included), false
+// on a worker_threads Worker: Linux gives the main thread the process's id.
+Napi::Value IsMainThread(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), syscall(SYS_gettid) == getpid());
+}
+
+// setV8Flags(flags): v8.setFlagsFromString() without loading Node's `v8`
+// module, which brings streams with it (see src/index.ts on load cost).
+Napi::Value SetV8Flags(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsString()) ThrowUsage(info.Env(), "setV8Flags(flags: string)");
+  v8::V8::SetFlagsFromString(info[0].As<Napi::String>().Utf8Value().c_str());
+  return info.Env().Undefined();
+}
+
 Napi::Value IsForkedChild(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), g_isForkedChild);
 }
@@ -525,6 +659,12 @@ void InitFork(Napi::Env env, Napi::Object exports) {
   exports.Set("_exit", Napi::Function::New(env, Exit, "_exit"));
   exports.Set("setForkChildHooks", Napi::Function::New(env, SetForkChildHooks, "setForkChildHooks"));
   exports.Set("isForkedChild", Napi::Function::New(env, IsForkedChild, "isForkedChild"));
+  exports.Set("isMainThread", Napi::Function::New(env, IsMainThread, "isMainThread"));
+  exports.Set("setV8Flags", Napi::Function::New(env, SetV8Flags, "setV8Flags"));
+  // A view of the counter itself: read on hot paths (an RLock's owner), it
+  // costs JS an array load rather than a call.
+  exports.Set("forkGeneration",
+              Napi::Uint32Array::New(env, 1, Napi::ArrayBuffer::New(env, &g_forkGeneration, sizeof g_forkGeneration), 0));
   exports.Set("threadCount", Napi::Function::New(env, ThreadCount, "threadCount"));
   exports.Set("ownThreadCount", Napi::Function::New(env, OwnThreadCount, "ownThreadCount"));
 }

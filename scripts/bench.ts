@@ -1,6 +1,6 @@
 /**
- * `npm run bench`: runs every benchmark of scripts/bench/ (each file a program
- * of its own, in name order) and prints their tables one after another.
+ * `npm run bench`: runs every benchmark of scripts/bench/ (each numbered file a
+ * program of its own, in name order) and prints their tables one after another.
  * `npm run bench -- fork` runs only the files whose name contains "fork".
  */
 import { spawnSync } from 'child_process';
@@ -11,7 +11,7 @@ const dir = path.join(__dirname, 'bench');
 const filter = process.argv[2];
 const files = fs
   .readdirSync(dir)
-  .filter((file) => file.endsWith('.js') && file !== 'lib.js' && (!filter || file.includes(filter)))
+  .filter((file) => /^\d+-.*\.js$/.test(file) && (!filter || file.includes(filter)))
   .sort();
 
 console.log(`# node-multiprocessing benchmarks (node ${process.version}, ${process.platform}-${process.arch})`);

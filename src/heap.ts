@@ -35,9 +35,9 @@
  *   {@link rebuildBlock}; {@link blockOf} finds the block of a buffer.
  * @internal
  */
-import { randomBytes } from 'crypto';
+import type * as Crypto from 'crypto';
 
-import { forkState } from './at_fork';
+import { forkGeneration } from './at_fork';
 import { requireNative } from './native';
 import { registerReducer } from './reduction';
 import * as tracker from './resource_tracker';
@@ -85,9 +85,12 @@ function alignUp(value: number, alignment: number): number {
   return Math.ceil(value / alignment) * alignment;
 }
 
-/** Random hex digits for a name, as Python's `secrets.token_hex`. */
+/**
+ * Random hex digits for a name, as Python's `secrets.token_hex`. `crypto` is
+ * loaded on first use, not with the package (see index.ts).
+ */
 function randomHex(bytes: number): string {
-  return randomBytes(bytes).toString('hex');
+  return (require('crypto') as typeof Crypto).randomBytes(bytes).toString('hex');
 }
 
 /** A new segment: its name (with the leading slash) and a buffer over all of it. */
@@ -204,7 +207,7 @@ interface Placement {
 class Heap {
   private readonly arenas: Arena[] = [];
   /** The fork generation that made this heap: in a forked child, the parent's heap is not ours. */
-  private readonly generation = forkState.generation;
+  private readonly generation = forkGeneration();
   private nextArenaSize = PAGE_SIZE;
   private readonly collected = new FinalizationRegistry<Placement>((placement) => this.free(placement));
 
@@ -235,7 +238,7 @@ class Heap {
 
   /** True in a forked child for its parent's heap, which it leaves as it was. */
   get inherited(): boolean {
-    return this.generation !== forkState.generation;
+    return this.generation !== forkGeneration();
   }
 
   /** Unlinks the names of every arena this process created: at its exit. */

@@ -46,6 +46,12 @@ export interface NativeBinding {
   _exit(code?: number): never;
   setForkChildHooks(beforeExit: () => void, exit: () => void): void;
   isForkedChild(): boolean;
+  /** True on the process's main thread, false on a worker_threads Worker. */
+  isMainThread(): boolean;
+  /** `v8.setFlagsFromString()`, without loading Node's `v8` module. */
+  setV8Flags(flags: string): void;
+  /** `[0]`: how many forks this process descends from (a view of the addon's counter). */
+  readonly forkGeneration: Uint32Array;
   threadCount(): number;
   /** Threads the addon started itself (see native/own_threads.h). */
   ownThreadCount(): number;

@@ -18,9 +18,8 @@
  * @packageDocumentation
  */
 import * as nodeOs from 'os';
-import { isMainThread } from 'worker_threads';
 
-import { atForkHooks, forkState } from './at_fork';
+import { atForkHooks, forkGeneration } from './at_fork';
 import { loadNative, NativeBinding, requireNative, unsupported } from './native';
 import { validateInteger } from './validate';
 
@@ -53,18 +52,19 @@ export { registerAtFork } from './at_fork';
  */
 export function fork(): number {
   const native = requireNative('fork');
-  if (!isMainThread) throw new Error('fork() can only be called from the main thread, not from a worker thread');
+  if (!native.isMainThread()) throw new Error('fork() can only be called from the main thread, not from a worker thread');
   warnIfOtherThreads(native);
+  // Without hooks the child runs no JS of ours after the fork (see at_fork.ts).
+  return atForkHooks.length === 0 ? native.fork() : forkWithHooks(native);
+}
+
+function forkWithHooks(native: NativeBinding): number {
   // Copies: a hook may unregister hooks while they run.
   for (const hooks of atForkHooks.slice().reverse()) hooks.before?.();
   const pid = native.fork();
-  if (pid === 0) {
-    // Inline, not in a function of its own: this runs in the child only, where
-    // a function never run before would first be compiled (see at_fork.ts).
-    forkState.generation++;
-    for (const hooks of atForkHooks.slice()) hooks.afterInChild?.();
-  } else {
-    for (const hooks of atForkHooks.slice()) hooks.afterInParent?.(pid);
+  for (const hooks of atForkHooks.slice()) {
+    if (pid === 0) hooks.afterInChild?.();
+    else hooks.afterInParent?.(pid);
   }
   return pid;
 }
@@ -207,7 +207,7 @@ function installForkChildHooks(native: NativeBinding): void {
 let baselineThreads = 1;
 let warnedAboutThreads = false;
 /** The fork generation the two above were measured in (see at_fork.ts). */
-let threadsGeneration = forkState.generation;
+let threadsGeneration = forkGeneration();
 
 function threadPoolSize(): number {
   const size = Number(process.env.UV_THREADPOOL_SIZE);
@@ -221,9 +221,9 @@ function threadPoolSize(): number {
  * instant of the fork and deadlock the child. Python >= 3.12 warns then too.
  */
 function warnIfOtherThreads(native: NativeBinding): void {
-  if (threadsGeneration !== forkState.generation) {
+  if (threadsGeneration !== forkGeneration()) {
     // A forked child has only its main thread (and its own pool, once used).
-    threadsGeneration = forkState.generation;
+    threadsGeneration = forkGeneration();
     baselineThreads = 1;
     warnedAboutThreads = false;
   }
@@ -245,7 +245,7 @@ function initialise(): void {
   baselineThreads = native.isForkedChild() ? 1 : native.threadCount() - native.ownThreadCount();
   // The hooks replace the process-exit handler of the main thread's Node
   // environment; a worker thread has its own, which must stay.
-  if (isMainThread) installForkChildHooks(native);
+  if (native.isMainThread()) installForkChildHooks(native);
 }
 
 initialise();

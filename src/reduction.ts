@@ -135,8 +135,11 @@ function isReduced(value: object): value is ReducedObject {
  * the first shared object it receives loads the whole library, whose modules
  * register their reducers.
  */
+/** The modules that register reducers: index.ts loads some only on first use. */
+const REDUCING_MODULES = ['./heap', './synchronize', './sharedctypes', './shared_memory'];
+
 function reducerOfKind(kind: string): Reducer | undefined {
-  if (!reducersByKind.has(kind)) require('./index');
+  if (!reducersByKind.has(kind)) for (const module of REDUCING_MODULES) require(module);
   return reducersByKind.get(kind);
 }
 

@@ -17,7 +17,7 @@
  * created it returns.
  * @internal
  */
-import { ChildProcess, spawn } from 'child_process';
+import type { ChildProcess } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 
@@ -66,6 +66,8 @@ function adoptInheritedFd(): void {
 }
 
 function launch(): void {
+  // Loaded on first use, not with the package (see index.ts).
+  const { spawn } = require('child_process') as typeof import('child_process');
   const child = spawn(process.execPath, [MAIN], {
     stdio: ['pipe', 'ignore', 'inherit'],
     // The tracker must not inherit a parent's inspector or loaders.

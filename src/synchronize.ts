@@ -22,7 +22,7 @@
 import { BrokenBarrierError } from './errors';
 import { allocate, BlockState, rebuildBlock, reduceBlock, SharedBlock } from './heap';
 import { FutexWaitResult, loadNative, NativeBinding, NativeFutexWaiter, requireNative } from './native';
-import { forkState, registerAtFork } from './at_fork';
+import { forkGeneration, registerAtFork } from './at_fork';
 import { registerReducer } from './reduction';
 import { describe, validateFunction, validateInteger, validateTimeout } from './validate';
 
@@ -35,13 +35,13 @@ function currentPid(): number {
 
 /** The owner id of an RLock held here; a variable, as `process.pid` is slow to read on a hot path. */
 let pid = currentPid();
-let pidGeneration = forkState.generation;
+let pidGeneration = forkGeneration();
 
 /** {@link pid}, caught up lazily in a forked child (see at_fork.ts). */
 function ownPid(): number {
-  if (pidGeneration !== forkState.generation) {
+  if (pidGeneration !== forkGeneration()) {
     pid = currentPid();
-    pidGeneration = forkState.generation;
+    pidGeneration = forkGeneration();
   }
   return pid;
 }

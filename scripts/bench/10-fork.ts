@@ -10,15 +10,9 @@ import * as os from 'os';
 import * as path from 'path';
 
 import * as mp from '../..';
-import { median, printTable, PYTHON_TIMING, runC, runPython, timeRuns, timeRunsAsync } from './lib';
+import { inFreshNode, median, printTable, PYTHON_TIMING, runC, runPython, timeRunsAsync } from './lib';
 
 const FORKS = 500;
-
-function forkExitWait(): void {
-  const pid = mp.os.fork();
-  if (pid === 0) mp.os._exit(0);
-  mp.os.waitpid(pid);
-}
 
 function pythonForks(): number | null {
   return runPython<number>(`${PYTHON_TIMING}
@@ -109,7 +103,8 @@ function forkStress(forks = 2000): { hang: number; crash: number; ok: number; fo
 }
 
 async function main(): Promise<void> {
-  const ours = median(timeRuns(forkExitWait, FORKS));
+  // In a Node of its own, as Python's and C's loops run in processes of their own.
+  const ours = inFreshNode('fork-loop', [FORKS]);
   const python = pythonForks();
   const c = cForks();
   const spawned = median(await timeRunsAsync(spawnNode, 30));

@@ -11,24 +11,9 @@ import * as os from 'os';
 import * as path from 'path';
 
 import * as mp from '../..';
-import { empty } from './20-targets/empty';
-import { median, printTable, PYTHON_TIMING, Row, runPython, timeRunsAsync } from './lib';
+import { inFreshNode, median, printTable, PYTHON_TIMING, Row, runPython, timeRunsAsync } from './lib';
 
 const RUNS: Record<mp.StartMethod, number> = { fork: 300, forkserver: 300, spawn: 40 };
-
-async function startJoin(ctx: mp.BaseContext): Promise<void> {
-  const p = new ctx.Process({ target: empty });
-  p.start();
-  await p.join();
-  if (p.exitCode !== 0) throw new Error(`${p.name} exited with ${p.exitCode}`);
-}
-
-function startJoinSync(ctx: mp.BaseContext): Promise<void> {
-  const p = new ctx.Process({ target: empty });
-  p.start();
-  p.joinSync();
-  return Promise.resolve();
-}
 
 /** A bare child_process.fork() of an empty script, until its 'exit'. */
 function bareFork(script: string): Promise<void> {
@@ -54,9 +39,9 @@ async function main(): Promise<void> {
   const targets: Record<mp.StartMethod, string> = { fork: '<= 1.5 ms', forkserver: '<= 5 ms', spawn: '<= 1.10x bare fork' };
   let bare: number | null = null;
   for (const method of mp.getAllStartMethods()) {
-    const ctx = mp.getContext(method);
-    const ours = median(await timeRunsAsync(() => startJoin(ctx), RUNS[method]));
-    const sync = median(await timeRunsAsync(() => startJoinSync(ctx), RUNS[method]));
+    // In a Node of its own (see fresh/process-loop.ts), as Python's runs.
+    const ours = inFreshNode('process-loop', [method, 'join', RUNS[method]]);
+    const sync = inFreshNode('process-loop', [method, 'joinSync', RUNS[method]]);
     rows.push({ name: `Process start + join(), ${method}`, value: ours, unit: 'ms', target: targets[method] });
     rows.push({ name: `Process start + joinSync(), ${method}`, value: sync, unit: 'ms' });
     rows.push({ name: `Python Process start + join(), ${method}`, value: python(method, Math.min(RUNS[method], 100)), unit: 'ms', baseline: ours });

@@ -7,33 +7,26 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 
-export function median(samples: number[]): number {
-  const sorted = [...samples].sort((a, b) => a - b);
-  const middle = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
-}
+export { median, timeRuns, timeRunsAsync } from './timing';
 
-/** Milliseconds taken by each of `runs` calls of `fn` (after `warmup` untimed calls). */
-export function timeRuns(fn: () => void, runs: number, warmup = Math.min(10, runs)): number[] {
-  for (let i = 0; i < warmup; i++) fn();
-  const samples: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const start = process.hrtime.bigint();
-    fn();
-    samples.push(Number(process.hrtime.bigint() - start) / 1e6);
+/**
+ * Runs `fresh/<program>.js` with `args` in a new Node and returns the JSON
+ * value it prints on its last line (a median); `null`, with a note on stderr,
+ * when it fails.
+ */
+export function inFreshNode<T = number>(program: string, args: Array<string | number>): T | null {
+  try {
+    const script = path.join(__dirname, 'fresh', `${program}.js`);
+    const out = execFileSync(process.execPath, [script, ...args.map(String)], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const lines = out.trim().split('\n');
+    return JSON.parse(lines[lines.length - 1]) as T;
+  } catch (error) {
+    console.error(`${program} failed: ${(error as Error).message}`);
+    return null;
   }
-  return samples;
-}
-
-export async function timeRunsAsync(fn: () => Promise<void>, runs: number, warmup = Math.min(5, runs)): Promise<number[]> {
-  for (let i = 0; i < warmup; i++) await fn();
-  const samples: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const start = process.hrtime.bigint();
-    await fn();
-    samples.push(Number(process.hrtime.bigint() - start) / 1e6);
-  }
-  return samples;
 }
 
 /**

@@ -10,14 +10,16 @@
  * cost: about 7 ms once, at load. A user who runs Node with `--no-lazy` keeps it.
  * @internal
  */
-import * as v8 from 'v8';
+import { loadNative } from '../native';
 
 const chosenByUser = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)].includes('--no-lazy');
+/** Without the addon there is no fork, and nothing to compile ahead. */
+const native = chosenByUser ? null : loadNative();
 
 export function beginEagerCompilation(): void {
-  if (!chosenByUser) v8.setFlagsFromString('--no-lazy');
+  native?.setV8Flags('--no-lazy');
 }
 
 export function endEagerCompilation(): void {
-  if (!chosenByUser) v8.setFlagsFromString('--lazy');
+  native?.setV8Flags('--lazy');
 }
