@@ -41,6 +41,7 @@
 #include "modules.h"
 #include "own_threads.h"
 #include "unique_fd.h"
+#include "v8_values.h"
 
 namespace mp {
 
@@ -133,6 +134,20 @@ class ForkableAddressSpace {
 ForkableAddressSpace g_addressSpace;
 
 // ---------------------------------------------------------------------------
+// The loop's handles, read only. uv_walk() moves every handle's queue links as
+// it goes: a write to every page that holds a handle, each a copy-on-write
+// fault in a child (and in the parent after each fork). This reads libuv's
+// handle queue from Node's own uv.h, as the code below reads other fields.
+template <typename Visit>
+void ForEachHandle(uv_loop_t* loop, Visit visit) {
+  const auto* queue = static_cast<const uv__queue*>(static_cast<void*>(&loop->handle_queue));
+  for (const uv__queue* q = queue->next; q != queue; q = q->next) {
+    visit(reinterpret_cast<uv_handle_t*>(reinterpret_cast<char*>(const_cast<uv__queue*>(q)) -
+                                         offsetof(uv_handle_t, handle_queue)));
+  }
+}
+
+// ---------------------------------------------------------------------------
 // Output must appear once. Writes to a pipe that is full wait in libuv's queue;
 // a child would inherit the queue and write them a second time. So, as Python
 // flushes sys.stdout before it forks, the parent first writes out what stdout
@@ -182,16 +197,13 @@ void FlushQueuedWrites(uv_stream_t* stream, int fd) {
 }
 
 void FlushStdioWrites(uv_loop_t* loop) {
-  uv_walk(
-      loop,
-      [](uv_handle_t* handle, void*) {
-        if (handle->type != UV_NAMED_PIPE && handle->type != UV_TTY && handle->type != UV_TCP) return;
-        uv_os_fd_t fd;
-        if (uv_fileno(handle, &fd) != 0 || (fd != STDOUT_FILENO && fd != STDERR_FILENO)) return;
-        auto* stream = reinterpret_cast<uv_stream_t*>(handle);
-        if (stream->write_queue_size > 0) FlushQueuedWrites(stream, fd);
-      },
-      nullptr);
+  ForEachHandle(loop, [](uv_handle_t* handle) {
+    if (handle->type != UV_NAMED_PIPE && handle->type != UV_TTY && handle->type != UV_TCP) return;
+    auto* stream = reinterpret_cast<uv_stream_t*>(handle);
+    if (stream->write_queue_size == 0) return;
+    uv_os_fd_t fd;
+    if (uv_fileno(handle, &fd) == 0 && (fd == STDOUT_FILENO || fd == STDERR_FILENO)) FlushQueuedWrites(stream, fd);
+  });
 }
 
 // ---------------------------------------------------------------------------
@@ -326,17 +338,26 @@ ChildLoopHooks* g_hooks = nullptr;
 // whether anything but itself keeps the loop alive; when nothing does, it runs
 // the hooks, which is what Node itself would do at that point. Like the flush
 // above, it reads libuv's loop and request fields from Node's own uv.h.
+//
+// It is set up once, in the parent, unreferenced: there it keeps nothing alive
+// and returns at once. A child only references it: setting a handle up in
+// every child would write to the pages of its neighbours in the loop's queues.
 class LoopEndWatcher {
  public:
-  // Returns 0 or a libuv error code.
-  static int InstallOn(uv_loop_t* loop) {
-    static LoopEndWatcher watcher;  // inherited as-is by nested forks
-    watcher.lostRequests_ = RequestsLostInFork(loop);
-    if (watcher.installed_) return 0;
-    if (int err = uv_prepare_init(loop, &watcher.handle_)) return err;
-    watcher.handle_.data = &watcher;
-    watcher.installed_ = true;
-    return uv_prepare_start(&watcher.handle_, OnPrepare);
+  // In the parent, before the first fork: returns 0 or a libuv error code.
+  static int Install(uv_loop_t* loop) {
+    if (installed_) return 0;
+    if (int err = uv_prepare_init(loop, &handle_)) return err;
+    if (int err = uv_prepare_start(&handle_, OnPrepare)) return err;
+    uv_unref(reinterpret_cast<uv_handle_t*>(&handle_));
+    installed_ = true;
+    return 0;
+  }
+
+  // In a child, just after the fork (nested forks too).
+  static void Arm(uv_loop_t* loop) {
+    lostRequests_ = RequestsLostInFork(loop);
+    uv_ref(reinterpret_cast<uv_handle_t*>(&handle_));
   }
 
  private:
@@ -350,20 +371,16 @@ class LoopEndWatcher {
   // finishes them there as in the parent.
   static unsigned int SocketRequests(uv_loop_t* loop) {
     unsigned int count = 0;
-    uv_walk(
-        loop,
-        [](uv_handle_t* handle, void* total) {
-          unsigned int& sum = *static_cast<unsigned int*>(total);
-          if (handle->type == UV_UDP) {
-            auto* udp = reinterpret_cast<uv_udp_t*>(handle);
-            sum += QueueLength(udp->write_queue) + QueueLength(udp->write_completed_queue);
-          } else if (handle->type == UV_NAMED_PIPE || handle->type == UV_TTY || handle->type == UV_TCP) {
-            auto* stream = reinterpret_cast<uv_stream_t*>(handle);
-            sum += QueueLength(stream->write_queue) + QueueLength(stream->write_completed_queue);
-            sum += (stream->connect_req != nullptr) + (stream->shutdown_req != nullptr);
-          }
-        },
-        &count);
+    ForEachHandle(loop, [&count](uv_handle_t* handle) {
+      if (handle->type == UV_UDP) {
+        auto* udp = reinterpret_cast<uv_udp_t*>(handle);
+        count += QueueLength(udp->write_queue) + QueueLength(udp->write_completed_queue);
+      } else if (handle->type == UV_NAMED_PIPE || handle->type == UV_TTY || handle->type == UV_TCP) {
+        auto* stream = reinterpret_cast<uv_stream_t*>(handle);
+        count += QueueLength(stream->write_queue) + QueueLength(stream->write_completed_queue);
+        count += (stream->connect_req != nullptr) + (stream->shutdown_req != nullptr);
+      }
+    });
     return count;
   }
 
@@ -378,14 +395,10 @@ class LoopEndWatcher {
     return loop->active_reqs.count > survivors ? loop->active_reqs.count - survivors : 0;
   }
 
-  static LoopEndWatcher& Of(uv_prepare_t* handle) {
-    return *static_cast<LoopEndWatcher*>(handle->data);
-  }
-
   // uv_loop_alive(), leaving out this watcher and the requests lost at the fork.
   static bool LoopHasOtherWork(uv_prepare_t* handle) {
     uv_loop_t* loop = handle->loop;
-    const unsigned int lost = std::min(Of(handle).lostRequests_, loop->active_reqs.count);
+    const unsigned int lost = std::min(lostRequests_, loop->active_reqs.count);
     uv_unref(reinterpret_cast<uv_handle_t*>(handle));
     loop->active_reqs.count -= lost;
     bool alive = uv_loop_alive(loop) != 0;
@@ -400,16 +413,16 @@ class LoopEndWatcher {
   }
 
   static void OnPrepare(uv_prepare_t* handle) {
-    if (g_hooks == nullptr || LoopHasOtherWork(handle)) return;
+    if (!g_isForkedChild || g_hooks == nullptr || LoopHasOtherWork(handle)) return;
     CallHook(g_hooks->beforeExit);
     if (LoopHasOtherWork(handle)) return;
     CallHook(g_hooks->exit);
     ExitNow(0);  // not reached: the exit hook leaves with the right code
   }
 
-  uv_prepare_t handle_{};
-  bool installed_ = false;
-  unsigned int lostRequests_ = 0;
+  static inline uv_prepare_t handle_{};
+  static inline bool installed_ = false;
+  static inline unsigned int lostRequests_ = 0;
 };
 
 // ---------------------------------------------------------------------------
@@ -527,7 +540,7 @@ void SetUpChild(Napi::Env env, uv_loop_t* loop) {
   // The parent's epoll instance is shared with the child until this runs: the
   // child must not touch the loop before (fact 4).
   if (int err = uv_loop_fork(loop)) ThrowErrno(env, -err, "uv_loop_fork");
-  if (int err = LoopEndWatcher::InstallOn(loop)) ThrowErrno(env, -err, "uv_prepare_start");
+  LoopEndWatcher::Arm(loop);
   if (!nested) g_childCompilerFlags.SetInChild();  // fact 6
 }
 
@@ -560,6 +573,7 @@ Napi::Value Fork(const Napi::CallbackInfo& info) {
   node::MultiIsolatePlatform* platform = node::GetMultiIsolatePlatform(nodeEnv);
   if (platform == nullptr) throw Napi::Error::New(env, "fork: no V8 platform");
 
+  if (int err = LoopEndWatcher::Install(loop)) ThrowErrno(env, -err, "uv_prepare_start");
   FlushStdioWrites(loop);
   g_addressSpace.MakeForkable();
   const int workers = WorkersToPark(platform);
@@ -627,6 +641,19 @@ Napi::Value SetV8Flags(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// precompile(fn): compiles fn's bytecode now, if V8 has not yet (it compiles a
+// function when first called). A target first called in a forked child would
+// otherwise be parsed and compiled there, in every child, at some 35 page
+// faults (0.1 ms). V8's public API compiles as a side effect of asking whether
+// the function is empty; a function that cannot be compiled is left as it is.
+Napi::Value Precompile(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsFunction()) ThrowUsage(info.Env(), "precompile(fn: Function)");
+  if (ToV8(info[0]).As<v8::Function>()->Experimental_IsNopFunction()) {
+    // Nothing to do: compiled, and empty.
+  }
+  return info.Env().Undefined();
+}
+
 Napi::Value IsForkedChild(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), g_isForkedChild);
 }
@@ -660,6 +687,7 @@ void InitFork(Napi::Env env, Napi::Object exports) {
   exports.Set("setForkChildHooks", Napi::Function::New(env, SetForkChildHooks, "setForkChildHooks"));
   exports.Set("isForkedChild", Napi::Function::New(env, IsForkedChild, "isForkedChild"));
   exports.Set("isMainThread", Napi::Function::New(env, IsMainThread, "isMainThread"));
+  exports.Set("precompile", Napi::Function::New(env, Precompile, "precompile"));
   exports.Set("setV8Flags", Napi::Function::New(env, SetV8Flags, "setV8Flags"));
   // A view of the counter itself: read on hot paths (an RLock's owner), it
   // costs JS an array load rather than a call.

@@ -30,6 +30,7 @@
 #include "errors.h"
 #include "modules.h"
 #include "unique_fd.h"
+#include "v8_values.h"
 
 namespace mp {
 namespace {
@@ -108,23 +109,6 @@ void DeleteMappingOwner(void*, size_t, void* owner) {
 
 void DeleteStoreOwner(void*, size_t, void* owner) {
   delete static_cast<std::shared_ptr<v8::BackingStore>*>(owner);
-}
-
-// napi_value is a v8::Local<v8::Value> in Node's implementation of N-API; these
-// two are the only places that rely on it (node-addon-api has no way to make a
-// buffer whose memory is freed synchronously on detach, which close() needs).
-static_assert(sizeof(napi_value) == sizeof(v8::Local<v8::Value>), "napi_value is a v8::Local");
-
-v8::Local<v8::Value> ToV8(napi_value value) {
-  v8::Local<v8::Value> local;
-  std::memcpy(static_cast<void*>(&local), &value, sizeof(value));
-  return local;
-}
-
-napi_value FromV8(v8::Local<v8::Value> local) {
-  napi_value value;
-  std::memcpy(&value, static_cast<void*>(&local), sizeof(value));
-  return value;
 }
 
 // An ArrayBuffer over [data, data + length) whose backing store keeps `owner`

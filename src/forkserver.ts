@@ -339,7 +339,11 @@ function forkChild(state: ServerState, spec: ChildSpec, resolved: ResolvedSpec):
   const pid = runForkedChild(state.native, {
     name: spec.state.name,
     daemon: spec.state.daemon,
-    _beforeFork: () => currentProcess()._beforeFork(),
+    _beforeFork: (precompile) => {
+      currentProcess()._beforeFork(precompile);
+      precompile(resolved.processClass.prototype.run);
+      if (resolved.target !== null) precompile(resolved.target);
+    },
     _becomeChild: (leave) => {
       leaveServer(state);
       prepare(spec);

@@ -18,6 +18,7 @@ import './eager/begin';
 import * as os from './os';
 import './popen/fork';
 import './process';
+import './context';
 import './eager/end';
 
 import { defineLazyExports } from './lazy';

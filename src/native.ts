@@ -48,6 +48,8 @@ export interface NativeBinding {
   isForkedChild(): boolean;
   /** True on the process's main thread, false on a worker_threads Worker. */
   isMainThread(): boolean;
+  /** Compiles `fn`'s bytecode now if V8 has not yet (forked children then find it compiled). */
+  precompile(fn: (...args: never[]) => unknown): void;
   /** `v8.setFlagsFromString()`, without loading Node's `v8` module. */
   setV8Flags(flags: string): void;
   /** `[0]`: how many forks this process descends from (a view of the addon's counter). */

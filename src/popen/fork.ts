@@ -23,8 +23,8 @@ import { BasePopen, Launchable } from './popen';
 
 /** What the forked child runs. */
 export interface Bootstrappable extends Launchable {
-  /** In the parent, just before the fork. */
-  _beforeFork?(): void;
+  /** In the parent, just before the fork; `precompile` compiles a function the child will call. */
+  _beforeFork?(precompile: (fn: (...args: never[]) => unknown) => void): void;
   /** In the child: makes this process the current one and forgets the parent's state; `leave` ends the child at once. */
   _becomeChild(leave: (code: number) => never): void;
   /** In the child: runs the process; its exit code, or a Promise of it when `run()` returned one. Never throws. */
@@ -99,6 +99,10 @@ export class ForkPopen extends BasePopen {
 
 const HAS_PROC = fs.existsSync('/proc/self/stat');
 
+// Node's function that clearAsyncIdStack() asks in a child escaping a
+// microtask: called here once, it is compiled here, not in every such child.
+executionAsyncId();
+
 // --- in the child -----------------------------------------------------------------
 
 /**
@@ -126,8 +130,11 @@ function clearAsyncIdStack(): void {
 export function runForkedChild(native: NativeBinding, process: Bootstrappable): number {
   usesFork(native);
   createStdio();
+  // The child asks this before it leaves; asked here first, the getter of
+  // Node's streams it calls is compiled once, not in every child.
+  stdioPending();
   findNodeQueues();
-  process._beforeFork?.();
+  process._beforeFork?.(native.precompile);
   const parents = parentCallbacks();
   const pid = os.fork();
   if (pid === 0) runChild(native, process, parents);
