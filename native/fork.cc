@@ -14,6 +14,7 @@
 #include <link.h>
 #include <poll.h>
 #include <sched.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -528,6 +529,20 @@ void InstallPidAccessors(Napi::Env env) {
   });
 }
 
+// A fork from inside an I/O callback (code awaiting a join, a socket's data
+// handler) happens while libuv walks the events its epoll_wait() returned: a
+// child that goes back to its loop would carry on with that walk and handle
+// its parent's events (read its sockets) as its own. libuv keeps the events
+// being walked at the end of loop->watchers, where it marks those of a closed
+// fd as done (fd -1): a child marks them all so. (Node's uv.h: libuv's own
+// layout, as the flush above.)
+void DropParentEvents(uv_loop_t* loop) {
+  if (loop->watchers == nullptr) return;
+  auto* events = reinterpret_cast<epoll_event*>(loop->watchers[loop->nwatchers]);
+  const auto count = reinterpret_cast<uintptr_t>(loop->watchers[loop->nwatchers + 1]);
+  for (uintptr_t i = 0; events != nullptr && i < count; i++) events[i].data.fd = -1;
+}
+
 // Every write the child makes to a page still shared with the parent costs a
 // copy-on-write fault, so the child does as little as it can, all of it here
 // rather than in JS that would first have to be compiled in the child.
@@ -539,6 +554,7 @@ void SetUpChild(Napi::Env env, uv_loop_t* loop) {
   g_ownThreads.store(0);  // the addon's threads stayed in the parent
   // The parent's epoll instance is shared with the child until this runs: the
   // child must not touch the loop before (fact 4).
+  DropParentEvents(loop);
   if (int err = uv_loop_fork(loop)) ThrowErrno(env, -err, "uv_loop_fork");
   LoopEndWatcher::Arm(loop);
   if (!nested) g_childCompilerFlags.SetInChild();  // fact 6

@@ -45,7 +45,7 @@ export class ForkPopen extends BasePopen {
     this.watcher = new this.native.ExitWatcher(pid, (error, _pid, status) => {
       this.watcher = null;
       // ECHILD: the user reaped it (os.wait()): its exit code is lost.
-      this.settle(error === null ? os.waitstatusToExitcode(status) : null, true);
+      this.settle(error === null ? os.waitstatusToExitcode(status) : null);
     });
     this.updateKeepAlive();
   }
@@ -175,12 +175,17 @@ function finish(native: NativeBinding, result: Result, parents: ParentCallbacks 
   leave();
 }
 
+/** Does nothing: V8 checks for interrupts as a function is entered. */
+function interruptCheck(): void {}
+
 /** Ends every JS frame of the parent's on this stack; `callback` then runs on a fresh one. */
 function escapeToLoop(native: NativeBinding, callback: () => void): never {
   clearAsyncIdStack();
   native.escapeToLoop(callback);
-  // The termination takes effect at the first interrupt check: this loop's.
-  for (let spins = 0; spins < 1e9; spins++);
+  // The termination takes effect at the first interrupt check: a function's
+  // entry (a loop checks only once it has used up its budget).
+  interruptCheck();
+  for (let spins = 0; spins < 1e9; spins++) interruptCheck();
   console.error('node-multiprocessing: a forked child could not leave the parent\'s code (no termination)');
   return native._exit(70);
 }

@@ -38,9 +38,9 @@ export class ForkServerPopen extends BasePopen implements ForkServerChild {
     return this.returncode;
   }
 
-  protected override settle(code: number | null, deferWaiters = false): void {
+  protected override settle(code: number | null): void {
     if (this.ended) return;
-    super.settle(code, deferWaiters);
+    super.settle(code);
     this.client.forget(this.pid);
   }
 

@@ -95,22 +95,16 @@ export abstract class BasePopen implements Popen {
 
   /**
    * Records the end of the child: its exit code, or `null` when it is lost
-   * (someone else reaped it). `deferWaiters` resolves the waiters from a
-   * callback of Node's own rather than from the current one, for callers
-   * that run inside a native callback: code awaiting `join()` may fork again,
-   * and a forked child must find only Node's frames below it (see escapeToLoop
-   * in native/popen.cc).
+   * (someone else reaped it). Code awaiting `join()` may fork again from here,
+   * inside an I/O callback: the child drops the I/O events its parent had yet
+   * to handle (see DropParentEvents in native/fork.cc).
    */
-  protected settle(code: number | null, deferWaiters = false): void {
+  protected settle(code: number | null): void {
     if (this.ended) return;
     this.ended = true;
     this.returncode = code;
     this.setKeepAlive(false);
-    const wake = (): void => {
-      for (const waiter of [...this.waiters]) waiter(code);
-    };
-    if (deferWaiters && this.waiters.size > 0) setImmediate(wake);
-    else wake();
+    for (const waiter of [...this.waiters]) waiter(code);
   }
 
   protected updateKeepAlive(): void {
