@@ -2,6 +2,7 @@
 // waitpid() (src/popen/*.ts):
 //
 //   escapeToLoop(callback)   in a forked child: leave the parent's JS stack.
+//   prepareEscape()          in the parent, before the fork: ready it.
 //   isRunningMicrotasks()    whether the current JS runs inside a microtask.
 //   pipe() -> [readFd, writeFd]   a blocking pipe, for the forkserver's
 //       synchronous requests (start() must know the child's pid at once).
@@ -19,6 +20,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <memory>
 
 #include <node.h>
 #include <uv.h>
@@ -46,8 +48,29 @@ struct Escape {
   Napi::FunctionReference callback;
   napi_async_context asyncContext = nullptr;
   v8::MicrotaskQueue* queue = nullptr;  // set while a checkpoint is being unwound
+  bool used = false;                    // escapeToLoop() was called with it
   bool called = false;
 };
+
+// The escape a child will use, made ready in the parent before the fork (see
+// prepareEscape): what the child does not write, it does not copy.
+Escape* g_escape = nullptr;
+
+Escape* PreparedEscape(Napi::Env env) {
+  if (g_escape != nullptr && !g_escape->used) return g_escape;
+  uv_loop_t* loop = nullptr;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok) throw Napi::Error::New(env, "escapeToLoop: no event loop");
+  auto escape = std::make_unique<Escape>();
+  escape->env = env;
+  napi_value resourceName = Napi::String::New(env, "node-multiprocessing:forked-child");
+  if (napi_async_init(env, nullptr, resourceName, &escape->asyncContext) != napi_ok) {
+    throw Napi::Error::New(env, "escapeToLoop: napi_async_init failed");
+  }
+  if (int err = uv_prepare_init(loop, &escape->prepare)) ThrowErrno(env, -err, "uv_prepare_init");
+  escape->prepare.data = escape.get();
+  g_escape = escape.release();  // lives as long as the process (see Escape)
+  return g_escape;
+}
 
 // The callback, once: it starts the child's own work.
 void CallOnce(Escape* escape, bool fromLoop) {
@@ -104,18 +127,9 @@ void OnPrepare(uv_prepare_t* handle) {
 Napi::Value EscapeToLoop(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsFunction()) ThrowUsage(env, "escapeToLoop(callback: Function)");
-  uv_loop_t* loop = nullptr;
-  if (napi_get_uv_event_loop(env, &loop) != napi_ok) throw Napi::Error::New(env, "escapeToLoop: no event loop");
-  auto* escape = new Escape();
-  escape->env = env;
+  Escape* escape = PreparedEscape(env);
+  escape->used = true;
   escape->callback = Napi::Persistent(info[0].As<Napi::Function>());
-  napi_value resourceName = Napi::String::New(env, "node-multiprocessing:forked-child");
-  if (napi_async_init(env, nullptr, resourceName, &escape->asyncContext) != napi_ok) {
-    delete escape;
-    throw Napi::Error::New(env, "escapeToLoop: napi_async_init failed");
-  }
-  escape->prepare.data = escape;
-  if (int err = uv_prepare_init(loop, &escape->prepare)) ThrowErrno(env, -err, "uv_prepare_init");
   if (int err = uv_prepare_start(&escape->prepare, OnPrepare)) ThrowErrno(env, -err, "uv_prepare_start");
   v8::Isolate* isolate = v8::Isolate::GetCurrent();
   v8::MicrotaskQueue* queue = isolate->GetCurrentContext()->GetMicrotaskQueue();
@@ -126,6 +140,13 @@ Napi::Value EscapeToLoop(const Napi::CallbackInfo& info) {
   g_escapeCount++;
   isolate->TerminateExecution();
   return env.Undefined();
+}
+
+// prepareEscape(): in the parent, just before a fork, readies the escape the
+// child may need.
+Napi::Value PrepareEscape(const Napi::CallbackInfo& info) {
+  PreparedEscape(info.Env());
+  return info.Env().Undefined();
 }
 
 // Inside a microtask, a termination also drops the microtasks queued after it,
@@ -157,6 +178,7 @@ Napi::Value Pipe(const Napi::CallbackInfo& info) {
 
 void InitPopen(Napi::Env env, Napi::Object exports) {
   exports.Set("escapeToLoop", Napi::Function::New(env, EscapeToLoop, "escapeToLoop"));
+  exports.Set("prepareEscape", Napi::Function::New(env, PrepareEscape, "prepareEscape"));
   exports.Set("isRunningMicrotasks", Napi::Function::New(env, IsRunningMicrotasks, "isRunningMicrotasks"));
   exports.Set("pipe", Napi::Function::New(env, Pipe, "pipe"));
 }

@@ -7,6 +7,7 @@ namespace mp {
 
 class UniqueFd {
  public:
+  UniqueFd() : fd_(-1) {}
   explicit UniqueFd(int fd) : fd_(fd) {}
   ~UniqueFd() {
     if (fd_ >= 0) close(fd_);
@@ -14,6 +15,11 @@ class UniqueFd {
   UniqueFd(const UniqueFd&) = delete;
   UniqueFd& operator=(const UniqueFd&) = delete;
   int get() const { return fd_; }
+  // Closes the descriptor held, if any, and holds `fd` instead.
+  void reset(int fd) {
+    if (fd_ >= 0) close(fd_);
+    fd_ = fd;
+  }
   // Hands the descriptor over to a new owner, which must close it.
   int release() {
     int fd = fd_;

@@ -108,6 +108,8 @@ export interface NativeBinding {
    * that checks for interrupts right after (a loop).
    */
   escapeToLoop(callback: () => void): void;
+  /** In the parent, just before a fork: readies what escapeToLoop() in the child will use. */
+  prepareEscape(): void;
   /** Whether the JS running now runs inside a microtask. */
   isRunningMicrotasks(): boolean;
   /** A blocking pipe, both ends close-on-exec: `[readFd, writeFd]`. */

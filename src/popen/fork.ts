@@ -134,6 +134,7 @@ export function runForkedChild(native: NativeBinding, process: Bootstrappable): 
   // Node's streams it calls is compiled once, not in every child.
   stdioPending();
   findNodeQueues();
+  native.prepareEscape();
   process._beforeFork?.(native.precompile);
   const parents = parentCallbacks();
   const pid = os.fork();
