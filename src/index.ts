@@ -5,39 +5,56 @@
  * @packageDocumentation
  */
 // Loading the package loads as little as it can: every byte of heap it adds
-// is copied by each fork() and torn down by each child's exit (the package's
-// shared memory and synchronisation modules alone, loaded eagerly, made
-// fork + _exit + waitpid 0.1 ms slower here). So:
-// - those modules load on first use of one of their exports (see `lazy`);
+// is copied by each fork() and torn down by each child's exit. Loaded with the
+// package, the Process, shared memory and synchronisation modules made
+// fork + _exit + waitpid 0.15 ms slower on a 2-core machine. So:
+// - `os` and the errors load with the package, everything else on first use
+//   of one of its exports (see `lazy.ts`);
 // - Node modules that only some features need (crypto, child_process, which
 //   brings net and dgram, v8, worker_threads) are required where first used.
 //
-// What a Process child of the fork start method runs is compiled eagerly, so
-// that forked children find it compiled (see eager/compilation.ts).
+// What a forked child runs of `os` and of the Process path is compiled
+// eagerly, so that forked children find it compiled (see eager/compilation.ts).
 import './eager/begin';
 import * as os from './os';
-import './popen/fork';
-import './process';
-import './context';
 import './eager/end';
 
+import type * as Context from './context';
+import { compileEagerly } from './eager/compilation';
 import { defineLazyExports } from './lazy';
+import type * as ProcessModule from './process';
 import type * as SharedCtypes from './sharedctypes';
 import type * as SharedMemoryModule from './shared_memory';
 import type * as Synchronize from './synchronize';
 
 export { os };
 export * from './errors';
-export * from './context';
-export * from './process';
 
 // --- loaded on first use ---------------------------------------------------
 // The types are exported as usual; each value is declared here and defined by
-// defineLazyExports() below (test/00.package checks the two lists agree).
+// defineLazyExports() below (test/00.package checks the lists against the
+// modules' own exports).
 
+export type * from './context';
+export type * from './process';
 export type * from './synchronize';
 export type * from './sharedctypes';
 export type * from './shared_memory';
+
+export declare const Process: typeof Context.Process;
+export type Process<A extends unknown[] = unknown[]> = Context.Process<A>;
+export declare const BaseContext: typeof Context.BaseContext;
+export type BaseContext = Context.BaseContext;
+export declare const getContext: typeof Context.getContext;
+export declare const setStartMethod: typeof Context.setStartMethod;
+export declare const getStartMethod: typeof Context.getStartMethod;
+export declare const getAllStartMethods: typeof Context.getAllStartMethods;
+export declare const BaseProcess: typeof ProcessModule.BaseProcess;
+export type BaseProcess<A extends unknown[] = unknown[]> = ProcessModule.BaseProcess<A>;
+export declare const currentProcess: typeof ProcessModule.currentProcess;
+export declare const parentProcess: typeof ProcessModule.parentProcess;
+export declare const activeChildren: typeof ProcessModule.activeChildren;
+export declare const cpuCount: typeof ProcessModule.cpuCount;
 
 export declare const Lock: typeof Synchronize.Lock;
 export type Lock = Synchronize.Lock;
@@ -71,6 +88,27 @@ export type SharedMemory = SharedMemoryModule.SharedMemory;
 export declare const ShareableList: typeof SharedMemoryModule.ShareableList;
 export type ShareableList = SharedMemoryModule.ShareableList;
 
+/** The Process path, compiled eagerly as it loads (the fork start method's included). */
+function loadProcessPath(): typeof Context & typeof ProcessModule {
+  return compileEagerly(() => {
+    require('./popen/fork');
+    return { ...(require('./process') as typeof ProcessModule), ...(require('./context') as typeof Context) };
+  });
+}
+
+defineLazyExports(exports, loadProcessPath, [
+  'Process',
+  'BaseContext',
+  'getContext',
+  'setStartMethod',
+  'getStartMethod',
+  'getAllStartMethods',
+  'BaseProcess',
+  'currentProcess',
+  'parentProcess',
+  'activeChildren',
+  'cpuCount',
+]);
 defineLazyExports(exports, () => require('./synchronize') as typeof Synchronize, [
   'Lock',
   'RLock',

@@ -1,15 +1,23 @@
 /**
- * Exports defined on first use: the module behind them is required the first
+ * Exports defined on first use: the module behind them is loaded the first
  * time one of them is read (see index.ts for why).
  * @internal
  */
 
 /**
- * Defines each of `names` on `target` as an enumerable getter that loads the
- * module (once: `require` caches it) and returns its export of that name.
+ * Defines each of `names` on `target` as an enumerable getter. The first read
+ * of any of them loads the module and turns them all into plain values, so
+ * that later reads cost what reading any other export costs.
  */
 export function defineLazyExports<M extends object>(target: object, load: () => M, names: ReadonlyArray<keyof M & string>): void {
+  const resolve = (): M => {
+    const module = load();
+    for (const name of names) {
+      Object.defineProperty(target, name, { enumerable: true, configurable: true, writable: false, value: module[name] });
+    }
+    return module;
+  };
   for (const name of names) {
-    Object.defineProperty(target, name, { enumerable: true, configurable: true, get: () => load()[name] });
+    Object.defineProperty(target, name, { enumerable: true, configurable: true, get: () => resolve()[name] });
   }
 }

@@ -10,6 +10,24 @@ describe('the package', () => {
     expect(result.names).toContain('os');
   });
 
+  test('loading it loads only os and the errors; the rest loads on first use, as the same objects', () => {
+    const run = runFixture('package_lazy.js');
+    expect(run.stderr).toBe('');
+    const [report] = jsonLines<{
+      loadedWithPackage: string[];
+      builtinsWithPackage: string[];
+      mismatches: string[];
+      gettersLeft: string[];
+    }>(run.stdout);
+    expect(report.loadedWithPackage).toEqual([]);
+    expect(report.builtinsWithPackage).toEqual([]);
+    expect(report.mismatches).toEqual([]);
+    // Once read, every lazy export of a module is a plain value.
+    for (const name of ['Process', 'getContext', 'cpuCount', 'Lock', 'Barrier', 'Value', 'Array', 'SharedMemory']) {
+      expect(report.gettersLeft).not.toContain(name);
+    }
+  });
+
   test('import works, with the same names as require()', () => {
     const esm = runFixture('package_esm.mjs');
     const cjs = runFixture('package_cjs.js');
