@@ -10,6 +10,8 @@ import * as os from 'os';
 import * as path from 'path';
 
 import * as mp from '..';
+import { forkGeneration } from '../dist/at_fork';
+import { loadNative } from '../dist/native';
 import { exitcodeOf, fdCount, forkChild, jsonLines, procStat, runFixture, sleep, waitFor, zombieChildren } from './helpers';
 
 const SIGKILL = os.constants.signals.SIGKILL;
@@ -57,6 +59,28 @@ describe('fork()', () => {
     const [result] = jsonLines(run.stdout);
     expect(result).toMatchObject({ forks: 100, ok: 100, hang: 0, crash: 0, 'wrong-status': 0 });
     expect(run.status).toBe(0);
+  });
+
+  test('the fork generation is counted by the addon: 0 here, 1 in a child, 2 in its child', () => {
+    const generation = (): number => forkGeneration();
+    const pid = forkChild(() => {
+      const grandchild = forkChild(() => 10 * generation());
+      return exitcodeOf(grandchild) + generation();
+    });
+    expect(exitcodeOf(pid)).toBe(21);
+    expect(generation()).toBe(0);
+  });
+
+  test('precompile() compiles a function without calling it; anything else gets a TypeError', () => {
+    const native = loadNative()!;
+    let called = false;
+    native.precompile(() => {
+      called = true;
+    });
+    native.precompile(Math.max); // native code: nothing to compile, nothing thrown
+    expect(called).toBe(false);
+    expect(() => native.precompile(42 as never)).toThrow(/precompile\(fn: Function\)/);
+    expect(() => native.setV8Flags(42 as never)).toThrow(/setV8Flags\(flags: string\)/);
   });
 
   test('forking from a worker thread throws', async () => {
