@@ -9,16 +9,21 @@
 //   5. every normal exit path hangs          -> ChildExit: process.exit(), fatal
 //      errors and the end of the event loop all leave through _exit().
 //   9. nested forks                          -> a forked child parks nothing.
-#include <dirent.h>
 #include <dlfcn.h>
 #include <fcntl.h>
-#include <link.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
-#include <sys/epoll.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <dirent.h>
+#include <link.h>
+#include <sys/epoll.h>
+#include <sys/syscall.h>
+#else
+#include <sys/event.h>
+#endif
 
 #include <atomic>
 #include <cerrno>
@@ -489,8 +494,10 @@ class ChildCompilerFlags {
   }
 
   // V8's FlagValues (v8::internal::v8_flags), when the executable exports it
-  // with its size and V8 has not made it read-only.
+  // with its size (read from the ELF symbol, on glibc) and V8 has not made it
+  // read-only.
   static uint8_t* FindFlagStorage(size_t* size) {
+#ifdef __GLIBC__
     void* symbol = dlsym(RTLD_DEFAULT, "_ZN2v88internal8v8_flagsE");
     using IsFrozen = bool (*)();
     auto isFrozen = reinterpret_cast<IsFrozen>(dlsym(RTLD_DEFAULT, "_ZN2v88internal8FlagList8IsFrozenEv"));
@@ -501,6 +508,10 @@ class ChildCompilerFlags {
     if (entry->st_size == 0 || entry->st_size > (1u << 20)) return nullptr;
     *size = entry->st_size;
     return static_cast<uint8_t*>(symbol);
+#else
+    (void)size;
+    return nullptr;
+#endif
   }
 
   Mode mode_ = Mode::kUnknown;
@@ -539,9 +550,14 @@ void InstallPidAccessors(Napi::Env env) {
 // layout, as the flush above.)
 void DropParentEvents(uv_loop_t* loop) {
   if (loop->watchers == nullptr) return;
-  auto* events = reinterpret_cast<epoll_event*>(loop->watchers[loop->nwatchers]);
   const auto count = reinterpret_cast<uintptr_t>(loop->watchers[loop->nwatchers + 1]);
+#ifdef __linux__
+  auto* events = reinterpret_cast<epoll_event*>(loop->watchers[loop->nwatchers]);
   for (uintptr_t i = 0; events != nullptr && i < count; i++) events[i].data.fd = -1;
+#else
+  auto* events = reinterpret_cast<struct kevent*>(loop->watchers[loop->nwatchers]);
+  for (uintptr_t i = 0; events != nullptr && i < count; i++) events[i].ident = static_cast<uintptr_t>(-1);
+#endif
 }
 
 // Every write the child makes to a page still shared with the parent costs a
@@ -647,7 +663,11 @@ Napi::Value Exit(const Napi::CallbackInfo& info) {
 // True on the main thread of this process (a forked child's included), false
 // on a worker_threads Worker: Linux gives the main thread the process's id.
 Napi::Value IsMainThread(const Napi::CallbackInfo& info) {
+#ifdef __linux__
   return Napi::Boolean::New(info.Env(), syscall(SYS_gettid) == getpid());
+#else
+  return Napi::Boolean::New(info.Env(), pthread_main_np() != 0);
+#endif
 }
 
 // setV8Flags(flags): v8.setFlagsFromString() without loading Node's `v8`
@@ -677,9 +697,13 @@ Napi::Value IsForkedChild(const Napi::CallbackInfo& info) {
 
 // Threads in this process: the entries of /proc/self/task, counted on every
 // fork for the warning about other threads. The directory stays open (one
-// getdents() a fork, a fifth of the cost of reading /proc/self/stat); a forked
+// getdents() a fork, half the cost of reading /proc/self/stat); a forked
 // child opens its own, since the one it inherits lists its parent's threads.
+// -1 where there is no /proc: the warning is then not given.
 Napi::Value ThreadCount(const Napi::CallbackInfo& info) {
+#ifndef __linux__
+  return Napi::Number::New(info.Env(), -1);
+#else
   static UniqueFd tasks;
   static pid_t tasksOf = 0;
   if (tasksOf != g_pid) {
@@ -701,6 +725,7 @@ Napi::Value ThreadCount(const Napi::CallbackInfo& info) {
     }
   }
   return Napi::Number::New(info.Env(), threads);
+#endif
 }
 
 Napi::Value OwnThreadCount(const Napi::CallbackInfo& info) {

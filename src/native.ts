@@ -54,6 +54,7 @@ export interface NativeBinding {
   setV8Flags(flags: string): void;
   /** `[0]`: how many forks this process descends from (a view of the addon's counter). */
   readonly forkGeneration: Uint32Array;
+  /** Threads in this process; -1 where the system does not tell (no /proc): no warning then. */
   threadCount(): number;
   /** Threads the addon started itself (see native/own_threads.h). */
   ownThreadCount(): number;
