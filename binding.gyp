@@ -9,7 +9,8 @@
         "native/wait.cc",
         "native/shm.cc",
         "native/futex.cc",
-        "native/popen.cc"
+        "native/popen.cc",
+        "native/child_platform.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NODE_ADDON_API_DISABLE_DEPRECATED"],
@@ -28,7 +29,7 @@
           }
         }],
         ["OS=='win'", {
-          "sources!": ["native/fork.cc", "native/wait.cc", "native/shm.cc", "native/futex.cc", "native/popen.cc"],
+          "sources!": ["native/fork.cc", "native/wait.cc", "native/shm.cc", "native/futex.cc", "native/popen.cc", "native/child_platform.cc"],
           "sources": ["native/unsupported.cc"],
           "msvs_settings": { "VCCLCompilerTool": { "ExceptionHandling": 1 } }
         }]

@@ -44,6 +44,7 @@
 #include <uv.h>
 #include <v8.h>
 
+#include "child_platform.h"
 #include "errors.h"
 #include "modules.h"
 #include "own_threads.h"
@@ -563,7 +564,7 @@ void DropParentEvents(uv_loop_t* loop) {
 // Every write the child makes to a page still shared with the parent costs a
 // copy-on-write fault, so the child does as little as it can, all of it here
 // rather than in JS that would first have to be compiled in the child.
-void SetUpChild(Napi::Env env, uv_loop_t* loop) {
+void SetUpChild(Napi::Env env, uv_loop_t* loop, v8::Platform* platform) {
   const bool nested = g_isForkedChild;
   g_isForkedChild = true;
   g_forkGeneration++;
@@ -574,7 +575,12 @@ void SetUpChild(Napi::Env env, uv_loop_t* loop) {
   DropParentEvents(loop);
   if (int err = uv_loop_fork(loop)) ThrowErrno(env, -err, "uv_loop_fork");
   LoopEndWatcher::Arm(loop);
-  if (!nested) g_childCompilerFlags.SetInChild();  // fact 6
+  if (nested) {
+    ForgetChildWorkers();
+  } else {
+    // Fact 6: a child with no worker thread compiles on its main thread.
+    if (!RedirectWorkerTasks(platform)) g_childCompilerFlags.SetInChild();
+  }
 }
 
 // process.exit(), uncaught errors and unhandled rejections end in
@@ -612,13 +618,17 @@ Napi::Value Fork(const Napi::CallbackInfo& info) {
   const int workers = WorkersToPark(platform);
   std::unique_lock<std::mutex> parked;
   if (workers > 0) parked = g_workerPark.ParkAll(env, platform, workers);
-  const bool patched = !g_isForkedChild && g_childCompilerFlags.WriteForChild();
+  if (g_isForkedChild) PauseChildWorkers();
+  // Where the child gets a worker thread again, its compiles stay concurrent.
+  const bool redirect = !g_isForkedChild && PrepareWorkerRedirect(platform);
+  const bool patched = !g_isForkedChild && !redirect && g_childCompilerFlags.WriteForChild();
   const pid_t pid = fork();
   if (pid == 0) {
     parked.release();  // the child never touches the park: its workers are gone
-    SetUpChild(env, loop);
+    SetUpChild(env, loop, platform);
     return Napi::Number::New(env, 0);
   }
+  if (g_isForkedChild) ResumeChildWorkers();
   if (patched) g_childCompilerFlags.Restore();
   if (pid < 0) ThrowErrno(env, "fork");
   return Napi::Number::New(env, pid);
