@@ -83,6 +83,12 @@ describe('fork()', () => {
     expect(() => native.setV8Flags(42 as never)).toThrow(/setV8Flags\(flags: string\)/);
   });
 
+  test('a child forks 40 times while its own V8 worker thread is busy: no hang, every grandchild ends well', () => {
+    const run = runFixture('os_nested_busy.js', ['40'], { timeoutMs: 60000 });
+    expect(run.stderr).toBe('');
+    expect(jsonLines(run.stdout)).toEqual([{ forks: 40, ok: 40 }, { childExitcode: 0 }]);
+  });
+
   test('forking from a worker thread throws', async () => {
     const { Worker } = await import('worker_threads');
     const script = `
