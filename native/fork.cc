@@ -8,6 +8,8 @@
 //   4. the child needs its own epoll        -> uv_loop_fork().
 //   5. every normal exit path hangs          -> ChildExit: process.exit(), fatal
 //      errors and the end of the event loop all leave through _exit().
+//   6. V8's background work has no thread    -> the child gets one of ours
+//      (child_platform.cc); failing that, it compiles on its main thread.
 //   9. nested forks                          -> a forked child parks nothing.
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -434,8 +436,10 @@ class LoopEndWatcher {
 };
 
 // ---------------------------------------------------------------------------
-// 6. The child compiles optimised code on its main thread: concurrent compile
-// jobs would go to the vanished workers and never run. Setting the flags in the
+// 6, where the child cannot have a worker thread of ours (child_platform.cc):
+// it compiles on its main thread, since concurrent compile jobs would go to the
+// vanished workers and never run (only on-stack replacement heeds the flags:
+// V8 decided on concurrent compiles at start-up). Setting the flags in the
 // child costs it ~90 µs (some 30 page faults in V8's flag code). Instead the
 // parent writes the child's values into V8's flag storage just before fork()
 // and puts its own back just after: the child inherits them for nothing. Which
