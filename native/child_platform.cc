@@ -12,8 +12,10 @@
 // functions that post worker tasks are pointed at a small pool of ours. The
 // object keeps its class, its state and its other functions; only its vtable
 // pointer moves to a copy whose two posting slots differ. This needs the
-// Itanium C++ ABI (GCC and Clang) and the size of Node's vtable from the
-// executable's symbols (glibc); elsewhere the child goes without, as before.
+// Itanium C++ ABI (GCC and Clang), the size of Node's vtable from the
+// executable's symbols (glibc) and v8::Platform as V8 11 declares it (Node
+// 20; V8 12 renamed the posting functions): elsewhere the child goes without,
+// as before (see fact 6 in fork.cc).
 #include "child_platform.h"
 
 #include <dlfcn.h>
@@ -32,7 +34,16 @@
 #include <link.h>
 #endif
 
+#include <v8-version.h>
+
 #include "own_threads.h"
+
+// The v8::Platform whose posting slots WorkerSlots overrides.
+#if V8_MAJOR_VERSION == 11
+#define MP_REDIRECT_WORKER_TASKS 1
+#else
+#define MP_REDIRECT_WORKER_TASKS 0
+#endif
 
 namespace mp {
 
@@ -152,6 +163,7 @@ class ChildWorkers {
 
 ChildWorkers* g_workers = nullptr;
 
+#if MP_REDIRECT_WORKER_TASKS
 // Stands in for the platform in two slots of the copied vtable. `this` is the
 // platform object itself there: these functions use nothing of it.
 class WorkerSlots : public v8::Platform {
@@ -203,6 +215,8 @@ bool VtableOf(void* const* addressPoint, void* const** start, size_t* entries) {
 #endif
 }
 
+#endif  // MP_REDIRECT_WORKER_TASKS
+
 }  // namespace
 
 // The copied vtable, made once in the parent (children inherit it), and where
@@ -210,6 +224,10 @@ bool VtableOf(void* const* addressPoint, void* const** start, size_t* entries) {
 void* const* g_redirected = nullptr;
 
 bool PrepareWorkerRedirect(v8::Platform* platform) {
+#if !MP_REDIRECT_WORKER_TASKS
+  (void)platform;
+  return false;
+#else
   static const bool prepared = [platform] {
     size_t onWorker = 0;
     size_t delayed = 0;
@@ -234,6 +252,7 @@ bool PrepareWorkerRedirect(v8::Platform* platform) {
     return true;
   }();
   return prepared;
+#endif
 }
 
 bool RedirectWorkerTasks(v8::Platform* platform) {
