@@ -8,7 +8,7 @@ import * as os from 'os';
 import * as path from 'path';
 
 import * as mp from '..';
-import { fdCount, zombieChildren } from './helpers';
+import { fdCount, jsonLines, runFixture, zombieChildren } from './helpers';
 import { waitFor } from './fixtures/process_helpers';
 
 // eslint-disable-next-line @typescript-eslint/no-var-requires
@@ -372,4 +372,12 @@ describe('start methods and contexts', () => {
       expect(mp.getStartMethod()).toBe('spawn');
     });
   }
+});
+
+(NO_ADDON ? describe.skip : describe)('the fork start method watches its child from the end of the tick', () => {
+  test('a copy made by os.fork() in the same tick does not take up watching its sibling', () => {
+    const run = runFixture('process_fork_same_tick.js');
+    expect(run.stderr).toBe('');
+    expect(jsonLines(run.stdout)).toEqual([{ process: 0, forked: 7 }]);
+  });
 });
