@@ -380,4 +380,15 @@ describe('start methods and contexts', () => {
     expect(run.stderr).toBe('');
     expect(jsonLines(run.stdout)).toEqual([{ process: 0, forked: 7 }]);
   });
+
+  test('a child the user reaps (os.waitpid) before the end of the tick: its exit code is lost, join() resolves', async () => {
+    const p = new (mp.getContext('fork').Process)({ target: () => undefined });
+    p.start();
+    const [reaped] = mp.os.waitpid(p.pid!);
+    expect(reaped).toBe(p.pid);
+    await new Promise((resolve) => setImmediate(resolve)); // the end of the tick has come and gone
+    expect(p.isAlive()).toBe(false);
+    await p.join();
+    expect(p.exitCode).toBeNull();
+  });
 });

@@ -61,11 +61,18 @@ export class ForkPopen extends BasePopen {
   /** Reaps and reports the child from the event loop once it ends; keeps the loop alive as asked. */
   private watch(): void {
     if (this.watcher !== null || this.ended || this.generation !== forkGeneration()) return;
-    this.watcher = new this.native.ExitWatcher(this.pid, (error, _pid, status) => {
-      this.watcher = null;
-      // ECHILD: the user reaped it (os.wait()): its exit code is lost.
-      this.settle(error === null ? os.waitstatusToExitcode(status) : null);
-    });
+    try {
+      this.watcher = new this.native.ExitWatcher(this.pid, (error, _pid, status) => {
+        this.watcher = null;
+        // ECHILD: the user reaped it (os.wait()): its exit code is lost.
+        this.settle(error === null ? os.waitstatusToExitcode(status) : null);
+      });
+    } catch (error) {
+      // Reaped already, by the user (os.wait()) before the end of the tick.
+      if ((error as NodeJS.ErrnoException).code !== 'ECHILD') throw error;
+      this.settle(null);
+      return;
+    }
     if (!this.keepAlive) this.watcher.unref();
   }
 
