@@ -56,25 +56,53 @@ interface Property {
   value?: { objectId?: string; description?: string };
 }
 
+interface Connection {
+  dispatch(message: string): void;
+  disconnect(): void;
+}
+type ConnectionClass = new (onMessage: (message: string) => void) => Connection;
+
+/** What the inspector answered to the last message. */
+interface Answer {
+  result?: unknown;
+  error?: { message: string };
+}
+
+/**
+ * An inspector session on Node's own binding, as `inspector.Session` makes
+ * one: the `inspector` module would bring worker_threads along, 0.4 MB of
+ * heap that every later fork copies. Answers come back synchronously.
+ */
+function connect(): { post: Post; disconnect(): void } {
+  const quiet = process.noDeprecation;
+  process.noDeprecation = true; // DEP0111 is about process.binding() in general
+  let Connection: ConnectionClass;
+  try {
+    Connection = (process as unknown as { binding(name: string): { Connection: ConnectionClass } }).binding('inspector').Connection;
+  } finally {
+    process.noDeprecation = quiet;
+  }
+  const reply: { answer: Answer | null } = { answer: null };
+  const connection = new Connection((message) => {
+    const parsed = JSON.parse(message) as Answer & { id?: number };
+    if (parsed.id !== undefined) reply.answer = parsed;
+  });
+  let id = 0;
+  const post: Post = (method, params) => {
+    reply.answer = null;
+    connection.dispatch(JSON.stringify({ id: ++id, method, params }));
+    const answer = reply.answer as Answer | null;
+    if (answer === null) throw new Error(`${method}: no answer`);
+    if (answer.error !== undefined) throw new Error(`${method}: ${answer.error.message}`);
+    return answer.result as never;
+  };
+  return { post, disconnect: () => connection.disconnect() };
+}
+
 /** Stores the queues on `clearTimeout` (the same function in every context, a test runner's sandbox too). */
 function lookUp(): void {
-  // eslint-disable-next-line @typescript-eslint/no-var-requires
-  const inspector = require('inspector') as typeof import('inspector');
-  const session = new inspector.Session();
-  session.connect();
+  const { post, disconnect } = connect();
   try {
-    const post: Post = (method, params) => {
-      let answer: { error: Error | null; result?: unknown } = { error: new Error(`${method}: no answer`) };
-      (session as unknown as { post(m: string, p: object, cb: (e: Error | null, r?: unknown) => void): void }).post(
-        method,
-        params,
-        (error, result) => {
-          answer = { error, result };
-        },
-      );
-      if (answer.error !== null) throw answer.error;
-      return answer.result as never;
-    };
     const clearTimeoutId = evaluate(post, 'clearTimeout');
     const timers = closureVariables(post, clearTimeoutId, ['timerListMap', 'immediateQueue']);
     const ticks = closureVariables(post, evaluate(post, 'process.nextTick'), ['queue']);
@@ -84,7 +112,7 @@ function lookUp(): void {
       arguments: [{ value: KEY }, { objectId: timers.timerListMap }, { objectId: timers.immediateQueue }, { objectId: ticks.queue }],
     });
   } finally {
-    session.disconnect();
+    disconnect();
   }
 }
 
