@@ -17,6 +17,7 @@
  * @packageDocumentation
  */
 import type * as Native from './native';
+import { onFirstUse } from './lazy';
 import { actualStartMethod, setActualStartMethod } from './popen/method';
 import type { Popen, StartMethod } from './popen/popen';
 import { activeChildren, BaseProcess, cpuCount, currentProcess, parentProcess } from './process';
@@ -27,10 +28,13 @@ import { describe } from './validate';
 // spawned child that runs one function loads neither the start methods it
 // does not use nor the synchronisation primitives (~15 ms each).
 /* eslint-disable @typescript-eslint/no-var-requires */
-const synchronize = (): typeof import('./synchronize') => require('./synchronize');
-const sharedctypes = (): typeof import('./sharedctypes') => require('./sharedctypes');
-const sharedMemory = (): typeof import('./shared_memory') => require('./shared_memory');
-const native = (): typeof Native => require('./native');
+const synchronize = onFirstUse((): typeof import('./synchronize') => require('./synchronize'));
+const sharedctypes = onFirstUse((): typeof import('./sharedctypes') => require('./sharedctypes'));
+const sharedMemory = onFirstUse((): typeof import('./shared_memory') => require('./shared_memory'));
+const native = onFirstUse((): typeof Native => require('./native'));
+const forkPopen = onFirstUse((): typeof import('./popen/fork') => require('./popen/fork'));
+const spawnPopen = onFirstUse((): typeof import('./popen/spawn') => require('./popen/spawn'));
+const forkServerPopen = onFirstUse((): typeof import('./popen/forkserver') => require('./popen/forkserver'));
 
 export type { StartMethod } from './popen/popen';
 
@@ -38,10 +42,9 @@ const START_METHODS: readonly StartMethod[] = ['fork', 'spawn', 'forkserver'];
 
 /** How each start method launches a child. */
 const LAUNCHERS: Record<StartMethod, (process: BaseProcess) => Popen> = {
-  fork: (process) => new (require('./popen/fork') as typeof import('./popen/fork')).ForkPopen(process),
-  spawn: (process) => new (require('./popen/spawn') as typeof import('./popen/spawn')).SpawnPopen(process),
-  forkserver: (process) =>
-    new (require('./popen/forkserver') as typeof import('./popen/forkserver')).ForkServerPopen(process),
+  fork: (process) => new (forkPopen().ForkPopen)(process),
+  spawn: (process) => new (spawnPopen().SpawnPopen)(process),
+  forkserver: (process) => new (forkServerPopen().ForkServerPopen)(process),
 };
 /* eslint-enable @typescript-eslint/no-var-requires */
 

@@ -5,6 +5,16 @@
  */
 
 /**
+ * `load()`'s result, computed on the first call only: `require()` of a module
+ * already loaded still resolves its path and looks up the cache, on the way
+ * to every fork (where each page written after the last fork faults).
+ */
+export function onFirstUse<T>(load: () => T): () => T {
+  let loaded: { value: T } | undefined;
+  return () => (loaded ??= { value: load() }).value;
+}
+
+/**
  * Defines each of `names` on `target` as an enumerable getter. The first read
  * of any of them loads the module and turns them all into plain values, so
  * that later reads cost what reading any other export costs.
