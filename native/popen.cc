@@ -40,17 +40,24 @@ unsigned int EscapeCount() { return g_escapeCount; }
 
 namespace {
 
-// The callback waiting for the next turn of the loop. It lives as long as the
-// process: a forked child leaves through _exit().
+// The escape of one child: the callback that starts its own work, and what
+// runs it once the parent's stack is unwound. It lives as long as the process:
+// a forked child leaves through _exit().
 struct Escape {
   uv_prepare_t prepare{};
   napi_env env = nullptr;
   Napi::FunctionReference callback;
   napi_async_context asyncContext = nullptr;
-  v8::MicrotaskQueue* queue = nullptr;  // set while a checkpoint is being unwound
+  v8::MicrotaskQueue* queue = nullptr;  // the checkpoint running at the fork, if any
   bool used = false;                    // escapeToLoop() was called with it
   bool called = false;
 };
+
+void OnMicrotasksCompleted(v8::Isolate* isolate, void* data);
+
+// How deep prepareEscape() walks the stack: deeper frames (deep recursion)
+// are left for the child to look up itself.
+constexpr int kFramesToWalk = 256;
 
 // The escape a child will use, made ready in the parent before the fork (see
 // prepareEscape): what the child does not write, it does not copy.
@@ -70,6 +77,20 @@ Escape* PreparedEscape(Napi::Env env) {
   escape->prepare.data = escape.get();
   g_escape = escape.release();  // lives as long as the process (see Escape)
   return g_escape;
+}
+
+// The microtask queue of the current context when it is running a checkpoint
+// (the caller runs inside a microtask), otherwise null.
+v8::MicrotaskQueue* RunningMicrotaskQueue(v8::Isolate* isolate) {
+  v8::MicrotaskQueue* queue = isolate->GetCurrentContext()->GetMicrotaskQueue();
+  return queue != nullptr && queue->IsRunningMicrotasks() ? queue : nullptr;
+}
+
+// Hooks the escape to the end of the running checkpoint (V8 ignores a second
+// registration of the same pair).
+void WatchCheckpoint(Escape* escape, v8::MicrotaskQueue* queue) {
+  escape->queue = queue;
+  queue->AddMicrotasksCompletedCallback(OnMicrotasksCompleted, escape);
 }
 
 // The callback, once: it starts the child's own work.
@@ -99,10 +120,12 @@ void CallOnce(Escape* escape, bool fromLoop) {
 // The termination is cancelled (V8 would keep the isolate terminating, and
 // Node's timers would retry their callback for ever) and the callback runs
 // here, before any other callback of the parent's can: a target that returns
-// at once leaves the child without one.
+// at once leaves the child without one. In the parent, which hooked it before
+// forking (prepareEscape), the checkpoint simply ends: the hook goes.
 void OnMicrotasksCompleted(v8::Isolate* isolate, void* data) {
   auto* escape = static_cast<Escape*>(data);
   escape->queue->RemoveMicrotasksCompletedCallback(OnMicrotasksCompleted, data);
+  if (!escape->used) return;
   if (isolate->IsExecutionTerminating()) isolate->CancelTerminateExecution();
   CallOnce(escape, false);
 }
@@ -119,43 +142,53 @@ void OnPrepare(uv_prepare_t* handle) {
   CallOnce(escape, true);
 }
 
-// escapeToLoop(callback): terminates the JS execution on the current stack and
-// calls `callback` once it is unwound: at the end of the microtask checkpoint
-// when called inside a microtask, otherwise at the next turn of the event
-// loop. The caller must enter JS code that checks for interrupts at once (a
-// loop).
+// escapeToLoop(): in a forked child, terminates the JS execution on the
+// current stack and calls the callback given to prepareEscape() once it is
+// unwound: at the end of the microtask checkpoint when called inside a
+// microtask, otherwise at the next turn of the event loop. The caller must
+// enter JS code that checks for interrupts at once (a loop).
 Napi::Value EscapeToLoop(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsFunction()) ThrowUsage(env, "escapeToLoop(callback: Function)");
-  Escape* escape = PreparedEscape(env);
+  if (g_escape == nullptr || g_escape->used || g_escape->callback.IsEmpty()) {
+    throw Napi::Error::New(env, "escapeToLoop: no escape prepared before the fork (prepareEscape)");
+  }
+  Escape* escape = g_escape;
   escape->used = true;
-  escape->callback = Napi::Persistent(info[0].As<Napi::Function>());
   if (int err = uv_prepare_start(&escape->prepare, OnPrepare)) ThrowErrno(env, -err, "uv_prepare_start");
   v8::Isolate* isolate = v8::Isolate::GetCurrent();
-  v8::MicrotaskQueue* queue = isolate->GetCurrentContext()->GetMicrotaskQueue();
-  if (queue != nullptr && queue->IsRunningMicrotasks()) {
-    escape->queue = queue;
-    queue->AddMicrotasksCompletedCallback(OnMicrotasksCompleted, escape);
-  }
+  if (v8::MicrotaskQueue* queue = RunningMicrotaskQueue(isolate)) WatchCheckpoint(escape, queue);
   g_escapeCount++;
   isolate->TerminateExecution();
   return env.Undefined();
 }
 
-// prepareEscape(): in the parent, just before a fork, readies the escape the
-// child may need.
+// prepareEscape(callback): in the parent, just before a fork, readies the
+// escape the child may need, with the callback that starts the child's work.
+// A child pays a copy-on-write fault for every page it writes: whatever the
+// escape would write there is written here, once, where it can be. The
+// callback's reference is made once. Inside a microtask (where the child will
+// escape whatever its target), the checkpoint is hooked now (the hook goes
+// when it ends in the parent) and the stack is walked: the unwinding in the
+// child then finds its frames' code in V8's cache instead of filling it.
 Napi::Value PrepareEscape(const Napi::CallbackInfo& info) {
-  PreparedEscape(info.Env());
-  return info.Env().Undefined();
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsFunction()) ThrowUsage(env, "prepareEscape(callback: Function)");
+  Escape* escape = PreparedEscape(env);
+  if (escape->callback.IsEmpty()) escape->callback = Napi::Persistent(info[0].As<Napi::Function>());
+  v8::Isolate* isolate = v8::Isolate::GetCurrent();
+  if (v8::MicrotaskQueue* queue = RunningMicrotaskQueue(isolate)) {
+    WatchCheckpoint(escape, queue);
+    v8::HandleScope scope(isolate);
+    v8::StackTrace::CurrentStackTrace(isolate, kFramesToWalk, v8::StackTrace::kScriptId);
+  }
+  return env.Undefined();
 }
 
 // Inside a microtask, a termination also drops the microtasks queued after it,
 // those of a target already called included: the caller then calls the
 // target only after escaping.
 Napi::Value IsRunningMicrotasks(const Napi::CallbackInfo& info) {
-  v8::Isolate* isolate = v8::Isolate::GetCurrent();
-  v8::MicrotaskQueue* queue = isolate->GetCurrentContext()->GetMicrotaskQueue();
-  return Napi::Boolean::New(info.Env(), queue != nullptr && queue->IsRunningMicrotasks());
+  return Napi::Boolean::New(info.Env(), RunningMicrotaskQueue(v8::Isolate::GetCurrent()) != nullptr);
 }
 
 // pipe() -> [readFd, writeFd]: both ends blocking and close-on-exec.

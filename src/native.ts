@@ -103,14 +103,15 @@ export interface NativeBinding {
   /**
    * In a forked child: terminates the JS execution on the current stack (no
    * catch or finally block runs; inside a microtask, the microtasks queued are
-   * dropped) and calls `callback` once it is unwound: at the end of the
+   * dropped) and calls the callback given to {@link prepareEscape} before the
+   * fork once it is unwound: at the end of the
    * microtask checkpoint, or at the next turn of the event loop, which then
    * stays alive until the child leaves through `_exit`. The caller must run JS
    * that checks for interrupts right after (a loop).
    */
-  escapeToLoop(callback: () => void): void;
-  /** In the parent, just before a fork: readies what escapeToLoop() in the child will use. */
-  prepareEscape(): void;
+  escapeToLoop(): void;
+  /** In the parent, just before a fork: readies what escapeToLoop() in the child will use, and the callback it calls. */
+  prepareEscape(callback: () => void): void;
   /** Whether the JS running now runs inside a microtask. */
   isRunningMicrotasks(): boolean;
   /** A blocking pipe, both ends close-on-exec: `[readFd, writeFd]`. */

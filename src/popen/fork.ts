@@ -161,7 +161,7 @@ export function runForkedChild(native: NativeBinding, process: Bootstrappable): 
   // Node's streams it calls is compiled once, not in every child.
   stdioPending();
   findNodeQueues();
-  native.prepareEscape();
+  native.prepareEscape(runAfterEscape);
   process._beforeFork?.(native.precompile);
   const parents = parentCallbacks();
   const pid = os.fork();
@@ -206,10 +206,24 @@ function finish(native: NativeBinding, result: Result, parents: ParentCallbacks 
 /** Does nothing: V8 checks for interrupts as a function is entered. */
 function interruptCheck(): void {}
 
+/** What the child runs once it has escaped (see escapeToLoop()). */
+let afterEscape: (() => void) | null = null;
+
+/**
+ * The callback of every escape, given to the addon in the parent: a child
+ * that made its own reference to its callback would pay for it in page faults.
+ */
+function runAfterEscape(): void {
+  const callback = afterEscape;
+  afterEscape = null;
+  callback?.();
+}
+
 /** Ends every JS frame of the parent's on this stack; `callback` then runs on a fresh one. */
 function escapeToLoop(native: NativeBinding, callback: () => void): never {
   clearAsyncIdStack();
-  native.escapeToLoop(callback);
+  afterEscape = callback;
+  native.escapeToLoop();
   // The termination takes effect at the first interrupt check: a function's
   // entry (a loop checks only once it has used up its budget).
   interruptCheck();
