@@ -52,6 +52,7 @@
 #include "own_threads.h"
 #include "unique_fd.h"
 #include "v8_values.h"
+#include "wait.h"
 
 namespace mp {
 
@@ -578,6 +579,7 @@ void SetUpChild(Napi::Env env, uv_loop_t* loop, v8::Platform* platform) {
   // child must not touch the loop before (fact 4).
   DropParentEvents(loop);
   if (int err = uv_loop_fork(loop)) ThrowErrno(env, -err, "uv_loop_fork");
+  ForgetParentChildren();
   LoopEndWatcher::Arm(loop);
   if (nested) {
     ForgetChildWorkers();

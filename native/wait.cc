@@ -10,9 +10,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <memory>
 #include <system_error>
+#include <utility>
+#include <vector>
 
 #include <uv.h>
 
@@ -20,6 +23,7 @@
 #include "modules.h"
 #include "own_threads.h"
 #include "unique_fd.h"
+#include "wait.h"
 
 namespace mp {
 namespace {
@@ -128,12 +132,226 @@ Napi::Value WaitpidTimeout(const Napi::CallbackInfo& info) {
   return PidStatus(env, result, status);
 }
 
+// --- Children watched by the event loop -----------------------------------
+//
+// Every child that Process.join(), waitpidAsync() or the forkserver waits for
+// without blocking, where Linux gives pidfds (>= 5.3): its pidfd, polled by the
+// main thread's event loop, and one JS function for all their reports
+// (setChildExitHandler). A child costs a pidfd and, once the loop is about to
+// wait, a poll handle: no JS object, reference or async context of its own. A
+// child reaped before the loop waits (start(); joinSync()) never has a handle.
+class ChildWatch {
+ public:
+  // The watch of the calling thread's loop, if it is the one that has one.
+  static ChildWatch* Of(Napi::Env env) { return instance_ != nullptr && instance_->env_ == env ? instance_ : nullptr; }
+
+  // setChildExitHandler(onExit(error, pid, status)) -> boolean: makes onExit
+  // the report of every child watched; false where there is no such watch
+  // (no pidfds, or a thread other than the first to ask: a worker's).
+  static Napi::Value SetHandler(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsFunction()) ThrowUsage(env, "setChildExitHandler(onExit: Function)");
+    if (!HasPidfds()) return Napi::Boolean::New(env, false);
+    if (instance_ == nullptr) instance_ = new ChildWatch(env);  // lives as long as the process
+    if (instance_->env_ != env) return Napi::Boolean::New(env, false);
+    instance_->onExit_ = Napi::Persistent(info[0].As<Napi::Function>());
+    return Napi::Boolean::New(env, true);
+  }
+
+  // watchChild(pid, keepAlive) -> boolean: reports `pid` to the handler when
+  // it ends, reaped. False when this thread has no watch or `pid` is watched
+  // already: the caller then waits another way. ECHILD for a pid that is not
+  // a child of this process.
+  static Napi::Value Watch(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const char* usage = "watchChild(pid: number, keepAlive: boolean)";
+    pid_t pid = IntArg(info, 0, usage);
+    if (info.Length() < 2 || !info[1].IsBoolean()) ThrowUsage(env, usage);
+    ChildWatch* watch = Of(env);
+    if (watch == nullptr || pid <= 0 || watch->Find(pid) != watch->children_.end()) return Napi::Boolean::New(env, false);
+    CheckIsChild(env, pid);
+    UniqueFd pidfd(OpenPidfd(pid));
+    if (pidfd.get() < 0) ThrowErrno(env, "pidfd_open");
+    auto child = std::make_unique<Child>();
+    child->pid = pid;
+    child->fd = pidfd.release();
+    child->keepAlive = info[1].As<Napi::Boolean>().Value();
+    watch->children_.push_back(child.release());
+    watch->PollSoon();
+    return Napi::Boolean::New(env, true);
+  }
+
+  // unwatchChild(pid): stops watching `pid` (left unreaped); nothing if it is not watched.
+  static Napi::Value Unwatch(const Napi::CallbackInfo& info) {
+    pid_t pid = IntArg(info, 0, "unwatchChild(pid: number)");
+    if (ChildWatch* watch = Of(info.Env())) watch->Remove(pid);
+    return info.Env().Undefined();
+  }
+
+  // keepChildAlive(pid, keepAlive): whether waiting for `pid` keeps the event loop alive.
+  static Napi::Value KeepAlive(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const char* usage = "keepChildAlive(pid: number, keepAlive: boolean)";
+    pid_t pid = IntArg(info, 0, usage);
+    if (info.Length() < 2 || !info[1].IsBoolean()) ThrowUsage(env, usage);
+    ChildWatch* watch = Of(env);
+    if (watch == nullptr) return env.Undefined();
+    auto found = watch->Find(pid);
+    if (found == watch->children_.end()) return env.Undefined();
+    Child* child = *found;
+    child->keepAlive = info[1].As<Napi::Boolean>().Value();
+    if (child->polling) SetRef(&child->poll, child->keepAlive);
+    watch->UpdatePrepareRef();
+    return env.Undefined();
+  }
+
+  // In a forked child, once it has its own epoll (uv_loop_fork): the parent's
+  // children are not its own. Nothing is written when nothing is watched.
+  static void ForgetParentChildren() {
+    ChildWatch* watch = instance_;
+    if (watch == nullptr) return;
+    if (watch->preparing_) {
+      uv_prepare_stop(&watch->prepare_);
+      watch->preparing_ = false;
+    }
+    if (watch->children_.empty()) return;
+    for (Child* child : watch->children_) Release(child);
+    watch->children_.clear();
+  }
+
+ private:
+  struct Child {
+    uv_poll_t poll{};
+    pid_t pid = 0;
+    int fd = -1;
+    bool keepAlive = true;
+    bool polling = false;  // the poll handle is initialised
+  };
+
+  explicit ChildWatch(Napi::Env env) : env_(env) {
+    if (napi_get_uv_event_loop(env, &loop_) != napi_ok) throw Napi::Error::New(env, "setChildExitHandler: no event loop");
+    if (int err = uv_prepare_init(loop_, &prepare_)) ThrowErrno(env, -err, "uv_prepare_init");
+    prepare_.data = this;
+    if (napi_async_init(env, nullptr, Napi::String::New(env, "node-multiprocessing:waitpid"), &asyncContext_) != napi_ok) {
+      throw Napi::Error::New(env, "setChildExitHandler: napi_async_init failed");
+    }
+  }
+
+  static bool HasPidfds() {
+    static const bool has = [] {
+      UniqueFd own(OpenPidfd(getpid()));
+      return own.get() >= 0;
+    }();
+    return has;
+  }
+
+  static void SetRef(uv_poll_t* poll, bool ref) {
+    if (ref) uv_ref(reinterpret_cast<uv_handle_t*>(poll));
+    else uv_unref(reinterpret_cast<uv_handle_t*>(poll));
+  }
+
+  std::vector<Child*>::iterator Find(pid_t pid) {
+    return std::find_if(children_.begin(), children_.end(), [pid](const Child* child) { return child->pid == pid; });
+  }
+
+  // The polls start just before the loop next waits for events.
+  void PollSoon() {
+    if (!preparing_) {
+      uv_prepare_start(&prepare_, OnPrepare);  // cannot fail on an initialised handle
+      preparing_ = true;
+    }
+    UpdatePrepareRef();
+  }
+
+  // The prepare handle keeps the loop alive while a child that must has no poll yet.
+  void UpdatePrepareRef() {
+    if (!preparing_) return;
+    const bool keep = std::any_of(children_.begin(), children_.end(),
+                                  [](const Child* child) { return !child->polling && child->keepAlive; });
+    if (keep) uv_ref(reinterpret_cast<uv_handle_t*>(&prepare_));
+    else uv_unref(reinterpret_cast<uv_handle_t*>(&prepare_));
+  }
+
+  static void OnPrepare(uv_prepare_t* prepare) {
+    auto* watch = static_cast<ChildWatch*>(prepare->data);
+    uv_prepare_stop(prepare);
+    watch->preparing_ = false;
+    std::vector<std::pair<pid_t, int>> failed;
+    for (Child* child : watch->children_) {
+      if (child->polling) continue;
+      int err = uv_poll_init(watch->loop_, &child->poll, child->fd);
+      if (err == 0) {
+        child->poll.data = child;
+        child->polling = true;
+        err = uv_poll_start(&child->poll, UV_READABLE, OnReadable);
+        if (err == 0) SetRef(&child->poll, child->keepAlive);
+      }
+      if (err != 0) failed.emplace_back(child->pid, -err);
+    }
+    for (const auto& [pid, err] : failed) watch->Report(pid, 0, err, "uv_poll_start");
+  }
+
+  // The child ended: reap it, stop watching it (its pidfd closed: a caller
+  // counting its fds in the report sees none left over) and report it.
+  static void OnReadable(uv_poll_t* poll, int status, int) {
+    Child* child = static_cast<Child*>(poll->data);
+    int waitStatus = 0;
+    pid_t pid = WaitpidRetrying(child->pid, &waitStatus, WNOHANG);
+    if (pid == 0 && status >= 0) return;  // spurious wake-up: still running
+    const int err = pid < 0 ? errno : (status < 0 ? -status : 0);
+    instance_->Report(child->pid, waitStatus, err, "waitpid");
+  }
+
+  void Report(pid_t pid, int status, int err, const char* syscall) {
+    Remove(pid);
+    Napi::Env env(env_);
+    Napi::HandleScope scope(env);
+    Napi::Value error = err != 0 ? ErrnoError(env, err, syscall).Value() : env.Null();
+    napi_value args[] = {error, Napi::Number::New(env, pid), Napi::Number::New(env, status)};
+    CallFromLoop(env, asyncContext_, onExit_.Value(), 3, args);
+  }
+
+  void Remove(pid_t pid) {
+    auto found = Find(pid);
+    if (found == children_.end()) return;
+    Child* child = *found;
+    children_.erase(found);
+    Release(child);
+    UpdatePrepareRef();
+  }
+
+  // uv_close() takes the fd out of the epoll set at once, while it is still
+  // open (no other fd of the same number can be hit); the fd can then be
+  // closed at once too, and the memory goes in the close callback.
+  static void Release(Child* child) {
+    if (child->polling) {
+      uv_close(reinterpret_cast<uv_handle_t*>(&child->poll),
+               [](uv_handle_t* closed) { delete static_cast<Child*>(closed->data); });
+      close(child->fd);
+    } else {
+      close(child->fd);
+      delete child;
+    }
+  }
+
+  static inline ChildWatch* instance_ = nullptr;
+
+  napi_env env_;
+  uv_loop_t* loop_ = nullptr;
+  uv_prepare_t prepare_{};
+  bool preparing_ = false;
+  napi_async_context asyncContext_ = nullptr;
+  Napi::FunctionReference onExit_;
+  std::vector<Child*> children_;
+};
+
 // new ExitWatcher(pid, onExit(error, pid, status)): reaps `pid` when it ends,
-// without blocking the event loop. On Linux a pidfd watched by the loop; where
-// there is none (or for pid -1, "any child") a thread blocked in waitpid()
-// that reports through a thread-safe function, never the libuv thread pool.
-// ref()/unref() say whether the wait keeps the event loop alive; close() stops
-// watching (and leaves the child unreaped).
+// without blocking the event loop, where the loop cannot watch it (see
+// ChildWatch): for pid -1 ("any child"), without pidfds, or in a worker
+// thread. A thread blocked in waitpid() reports through a thread-safe
+// function, never the libuv thread pool. ref()/unref() say whether the wait
+// keeps the event loop alive; close() stops watching (and leaves the child
+// unreaped, unless the thread has reaped it already).
 class ExitWatcher : public Napi::ObjectWrap<ExitWatcher> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -150,12 +368,17 @@ class ExitWatcher : public Napi::ObjectWrap<ExitWatcher> {
     if (pid_ > 0) CheckIsChild(env, pid_);
     onExit_ = Napi::Persistent(info[1].As<Napi::Function>());
     asyncContext_ = std::make_unique<Napi::AsyncContext>(env, "node-multiprocessing:waitpid");
+    tsfn_ = Napi::ThreadSafeFunction::New(env, onExit_.Value(), "node-multiprocessing:waitpid", 0, 1);
+    // The thread outlives a closed watcher; it reaches the watcher only through
+    // this shared state, which StopWatching() disconnects (on the main thread).
+    threadState_ = std::make_shared<ThreadState>(ThreadState{this});
     self_ = Napi::Persistent(info.This().As<Napi::Object>());  // alive while watching
-    UniqueFd pidfd(pid_ > 0 ? OpenPidfd(pid_) : -1);
-    if (pidfd.get() >= 0) {
-      WatchPidfd(env, pidfd);
-    } else {
-      WatchWithThread(env);
+    try {
+      StartWaiterThread();
+    } catch (const std::system_error& error) {
+      StopWatching();
+      tsfn_.Release();
+      ThrowErrno(env, error.code().value(), "pthread_create");
     }
   }
 
@@ -168,68 +391,9 @@ class ExitWatcher : public Napi::ObjectWrap<ExitWatcher> {
     int err;
   };
 
-  struct PollHandle {
-    uv_poll_t poll;
-    int fd;
-    ExitWatcher* owner;
-  };
-
   struct ThreadState {
     ExitWatcher* owner;
   };
-
-  void WatchPidfd(Napi::Env env, UniqueFd& pidfd) {
-    uv_loop_t* loop = nullptr;
-    napi_get_uv_event_loop(env, &loop);
-    auto* handle = new PollHandle{{}, pidfd.get(), this};
-    if (int err = uv_poll_init(loop, &handle->poll, handle->fd)) {
-      delete handle;
-      ThrowErrno(env, -err, "uv_poll_init");
-    }
-    pidfd.release();
-    handle->poll.data = handle;
-    poll_ = handle;
-    if (int err = uv_poll_start(&handle->poll, UV_READABLE, OnPidfdReadable)) {
-      StopWatching();
-      ThrowErrno(env, -err, "uv_poll_start");
-    }
-  }
-
-  // The child ended: reap it and report it at once, the pidfd already closed
-  // (a caller counting its fds in the callback sees none left over).
-  static void OnPidfdReadable(uv_poll_t* poll, int status, int) {
-    ExitWatcher* self = static_cast<PollHandle*>(poll->data)->owner;
-    int waitStatus = 0;
-    pid_t pid = WaitpidRetrying(self->pid_, &waitStatus, WNOHANG);
-    int err = pid < 0 ? errno : (status < 0 ? -status : 0);
-    if (pid == 0 && err == 0) return;  // spurious wake-up: still running
-    Napi::Env env = self->Env();
-    Napi::HandleScope scope(env);
-    self->Report(env, {pid, waitStatus, err});
-  }
-
-  // uv_close() takes the fd out of the epoll set at once (while it is still
-  // open, so no other fd of the same number can be hit); the fd can then be
-  // closed at once too, and the handle's memory goes in the close callback.
-  static void ClosePoll(PollHandle* handle) {
-    uv_close(reinterpret_cast<uv_handle_t*>(&handle->poll),
-             [](uv_handle_t* closed) { delete static_cast<PollHandle*>(closed->data); });
-    close(handle->fd);
-  }
-
-  void WatchWithThread(Napi::Env env) {
-    tsfn_ = Napi::ThreadSafeFunction::New(env, onExit_.Value(), "node-multiprocessing:waitpid", 0, 1);
-    // The thread outlives a closed watcher; it reaches the watcher only through
-    // this shared state, which StopWatching() disconnects (on the main thread).
-    threadState_ = std::make_shared<ThreadState>(ThreadState{this});
-    try {
-      StartWaiterThread();
-    } catch (const std::system_error& error) {
-      threadState_.reset();
-      tsfn_.Release();
-      ThrowErrno(env, error.code().value(), "pthread_create");
-    }
-  }
 
   void StartWaiterThread() {
     StartOwnThread([pid = pid_, tsfn = tsfn_, state = threadState_]() mutable {
@@ -258,10 +422,6 @@ class ExitWatcher : public Napi::ObjectWrap<ExitWatcher> {
   }
 
   void StopWatching() {
-    if (poll_ != nullptr) {
-      ClosePoll(poll_);
-      poll_ = nullptr;
-    }
     if (threadState_) {
       threadState_->owner = nullptr;
       threadState_.reset();
@@ -271,13 +431,11 @@ class ExitWatcher : public Napi::ObjectWrap<ExitWatcher> {
   }
 
   Napi::Value Ref(const Napi::CallbackInfo& info) {
-    if (poll_ != nullptr) uv_ref(reinterpret_cast<uv_handle_t*>(&poll_->poll));
     if (threadState_) tsfn_.Ref(info.Env());
     return info.Env().Undefined();
   }
 
   Napi::Value Unref(const Napi::CallbackInfo& info) {
-    if (poll_ != nullptr) uv_unref(reinterpret_cast<uv_handle_t*>(&poll_->poll));
     if (threadState_) tsfn_.Unref(info.Env());
     return info.Env().Undefined();
   }
@@ -291,7 +449,6 @@ class ExitWatcher : public Napi::ObjectWrap<ExitWatcher> {
   Napi::FunctionReference onExit_;
   std::unique_ptr<Napi::AsyncContext> asyncContext_;
   Napi::ObjectReference self_;
-  PollHandle* poll_ = nullptr;
   Napi::ThreadSafeFunction tsfn_;
   std::shared_ptr<ThreadState> threadState_;
 };
@@ -325,10 +482,16 @@ int StopSig(int status) { return WSTOPSIG(status); }
 
 }  // namespace
 
+void ForgetParentChildren() { ChildWatch::ForgetParentChildren(); }
+
 void InitWait(Napi::Env env, Napi::Object exports) {
   exports.Set("waitpid", Napi::Function::New(env, Waitpid, "waitpid"));
   exports.Set("waitpidTimeout", Napi::Function::New(env, WaitpidTimeout, "waitpidTimeout"));
   exports.Set("ExitWatcher", ExitWatcher::Define(env));
+  exports.Set("setChildExitHandler", Napi::Function::New(env, ChildWatch::SetHandler, "setChildExitHandler"));
+  exports.Set("watchChild", Napi::Function::New(env, ChildWatch::Watch, "watchChild"));
+  exports.Set("unwatchChild", Napi::Function::New(env, ChildWatch::Unwatch, "unwatchChild"));
+  exports.Set("keepChildAlive", Napi::Function::New(env, ChildWatch::KeepAlive, "keepChildAlive"));
   exports.Set("kill", Napi::Function::New(env, Kill, "kill"));
   exports.Set("getpid", Napi::Function::New(env, GetPid, "getpid"));
   exports.Set("getppid", Napi::Function::New(env, GetPpid, "getppid"));

@@ -29,7 +29,8 @@ import * as net from 'net';
 import * as path from 'path';
 
 import { requireNative } from './native';
-import type { NativeBinding, NativeExitWatcher } from './native';
+import { ExitWatch, watchExit } from './exit_watch';
+import type { NativeBinding } from './native';
 import * as os from './os';
 import { childExecArgv } from './popen/spawn';
 import { runForkedChild } from './popen/fork';
@@ -245,7 +246,7 @@ interface ServerState {
   native: NativeBinding;
   requests: net.Socket;
   events: net.Socket;
-  watchers: Map<number, NativeExitWatcher>;
+  watchers: Map<number, ExitWatch>;
   exited: Map<number, number>;
   /** Sync waits of the parent, answered when the child ends or the time is up. */
   waits: Map<number, () => void>;
@@ -355,7 +356,7 @@ function forkChild(state: ServerState, spec: ChildSpec, resolved: ResolvedSpec):
   reply(int32s(pid));
   state.watchers.set(
     pid,
-    new state.native.ExitWatcher(pid, (error, _pid, status) => {
+    watchExit(state.native, pid, (error, _pid, status) => {
       state.watchers.delete(pid);
       const code = error === null ? os.waitstatusToExitcode(status) : 255;
       state.exited.set(pid, code);

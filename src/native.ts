@@ -10,7 +10,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 
-/** A child being watched for its exit by the event loop (see `native/wait.cc`). */
+/** A child being watched for its exit by a thread of the addon (see `native/wait.cc`). */
 export interface NativeExitWatcher {
   /** The wait keeps the event loop alive (the default). */
   ref(): void;
@@ -62,6 +62,22 @@ export interface NativeBinding {
   waitpid(pid: number, flags: number): [number, number];
   waitpidTimeout(pid: number, timeoutMs: number): [number, number];
   ExitWatcher: new (pid: number, onExit: ExitCallback) => NativeExitWatcher;
+  /**
+   * Makes `onExit` the report of every child watched with {@link watchChild};
+   * false where the event loop of this thread cannot watch children (no
+   * pidfds, or a worker thread).
+   */
+  setChildExitHandler(onExit: ExitCallback): boolean;
+  /**
+   * Watches `pid` from the event loop until it ends, then reaps it and reports
+   * it; false when it cannot (see setChildExitHandler) or `pid` is watched
+   * already. Throws ECHILD for a pid that is not a child of this process.
+   */
+  watchChild(pid: number, keepAlive: boolean): boolean;
+  /** Stops watching `pid`, left unreaped. */
+  unwatchChild(pid: number): void;
+  /** Whether waiting for `pid` keeps the event loop alive. */
+  keepChildAlive(pid: number, keepAlive: boolean): void;
   kill(pid: number, signal: number): void;
   getpid(): number;
   getppid(): number;

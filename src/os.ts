@@ -20,6 +20,7 @@
 import * as nodeOs from 'os';
 
 import { atForkHooks, forkGeneration } from './at_fork';
+import { watchExit } from './exit_watch';
 import { loadNative, NativeBinding, requireNative, unsupported } from './native';
 import { validateInteger } from './validate';
 
@@ -95,7 +96,7 @@ export function waitpidAsync(pid: number): Promise<[number, number]> {
   validateInteger(pid, 'pid');
   const native = requireNative('waitpidAsync');
   return new Promise((resolve, reject) => {
-    new native.ExitWatcher(pid, (error, reaped, status) => {
+    watchExit(native, pid, (error, reaped, status) => {
       if (error) reject(error);
       else resolve([reaped, status]);
     });

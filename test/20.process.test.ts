@@ -374,19 +374,24 @@ describe('start methods and contexts', () => {
   }
 });
 
-(NO_ADDON ? describe.skip : describe)('the fork start method watches its child from the end of the tick', () => {
+(NO_ADDON ? describe.skip : describe)('the fork start method watches its child from the event loop', () => {
   test('a copy made by os.fork() in the same tick does not take up watching its sibling', () => {
     const run = runFixture('process_fork_same_tick.js');
     expect(run.stderr).toBe('');
     expect(jsonLines(run.stdout)).toEqual([{ process: 0, forked: 7 }]);
   });
 
-  test('a child the user reaps (os.waitpid) before the end of the tick: its exit code is lost, join() resolves', async () => {
-    const p = new (mp.getContext('fork').Process)({ target: () => undefined });
+  test.each([
+    ['before the event loop watches it', false],
+    ['once the event loop watches it', true],
+  ])('a child the user reaps (os.waitpid) %s: its exit code is lost, join() resolves', async (_when, turn) => {
+    // It lives on long enough for the loop to watch it before it ends.
+    const sleep = (): void => void Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 200);
+    const p = new (mp.getContext('fork').Process)({ target: sleep });
     p.start();
+    if (turn) await new Promise((resolve) => setImmediate(resolve));
     const [reaped] = mp.os.waitpid(p.pid!);
     expect(reaped).toBe(p.pid);
-    await new Promise((resolve) => setImmediate(resolve)); // the end of the tick has come and gone
     expect(p.isAlive()).toBe(false);
     await p.join();
     expect(p.exitCode).toBeNull();

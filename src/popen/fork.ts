@@ -12,13 +12,12 @@
  * @internal
  */
 import { executionAsyncId } from 'async_hooks';
-import * as fs from 'fs';
 
-import type { NativeBinding, NativeExitWatcher } from '../native';
-import { forkGeneration } from '../at_fork';
+import type { NativeBinding } from '../native';
+import { ExitWatch, mayReportLater, watchExit } from '../exit_watch';
 import { requireNative } from '../native';
 import * as os from '../os';
-import { createStdio, flushStdio, procExitStatus, stdioPending, usesFork } from '../util';
+import { createStdio, flushStdio, stdioPending, usesFork } from '../util';
 import { findNodeQueues, forgetParentCallbacks, ParentCallbacks, parentCallbacks } from './pending';
 import { BasePopen, Launchable } from './popen';
 
@@ -35,52 +34,29 @@ export interface Bootstrappable extends Launchable {
 export class ForkPopen extends BasePopen {
   readonly method = 'fork';
   readonly pid: number;
-  private watcher: NativeExitWatcher | null = null;
-  private keepAlive = false;
+  private watch: ExitWatch | null;
   private readonly native: NativeBinding;
-  /** The fork generation this object belongs to: a forked child of this process does not watch its siblings. */
-  private readonly generation = forkGeneration();
 
   constructor(launched: Bootstrappable) {
     super(launched.daemon);
     this.native = requireNative('the fork start method');
     this.pid = runForkedChild(this.native, launched);
-    this.updateKeepAlive();
-    // Watching the child (a pidfd, a libuv handle, a native object) waits for
-    // the end of this tick: a child joined before then (start(); joinSync()
-    // in a loop) is never watched, which saves a start and its join 0.1 ms.
-    // Nothing can let the event loop end before then.
-    process.nextTick(() => this.watch());
-  }
-
-  override wait(timeoutMs: number | null): Promise<number | null> {
-    this.watch(); // a waiter needs the watcher's report
-    return super.wait(timeoutMs);
-  }
-
-  /** Reaps and reports the child from the event loop once it ends; keeps the loop alive as asked. */
-  private watch(): void {
-    if (this.watcher !== null || this.ended || this.generation !== forkGeneration()) return;
-    try {
-      this.watcher = new this.native.ExitWatcher(this.pid, (error, _pid, status) => {
-        this.watcher = null;
+    // The event loop reaps and reports the child once it ends. (It starts
+    // watching when it is next about to wait: a child joined before then, as
+    // by start(); joinSync() in a loop, costs it a pidfd opened and closed.)
+    this.watch = watchExit(
+      this.native,
+      this.pid,
+      (error, _pid, status) => {
+        this.watch = null;
         // ECHILD: the user reaped it (os.wait()): its exit code is lost.
         this.settle(error === null ? os.waitstatusToExitcode(status) : null);
-      });
-    } catch (error) {
-      // Reaped already, by the user (os.wait()) before the end of the tick.
-      if ((error as NodeJS.ErrnoException).code !== 'ECHILD') throw error;
-      this.settle(null);
-      return;
-    }
-    if (!this.keepAlive) this.watcher.unref();
+      },
+      !launched.daemon,
+    );
   }
 
   protected check(): void {
-    // The watcher reaps the child and reports it a moment later (in the same
-    // turn of the loop): /proc tells whether there is anything to reap yet,
-    // so that a waitpid() here cannot take the child from under the watcher.
-    if (this.watcher !== null && HAS_PROC && procExitStatus(this.pid) === undefined) return;
     this.reaped(() => this.native.waitpid(this.pid, os.WNOHANG));
   }
 
@@ -90,9 +66,8 @@ export class ForkPopen extends BasePopen {
   }
 
   protected setKeepAlive(keepAlive: boolean): void {
-    this.keepAlive = keepAlive;
-    if (keepAlive) this.watcher?.ref();
-    else this.watcher?.unref();
+    if (keepAlive) this.watch?.ref();
+    else this.watch?.unref();
   }
 
   close(): void {
@@ -100,14 +75,14 @@ export class ForkPopen extends BasePopen {
   }
 
   abandon(): void {
-    this.watcher?.close();
-    this.watcher = null;
+    this.watch?.close();
+    this.watch = null;
   }
 
   /**
-   * Runs a waitpid; settles when it reaped the child. ECHILD: the watcher
-   * reaped it and will report it, or (without a watcher) someone else did
-   * (os.wait()) and its exit code is lost.
+   * Runs a waitpid; settles when it reaped the child. ECHILD: a watching
+   * thread reaped it and will report it, or someone else did (os.wait()) and
+   * its exit code is lost.
    */
   private reaped(waitpid: () => [number, number]): void {
     let result: [number, number];
@@ -115,7 +90,9 @@ export class ForkPopen extends BasePopen {
       result = waitpid();
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ECHILD') throw error;
-      if (this.watcher === null) this.settle(null);
+      if (this.watch !== null && mayReportLater(this.watch)) return;
+      this.abandon();
+      this.settle(null);
       return;
     }
     if (result[0] === 0) return;
@@ -123,8 +100,6 @@ export class ForkPopen extends BasePopen {
     this.settle(os.waitstatusToExitcode(result[1]));
   }
 }
-
-const HAS_PROC = fs.existsSync('/proc/self/stat');
 
 // Node's function that clearAsyncIdStack() asks in a child escaping a
 // microtask: called here once, it is compiled here, not in every such child.
