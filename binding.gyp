@@ -10,7 +10,8 @@
         "native/shm.cc",
         "native/futex.cc",
         "native/popen.cc",
-        "native/child_platform.cc"
+        "native/child_platform.cc",
+        "native/shared_code.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NODE_ADDON_API_DISABLE_DEPRECATED"],
@@ -29,7 +30,7 @@
           }
         }],
         ["OS=='win'", {
-          "sources!": ["native/fork.cc", "native/wait.cc", "native/shm.cc", "native/futex.cc", "native/popen.cc", "native/child_platform.cc"],
+          "sources!": ["native/fork.cc", "native/wait.cc", "native/shm.cc", "native/futex.cc", "native/popen.cc", "native/child_platform.cc", "native/shared_code.cc"],
           "sources": ["native/unsupported.cc"],
           "msvs_settings": { "VCCLCompilerTool": { "ExceptionHandling": 1 } }
         }]

@@ -50,6 +50,7 @@
 #include "errors.h"
 #include "modules.h"
 #include "own_threads.h"
+#include "shared_code.h"
 #include "unique_fd.h"
 #include "v8_values.h"
 #include "wait.h"
@@ -624,6 +625,7 @@ Napi::Value Fork(const Napi::CallbackInfo& info) {
   const int workers = WorkersToPark(platform);
   std::unique_lock<std::mutex> parked;
   if (workers > 0) parked = g_workerPark.ParkAll(env, platform, workers);
+  ShareCodeWithChildren();
   if (g_isForkedChild) PauseChildWorkers();
   // Where the child gets a worker thread again, its compiles stay concurrent.
   const bool redirect = !g_isForkedChild && PrepareWorkerRedirect(platform);
@@ -707,6 +709,10 @@ Napi::Value Precompile(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value SharesCodeWithChildren(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), CodeSharedWithChildren());
+}
+
 Napi::Value IsForkedChild(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), g_isForkedChild);
 }
@@ -755,6 +761,7 @@ void InitFork(Napi::Env env, Napi::Object exports) {
   exports.Set("_exit", Napi::Function::New(env, Exit, "_exit"));
   exports.Set("setForkChildHooks", Napi::Function::New(env, SetForkChildHooks, "setForkChildHooks"));
   exports.Set("isForkedChild", Napi::Function::New(env, IsForkedChild, "isForkedChild"));
+  exports.Set("sharesCodeWithChildren", Napi::Function::New(env, SharesCodeWithChildren, "sharesCodeWithChildren"));
   exports.Set("isMainThread", Napi::Function::New(env, IsMainThread, "isMainThread"));
   exports.Set("precompile", Napi::Function::New(env, Precompile, "precompile"));
   exports.Set("setV8Flags", Napi::Function::New(env, SetV8Flags, "setV8Flags"));

@@ -46,6 +46,8 @@ export interface NativeBinding {
   _exit(code?: number): never;
   setForkChildHooks(beforeExit: () => void, exit: () => void): void;
   isForkedChild(): boolean;
+  /** Whether the first fork moved node's machine code into anonymous huge pages (see native/shared_code.cc). */
+  sharesCodeWithChildren(): boolean;
   /** True on the process's main thread, false on a worker_threads Worker. */
   isMainThread(): boolean;
   /** Compiles `fn`'s bytecode now if V8 has not yet (forked children then find it compiled). */

@@ -206,6 +206,37 @@ describe('the forked child runs its event loop', () => {
   });
 });
 
+describe('the parent\'s machine code, shared with its children', () => {
+  // Where the kernel offers transparent huge pages, the first fork moves node's
+  // code into them (native/shared_code.cc); elsewhere it is left as it is.
+  const thp = fs.existsSync('/sys/kernel/mm/transparent_hugepage/enabled')
+    ? fs.readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8')
+    : '[never]';
+  const onOffer = /\[(always|madvise)\]/.test(thp);
+  type Report = { shared: boolean; hugeCodeKb: number; child: number; worker: number };
+
+  test('the first fork moves it into huge pages; children and later worker threads run', () => {
+    const run = runFixture('os_shared_code.js');
+    expect(run.stderr).toBe('');
+    const [report] = jsonLines<Report>(run.stdout);
+    expect(report).toEqual({ shared: onOffer, hugeCodeKb: expect.any(Number), child: 5, worker: 42 });
+    if (onOffer) expect(report.hugeCodeKb).toBeGreaterThanOrEqual(2048);
+    else expect(report.hugeCodeKb).toBe(0);
+  });
+
+  test('NODE_MULTIPROCESSING_LARGE_PAGES=0 leaves it mapped from the binary', () => {
+    const run = runFixture('os_shared_code.js', [], { env: { NODE_MULTIPROCESSING_LARGE_PAGES: '0' } });
+    expect(jsonLines<Report>(run.stdout)).toEqual([{ shared: false, hugeCodeKb: 0, child: 5, worker: 42 }]);
+  });
+
+  (onOffer ? test : test.skip)('under node --use-largepages=on it stays where node put it', () => {
+    const run = runFixture('os_shared_code.js', [], { env: { NODE_OPTIONS: '--use-largepages=on' } });
+    const [report] = jsonLines<Report>(run.stdout);
+    expect(report).toEqual({ shared: false, hugeCodeKb: expect.any(Number), child: 5, worker: 42 });
+    expect(report.hugeCodeKb).toBeGreaterThanOrEqual(2048);
+  });
+});
+
 describe('waitpid(), wait(), waitpidAsync()', () => {
   test('WNOHANG answers [0, 0] while the child runs, then reaps it', () => {
     const pid = mp.os.fork();
