@@ -201,7 +201,7 @@ class ChildWatch {
     Child* child = *found;
     child->keepAlive = info[1].As<Napi::Boolean>().Value();
     if (child->polling) SetRef(&child->poll, child->keepAlive);
-    watch->UpdatePrepareRef();
+    watch->UpdatePrepare();
     return env.Undefined();
   }
 
@@ -260,16 +260,28 @@ class ChildWatch {
       uv_prepare_start(&prepare_, OnPrepare);  // cannot fail on an initialised handle
       preparing_ = true;
     }
-    UpdatePrepareRef();
+    UpdatePrepare();
   }
 
-  // The prepare handle keeps the loop alive while a child that must has no poll yet.
-  void UpdatePrepareRef() {
+  // The prepare handle runs while a child has no poll yet (a child forked
+  // later then has nothing to stop), and keeps the loop alive while one that
+  // must keep it has none.
+  void UpdatePrepare() {
     if (!preparing_) return;
-    const bool keep = std::any_of(children_.begin(), children_.end(),
-                                  [](const Child* child) { return !child->polling && child->keepAlive; });
-    if (keep) uv_ref(reinterpret_cast<uv_handle_t*>(&prepare_));
-    else uv_unref(reinterpret_cast<uv_handle_t*>(&prepare_));
+    bool waiting = false;
+    bool keep = false;
+    for (const Child* child : children_) {
+      waiting = waiting || !child->polling;
+      keep = keep || (!child->polling && child->keepAlive);
+    }
+    if (!waiting) {
+      uv_prepare_stop(&prepare_);
+      preparing_ = false;
+    } else if (keep) {
+      uv_ref(reinterpret_cast<uv_handle_t*>(&prepare_));
+    } else {
+      uv_unref(reinterpret_cast<uv_handle_t*>(&prepare_));
+    }
   }
 
   static void OnPrepare(uv_prepare_t* prepare) {
@@ -317,7 +329,7 @@ class ChildWatch {
     Child* child = *found;
     children_.erase(found);
     Release(child);
-    UpdatePrepareRef();
+    UpdatePrepare();
   }
 
   // uv_close() takes the fd out of the epoll set at once, while it is still
