@@ -164,9 +164,7 @@ class ChildWatch {
   // a child of this process.
   static Napi::Value Watch(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    const char* usage = "watchChild(pid: number, keepAlive: boolean)";
-    pid_t pid = IntArg(info, 0, usage);
-    if (info.Length() < 2 || !info[1].IsBoolean()) ThrowUsage(env, usage);
+    const auto [pid, keepAlive] = PidAndFlag(info, "watchChild(pid: number, keepAlive: boolean)");
     ChildWatch* watch = Of(env);
     if (watch == nullptr || pid <= 0 || watch->Find(pid) != watch->children_.end()) return Napi::Boolean::New(env, false);
     CheckIsChild(env, pid);
@@ -175,7 +173,7 @@ class ChildWatch {
     auto child = std::make_unique<Child>();
     child->pid = pid;
     child->fd = pidfd.release();
-    child->keepAlive = info[1].As<Napi::Boolean>().Value();
+    child->keepAlive = keepAlive;
     watch->children_.push_back(child.release());
     watch->PollSoon();
     return Napi::Boolean::New(env, true);
@@ -191,15 +189,13 @@ class ChildWatch {
   // keepChildAlive(pid, keepAlive): whether waiting for `pid` keeps the event loop alive.
   static Napi::Value KeepAlive(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    const char* usage = "keepChildAlive(pid: number, keepAlive: boolean)";
-    pid_t pid = IntArg(info, 0, usage);
-    if (info.Length() < 2 || !info[1].IsBoolean()) ThrowUsage(env, usage);
+    const auto [pid, keepAlive] = PidAndFlag(info, "keepChildAlive(pid: number, keepAlive: boolean)");
     ChildWatch* watch = Of(env);
     if (watch == nullptr) return env.Undefined();
     auto found = watch->Find(pid);
     if (found == watch->children_.end()) return env.Undefined();
     Child* child = *found;
-    child->keepAlive = info[1].As<Napi::Boolean>().Value();
+    child->keepAlive = keepAlive;
     if (child->polling) SetRef(&child->poll, child->keepAlive);
     watch->UpdatePrepare();
     return env.Undefined();
@@ -235,6 +231,12 @@ class ChildWatch {
     if (napi_async_init(env, nullptr, Napi::String::New(env, "node-multiprocessing:waitpid"), &asyncContext_) != napi_ok) {
       throw Napi::Error::New(env, "setChildExitHandler: napi_async_init failed");
     }
+  }
+
+  static std::pair<pid_t, bool> PidAndFlag(const Napi::CallbackInfo& info, const char* usage) {
+    pid_t pid = IntArg(info, 0, usage);
+    if (info.Length() < 2 || !info[1].IsBoolean()) ThrowUsage(info.Env(), usage);
+    return {pid, info[1].As<Napi::Boolean>().Value()};
   }
 
   static bool HasPidfds() {
