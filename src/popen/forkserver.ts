@@ -15,6 +15,8 @@ export class ForkServerPopen extends BasePopen implements ForkServerChild {
   readonly method = 'forkserver';
   readonly pid: number;
   keepsAlive = false;
+  /** The server reports the child's end on its events socket: join() need not ask it first. */
+  protected override readonly pollsBeforeWaiting = false;
   private readonly client: ForkServerClient;
 
   constructor(process_: BaseProcess) {

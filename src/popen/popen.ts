@@ -69,8 +69,16 @@ export abstract class BasePopen implements Popen {
     return this.returncode;
   }
 
+  /**
+   * Whether wait() first looks (poll) whether the child has ended: where the
+   * child's end is reported anyway and looking costs more than waiting for the
+   * report (a round trip to the fork server), it does not.
+   */
+  protected readonly pollsBeforeWaiting: boolean = true;
+
   wait(timeoutMs: number | null): Promise<number | null> {
-    if (this.poll() !== null || this.ended || timeoutMs === 0) return Promise.resolve(this.returncode);
+    if (this.pollsBeforeWaiting || timeoutMs === 0) this.poll();
+    if (this.ended || timeoutMs === 0) return Promise.resolve(this.returncode);
     return new Promise((resolve) => {
       let timer: NodeJS.Timeout | undefined;
       const done = (code: number | null): void => {
