@@ -130,17 +130,22 @@ uintptr_t MapAligned(size_t size) {
   return aligned;
 }
 
+// The copy, made aside: in huge pages (or not at all), then read and execute only.
+bool CopyToHugePages(const Range& code, uintptr_t copy) {
+  auto* address = reinterpret_cast<void*>(copy);
+  if (madvise(address, code.size(), MADV_HUGEPAGE) != 0) return false;
+  std::memcpy(address, reinterpret_cast<const void*>(code.from), code.size());
+  return AllHuge(copy, code.size()) && mprotect(address, code.size(), PROT_READ | PROT_EXEC) == 0;
+}
+
 bool MoveToHugePages(const Range& code) {
   const uintptr_t copy = MapAligned(code.size());
   if (copy == 0) return false;
-  auto* copyAddress = reinterpret_cast<void*>(copy);
-  const bool ready = madvise(copyAddress, code.size(), MADV_HUGEPAGE) == 0 &&
-                     (std::memcpy(copyAddress, reinterpret_cast<void*>(code.from), code.size()), AllHuge(copy, code.size())) &&
-                     mprotect(copyAddress, code.size(), PROT_READ | PROT_EXEC) == 0;
-  if (!ready ||
-      mremap(copyAddress, code.size(), code.size(), MREMAP_MAYMOVE | MREMAP_FIXED, reinterpret_cast<void*>(code.from)) ==
+  auto* address = reinterpret_cast<void*>(copy);
+  if (!CopyToHugePages(code, copy) ||
+      mremap(address, code.size(), code.size(), MREMAP_MAYMOVE | MREMAP_FIXED, reinterpret_cast<void*>(code.from)) ==
           MAP_FAILED) {
-    munmap(copyAddress, code.size());
+    munmap(address, code.size());
     return false;
   }
   return true;
