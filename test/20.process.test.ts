@@ -396,4 +396,13 @@ describe('start methods and contexts', () => {
     await p.join();
     expect(p.exitCode).toBeNull();
   });
+
+  test.each([
+    ['a pending os.waitpidAsync(-1)', 'any'],
+    ['an at-fork hook, before Process watches it', 'at-fork'],
+  ])('a child reaped by %s: its exit code is lost, join() resolves', (_who, way) => {
+    const result = runFixture('process_reaped_by_any.js', [way]);
+    expect(result.stderr).toBe('');
+    expect(jsonLines(result.stdout)).toEqual([{ reapedIsChild: true, exitCode: null, alive: false }]);
+  });
 });

@@ -34,26 +34,35 @@ export interface Bootstrappable extends Launchable {
 export class ForkPopen extends BasePopen {
   readonly method = 'fork';
   readonly pid: number;
-  private watch: ExitWatch | null;
+  private watch: ExitWatch | null = null;
   private readonly native: NativeBinding;
 
   constructor(launched: Bootstrappable) {
     super(launched.daemon);
     this.native = requireNative('the fork start method');
     this.pid = runForkedChild(this.native, launched);
-    // The event loop reaps and reports the child once it ends. (It starts
-    // watching when it is next about to wait: a child joined before then, as
-    // by start(); joinSync() in a loop, costs it a pidfd opened and closed.)
-    this.watch = watchExit(
-      this.native,
-      this.pid,
-      (error, _pid, status) => {
-        this.watch = null;
-        // ECHILD: the user reaped it (os.wait()): its exit code is lost.
-        this.settle(error === null ? os.waitstatusToExitcode(status) : null);
-      },
-      !launched.daemon,
-    );
+    this.watch = this.watchChild(!launched.daemon);
+  }
+
+  /**
+   * The event loop reaps and reports the child once it ends. (It starts
+   * watching when it is next about to wait: a child joined before then, as by
+   * start(); joinSync() in a loop, costs it a pidfd opened and closed.)
+   */
+  private watchChild(keepAlive: boolean): ExitWatch | null {
+    const onExit = (error: Error | null, _pid: number, status: number): void => {
+      this.watch = null;
+      // ECHILD: the user reaped it (os.wait()): its exit code is lost.
+      this.settle(error === null ? os.waitstatusToExitcode(status) : null);
+    };
+    try {
+      return watchExit(this.native, this.pid, onExit, keepAlive);
+    } catch (error) {
+      // Reaped already, by someone waiting for any child (waitpid(-1)).
+      if ((error as NodeJS.ErrnoException).code !== 'ECHILD') throw error;
+      this.settle(null);
+      return null;
+    }
   }
 
   protected check(): void {
