@@ -124,11 +124,17 @@ function forkStress(forks = 2000): { hang: number; crash: number; ok: number; fo
 async function main(): Promise<void> {
   // In a Node of its own, as Python's and C's loops run in processes of their own.
   const ours = inFreshNode('fork-loop', [FORKS]);
+  // The same without node's code in huge pages (see native/shared_code.cc).
+  const fileCode = inFreshNode('fork-loop', [FORKS], { NODE_MULTIPROCESSING_LARGE_PAGES: '0' });
+  const firstForks: number[] = [];
+  for (let i = 0; i < 5; i++) firstForks.push(inFreshNode('first-fork', []) ?? NaN);
   const python = pythonForks();
   const c = cForks();
   const spawned = median(await timeRunsAsync(spawnNode, 30));
   printTable('fork() + _exit() + waitpid(), median per child', [
     { name: 'node-multiprocessing mp.os.fork', value: ours, unit: 'ms', target: '<= 1.0 ms' },
+    { name: '  the same, node code left in the binary (LARGE_PAGES=0)', value: fileCode, unit: 'ms', baseline: ours },
+    { name: '  the first fork of a fresh Node (code moved, once)', value: median(firstForks), unit: 'ms' },
     { name: 'Python os.fork (same loop)', value: python, unit: 'ms', baseline: ours },
     { name: 'C fork (the floor)', value: c, unit: 'ms', baseline: ours },
     { name: 'child_process.spawn node -e 0', value: spawned, unit: 'ms', baseline: ours },

@@ -14,12 +14,17 @@ export { median, timeRuns, timeRunsAsync } from './timing';
  * value it prints on its last line (a median); `null`, with a note on stderr,
  * when it fails.
  */
-export function inFreshNode<T = number>(program: string, args: Array<string | number>): T | null {
+export function inFreshNode<T = number>(
+  program: string,
+  args: Array<string | number>,
+  env: NodeJS.ProcessEnv = {},
+): T | null {
   try {
     const script = path.join(__dirname, 'fresh', `${program}.js`);
     const out = execFileSync(process.execPath, [script, ...args.map(String)], {
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, ...env },
     });
     const lines = out.trim().split('\n');
     return JSON.parse(lines[lines.length - 1]) as T;
