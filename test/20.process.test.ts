@@ -397,12 +397,19 @@ describe('start methods and contexts', () => {
     expect(p.exitCode).toBeNull();
   });
 
-  test.each([
-    ['a pending os.waitpidAsync(-1)', 'any'],
-    ['an at-fork hook, before Process watches it', 'at-fork'],
-  ])('a child reaped by %s: its exit code is lost, join() resolves', (_who, way) => {
-    const result = runFixture('process_reaped_by_any.js', [way]);
+  test('a child reaped by an at-fork hook before Process watches it: its exit code is lost, join() resolves', () => {
+    const result = runFixture('process_reaped_by_any.js', ['at-fork']);
     expect(result.stderr).toBe('');
-    expect(jsonLines(result.stdout)).toEqual([{ reapedIsChild: true, exitCode: null, alive: false }]);
+    expect(jsonLines(result.stdout)).toEqual([{ reaper: 'hook', exitCode: null, alive: false }]);
+  });
+
+  test('a pending os.waitpidAsync(-1) racing Process to reap its child: whoever wins, join() resolves', () => {
+    for (let run = 0; run < 3; run++) {
+      const result = runFixture('process_reaped_by_any.js', ['any']);
+      expect(result.stderr).toBe('');
+      const [report] = jsonLines<{ reaper: string; exitCode: number | null; alive: boolean }>(result.stdout);
+      // The exit code is Process's only when Process reaped the child itself.
+      expect([{ reaper: 'any', exitCode: null, alive: false }, { reaper: 'process', exitCode: 0, alive: false }]).toContainEqual(report);
+    }
   });
 });
