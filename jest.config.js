@@ -7,6 +7,7 @@ const project = {
   roots: ['<rootDir>/test'],
   testMatch: ['**/*.test.ts'],
   transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: 'test/tsconfig.json', isolatedModules: true }] },
+  setupFiles: ['<rootDir>/test/setup_realm.js'],
 };
 
 module.exports = {
@@ -20,7 +21,7 @@ module.exports = {
       ...project,
       displayName: 'no-addon',
       testMatch: ['**/20.*.test.ts'],
-      setupFiles: ['<rootDir>/test/fixtures/process_no_addon.js'],
+      setupFiles: [...project.setupFiles, '<rootDir>/test/fixtures/process_no_addon.js'],
     },
   ],
 };

@@ -22,7 +22,7 @@ import { actualStartMethod, setActualStartMethod } from './popen/method';
 import type { Popen, StartMethod } from './popen/popen';
 import { activeChildren, BaseProcess, cpuCount, currentProcess, parentProcess } from './process';
 import type { ProcessOptions } from './process';
-import { describe } from './validate';
+import { describe, validateOptions } from './validate';
 
 // Modules are loaded on first use, as Python's context imports them: a
 // spawned child that runs one function loads neither the start methods it
@@ -222,7 +222,7 @@ export function getContext(method?: StartMethod | null): BaseContext {
  * { force: true })` goes back to the default.
  */
 export function setStartMethod(method: StartMethod | null, options: { force?: boolean } = {}): void {
-  const force = options.force ?? false;
+  const force = validateOptions(options, ['force'] as const).force ?? false;
   if (typeof force !== 'boolean') throw new TypeError(`force must be a boolean, got ${describe(force)}`);
   const actual = actualStartMethod();
   if (actual !== null && !force) {

@@ -70,6 +70,8 @@ export declare const Event: typeof Synchronize.Event;
 export type Event = Synchronize.Event;
 export declare const Barrier: typeof Synchronize.Barrier;
 export type Barrier = Synchronize.Barrier;
+export declare const Held: typeof Synchronize.Held;
+export type Held = Synchronize.Held;
 
 export declare const SharedValue: typeof SharedCtypes.SharedValue;
 export type SharedValue<V extends number | bigint | string = number | bigint | string> = SharedCtypes.SharedValue<V>;
@@ -117,6 +119,7 @@ defineLazyExports(exports, () => require('./synchronize') as typeof Synchronize,
   'Condition',
   'Event',
   'Barrier',
+  'Held',
 ]);
 defineLazyExports(exports, () => require('./sharedctypes') as typeof SharedCtypes, [
   'SharedValue',

@@ -20,7 +20,7 @@ import { inspect } from 'util';
 
 import type { Popen } from './popen/popen';
 import { getpid, getppid, isRunning, isThenable, pollSync } from './util';
-import { describe, validateTimeout } from './validate';
+import { describe, validateOptions, validateTimeout } from './validate';
 
 /** The options of `new Process()`. */
 export interface ProcessOptions<A extends unknown[] = unknown[]> {
@@ -89,7 +89,7 @@ export abstract class BaseProcess<A extends unknown[] = unknown[]> {
   constructor(options: ProcessOptions<A> = {}) {
     const restored = restoring;
     restoring = null;
-    if (restored === null) validateOptions(options);
+    if (restored === null) validateProcessOptions(options);
     const state = restored ?? BaseProcess.#newState(options.name, options.daemon, new.target.name);
     this.#name = state.name;
     this.#identity = state.identity;
@@ -401,11 +401,11 @@ export abstract class BaseProcess<A extends unknown[] = unknown[]> {
   }
 }
 
-function validateOptions(options: unknown): void {
-  if (typeof options !== 'object' || options === null) {
-    throw new TypeError(`options must be an object, got ${describe(options)}`);
-  }
-  const { target, args, name, daemon } = options as Record<string, unknown>;
+/** The keys of {@link ProcessOptions}. */
+const PROCESS_OPTIONS = ['target', 'args', 'name', 'daemon'] as const;
+
+function validateProcessOptions(options: unknown): void {
+  const { target, args, name, daemon } = validateOptions(options, PROCESS_OPTIONS);
   if (target != null && typeof target !== 'function') {
     throw new TypeError(`target must be a function, got ${describe(target)}`);
   }

@@ -93,9 +93,7 @@ function memberPath(key: string, isIndex: boolean): string {
 
 /** Replaces every registered object inside `value` by its reduced state. */
 function reduceDeep(value: unknown, path: string, seen: Map<object, unknown>): unknown {
-  if (typeof value === 'function') {
-    throw new TypeError(`${path} cannot be sent to another process: ${describe(value)} is not serialisable`);
-  }
+  if (typeof value === 'function' || typeof value === 'symbol') throw cannotSend(path, value);
   if (typeof value !== 'object' || value === null) return value;
   const done = seen.get(value);
   if (done !== undefined) return done;
@@ -172,8 +170,72 @@ export function dumps(value: unknown, what = 'value'): Buffer {
   try {
     return v8().serialize(reduced);
   } catch (error) {
-    throw new TypeError(`${what} cannot be sent to another process: ${(error as Error).message}`, { cause: error });
+    const culprit = firstUncloneable(reduced, what) ?? { path: what, value };
+    throw cannotSend(culprit.path, culprit.value, error);
   }
+}
+
+function isCloneable(value: unknown): boolean {
+  try {
+    v8().serialize(value);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Where `value` (which v8 could not clone) fails: the path of the first value
+ * that is not a plain container (an object of some class, a Symbol) and
+ * cannot be cloned, looking through arrays, Maps, Sets and plain objects.
+ */
+function firstUncloneable(value: unknown, path: string): { path: string; value: unknown } | null {
+  if (typeof value !== 'object' || value === null || !isPlainContainer(value)) return isCloneable(value) ? null : { path, value };
+  const entries: [string, unknown][] = types.isMap(value)
+    ? [...value].flatMap(([k, v]): [string, unknown][] => [[`${path} key`, k], [`${path}.get(${String(k)})`, v]])
+    : types.isSet(value)
+      ? [...value].map((v): [string, unknown] => [`${path} element`, v])
+      : Object.entries(value).map(([key, item]): [string, unknown] => [`${path}${memberPath(key, Array.isArray(value))}`, item]);
+  for (const [itemPath, item] of entries) {
+    const found = firstUncloneable(item, itemPath);
+    if (found !== null) return found;
+  }
+  return null;
+}
+
+/** Node's classes whose instances users try to send, by their documented names. */
+function nodeClassName(value: object): string | undefined {
+  /* eslint-disable @typescript-eslint/no-var-requires */
+  const candidates: [string, () => unknown][] = [
+    ['net.Server', () => (require('net') as typeof import('net')).Server],
+    ['net.Socket', () => (require('net') as typeof import('net')).Socket],
+    ['child_process.ChildProcess', () => (require('child_process') as typeof import('child_process')).ChildProcess],
+    ['fs.ReadStream', () => (require('fs') as typeof import('fs')).ReadStream],
+    ['fs.WriteStream', () => (require('fs') as typeof import('fs')).WriteStream],
+    ['MessagePort', () => (require('worker_threads') as typeof import('worker_threads')).MessagePort],
+    ['stream.Stream', () => (require('stream') as typeof import('stream')).Stream],
+    ['EventEmitter', () => (require('events') as typeof import('events')).EventEmitter],
+  ];
+  /* eslint-enable @typescript-eslint/no-var-requires */
+  for (const [name, type] of candidates) if (value instanceof (type() as abstract new () => object)) return name;
+  return undefined;
+}
+
+/** What `value` is, for an error: `net.Socket`, `function work`, `a Symbol (Symbol(x))`, `an instance of Foo`. */
+function kindOf(value: unknown): string {
+  if (typeof value === 'object' && value !== null) return nodeClassName(value) ?? describe(value);
+  return describe(value);
+}
+
+/** The TypeError for a value at `path` that cannot cross; never quotes a function's source. */
+function cannotSend(path: string, value: unknown, cause?: unknown): TypeError {
+  const why =
+    typeof value === 'function'
+      ? 'functions are not data (a target travels by module reference, its arguments by value)'
+      : typeof value === 'symbol'
+        ? 'a Symbol is unique to its process'
+        : 'v8.serialize (structured clone) copies data only, and it holds functions or native handles';
+  return new TypeError(`${path}: ${kindOf(value)} cannot be sent to another process: ${why}`, cause === undefined ? undefined : { cause });
 }
 
 /** The value `dumps` serialised, with shared objects rebuilt in this process. */

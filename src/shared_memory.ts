@@ -20,7 +20,7 @@ import { createSegment } from './heap';
 import { requireNative } from './native';
 import { registerReducer } from './reduction';
 import * as tracker from './resource_tracker';
-import { describe, validateInteger } from './validate';
+import { describe, validateInteger, validateOptions } from './validate';
 
 /** Options of {@link SharedMemory}'s constructor. */
 export interface SharedMemoryOptions {
@@ -49,14 +49,13 @@ function segmentPath(name: unknown): string {
   return `/${bare}`;
 }
 
-function validateOptions(options: SharedMemoryOptions): { path: string | null; create: boolean; size: number } {
-  if (typeof options !== 'object' || options === null) throw new TypeError(`options must be an object, got ${describe(options)}`);
-  const { name, create = false, size = 0 } = options;
+function validateSharedMemoryOptions(options: SharedMemoryOptions): { path: string | null; create: boolean; size: number } {
+  const { name, create = false, size = 0 } = validateOptions(options, ['name', 'create', 'size'] as const);
   if (typeof create !== 'boolean') throw new TypeError(`create must be a boolean, got ${describe(create)}`);
-  validateInteger(size, 'size', 0, Number.MAX_SAFE_INTEGER);
-  if (create && size === 0) throw new RangeError("size must be a positive number of bytes when create is true, got 0");
+  const bytes = validateInteger(size, 'size', 0, Number.MAX_SAFE_INTEGER);
+  if (create && bytes === 0) throw new RangeError("size must be a positive number of bytes when create is true, got 0");
   if (name === undefined && !create) throw new TypeError('name is required unless create is true');
-  return { path: name === undefined ? null : segmentPath(name), create, size };
+  return { path: name === undefined ? null : segmentPath(name), create, size: bytes };
 }
 
 /**
@@ -79,7 +78,7 @@ export class SharedMemory {
    * {@link SharedMemoryOptions}. Throws a TypeError/RangeError for bad options.
    */
   constructor(options: SharedMemoryOptions = {}) {
-    const { path, create, size } = validateOptions(options);
+    const { path, create, size } = validateSharedMemoryOptions(options);
     let memory: ArrayBuffer;
     if (create) {
       ({ name: this.path, buffer: memory } = createSegment({ name: path ?? undefined, prefix: '/mp-', size, type: 'shared_memory' }));
@@ -282,7 +281,7 @@ export class ShareableList implements Iterable<ShareableItem> {
    * @param options `{ name }`: see {@link ShareableListOptions}.
    */
   constructor(sequence?: Iterable<ShareableItem> | null, options: ShareableListOptions = {}) {
-    const { name } = options;
+    const { name } = validateOptions(options, ['name'] as const) as ShareableListOptions;
     if (sequence === undefined || sequence === null) {
       if (name !== undefined) {
         this.shm = new SharedMemory({ name });

@@ -23,7 +23,7 @@
 import { allocate, BlockState, blockOf, rebuildBlock, reduceBlock, SharedBlock } from './heap';
 import { dumps, loads, Reducer, registerInstanceReducer, registerReducer } from './reduction';
 import { RLock } from './synchronize';
-import { describe, validateInteger } from './validate';
+import { describe, validateInteger, validateOptions } from './validate';
 
 /** Python's typecodes: `b B h H i I l L q Q f d c` (sizes of LP64: `l` is 8 bytes). */
 export type Typecode = 'b' | 'B' | 'h' | 'H' | 'i' | 'I' | 'l' | 'L' | 'q' | 'Q' | 'f' | 'd' | 'c';
@@ -289,8 +289,7 @@ function newSharedValue(typecode: Typecode, info: TypeInfo, init: unknown): Shar
 }
 
 function lockOption(options: unknown): unknown {
-  if (typeof options !== 'object' || options === null) throw new TypeError(`options must be an object, got ${describe(options)}`);
-  return (options as LockOptions<boolean>).lock;
+  return validateOptions(options, ['lock'] as const).lock;
 }
 
 /**

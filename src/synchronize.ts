@@ -19,12 +19,12 @@
  * start methods through `reduction.ts`: each reduces to its heap block's name.
  * @packageDocumentation
  */
-import { BrokenBarrierError } from './errors';
+import { BrokenBarrierError, TimeoutError } from './errors';
 import { allocate, BlockState, rebuildBlock, reduceBlock, SharedBlock } from './heap';
 import { FutexWaitResult, loadNative, NativeBinding, NativeFutexWaiter, requireNative } from './native';
 import { forkGeneration, registerAtFork } from './at_fork';
 import { registerReducer } from './reduction';
-import { describe, validateFunction, validateInteger, validateTimeout } from './validate';
+import { describe, validateFunction, validateInteger, validateOptions, validateTimeout } from './validate';
 
 // --- processes -------------------------------------------------------------
 
@@ -251,16 +251,107 @@ export interface AcquireOptions {
   timeout?: number | null;
 }
 
-/** The timeout `options` ask for: `null` for none, 0 for a single try. */
-function acquireTimeout(options: AcquireOptions | undefined): number | null {
-  if (options === undefined) return null;
-  if (typeof options !== 'object' || options === null) {
-    throw new TypeError(`options must be an object, got ${describe(options)}`);
+/**
+ * The timeout an `acquire` call asks for: `null` for none, 0 for a single try.
+ * Takes Python's positional form too: `acquire(false)`, `acquire(true, 1000)`.
+ */
+function acquireTimeout(blockOrOptions: boolean | AcquireOptions | undefined, positionalTimeout?: number | null): number | null {
+  if (typeof blockOrOptions === 'boolean' || (blockOrOptions === undefined && positionalTimeout !== undefined)) {
+    const limit = validateTimeout(positionalTimeout);
+    return blockOrOptions === false ? 0 : limit;
   }
-  const { block = true, timeout } = options;
+  if (positionalTimeout !== undefined) {
+    throw new TypeError('timeout goes in the options ({ timeout }) or after a block flag (acquire(true, timeout)), not after options');
+  }
+  if (blockOrOptions === undefined) return null;
+  const { block = true, timeout } = validateOptions(blockOrOptions, ['block', 'timeout'] as const);
   if (typeof block !== 'boolean') throw new TypeError(`options.block must be a boolean, got ${describe(block)}`);
   const limit = validateTimeout(timeout, 'options.timeout');
   return block ? limit : 0;
+}
+
+// --- holding: Python's `with lock:` --------------------------------------------
+
+/**
+ * A primitive held by {@link Acquirable.holdSync} or {@link Acquirable.hold}:
+ * disposing of it (the end of a `using` block) releases the primitive, once.
+ */
+export class Held implements Disposable, AsyncDisposable {
+  #release: (() => void) | null;
+
+  /** @internal */
+  constructor(release: () => void) {
+    this.#release = release;
+  }
+
+  /** Releases what is held; does nothing the second time. */
+  release(): void {
+    const release = this.#release;
+    this.#release = null;
+    release?.();
+  }
+
+  /** Releases what is held (`using held = lock.holdSync()`). */
+  [Symbol.dispose](): void {
+    this.release();
+  }
+
+  /** Releases what is held (`await using held = await lock.hold()`). */
+  [Symbol.asyncDispose](): Promise<void> {
+    this.release();
+    return Promise.resolve();
+  }
+}
+
+/**
+ * What Lock, RLock, Semaphore and Condition share: Python's `with lock:`
+ * written as `using held = lock.holdSync()`, `await using held = await
+ * lock.hold()` or `await lock.withLock(async () => ...)`. Each waits without a
+ * limit unless given a `timeout` in milliseconds, after which it throws a
+ * {@link TimeoutError} (holding nothing).
+ */
+export abstract class Acquirable {
+  abstract acquireSync(options?: AcquireOptions): boolean;
+  abstract acquire(options?: AcquireOptions): Promise<boolean>;
+  abstract release(): void;
+
+  /**
+   * Acquires, blocking this thread, and returns a {@link Held} that releases
+   * on dispose: `using held = lock.holdSync();`.
+   */
+  holdSync(timeout?: number | null): Held {
+    const limit = validateTimeout(timeout);
+    if (!this.acquireSync(limit === null ? undefined : { timeout: limit })) throw this.#timedOut(limit);
+    return new Held(() => this.release());
+  }
+
+  /**
+   * Acquires without blocking the event loop and resolves to a {@link Held}
+   * that releases on dispose: `await using held = await lock.hold();`.
+   */
+  async hold(timeout?: number | null): Promise<Held> {
+    const limit = validateTimeout(timeout);
+    if (!(await this.acquire(limit === null ? undefined : { timeout: limit }))) throw this.#timedOut(limit);
+    return new Held(() => this.release());
+  }
+
+  /**
+   * Runs `fn` holding this primitive and releases it when `fn` returns or its
+   * Promise settles, thrown errors included; resolves to what `fn` returns.
+   */
+  async withLock<T>(fn: () => T | PromiseLike<T>, timeout?: number | null): Promise<Awaited<T>> {
+    validateFunction(fn, 'fn');
+    const held = await this.hold(timeout);
+    try {
+      return await fn();
+    } finally {
+      held.release();
+    }
+  }
+
+  #timedOut(timeout: number | null): TimeoutError {
+    return new TimeoutError(`${this.constructor.name} not acquired within ${String(timeout)} ms`);
+  }
 }
 
 // --- Lock ----------------------------------------------------------------------
@@ -332,13 +423,14 @@ interface ConditionLock {
  * try { console.log('only one process at a time'); } finally { lock.release(); }
  * ```
  */
-export class Lock implements ConditionLock {
+export class Lock extends Acquirable implements ConditionLock {
   /** @internal */ readonly _block: SharedBlock;
   /** @internal The mutex word: 0 free, 1 locked, 2 locked with (maybe) sleepers. */
   readonly _words: Int32Array;
 
   /** A new, unlocked lock in shared memory. */
   constructor() {
+    super();
     [this._block, this._words] = claimWords(1);
   }
 
@@ -347,8 +439,11 @@ export class Lock implements ConditionLock {
    * free or `timeout` ms passed. Returns whether it was acquired.
    * `{ block: false }` tries once.
    */
-  acquireSync(options?: AcquireOptions): boolean {
-    if (options !== undefined) return runSync(this._acquireSteps(acquireTimeout(options)));
+  acquireSync(options?: AcquireOptions): boolean;
+  /** Python's positional form: `acquireSync(false)` tries once, `acquireSync(true, 1000)` waits up to a second. */
+  acquireSync(block: boolean, timeout?: number | null): boolean;
+  acquireSync(options?: AcquireOptions | boolean, timeout?: number | null): boolean {
+    if (options !== undefined || timeout !== undefined) return runSync(this._acquireSteps(acquireTimeout(options, timeout)));
     const previous = Atomics.exchange(this._words, 0, LOCKED);
     return previous === FREE || runSync(lockWord(this._words, 0, null, previous));
   }
@@ -357,8 +452,11 @@ export class Lock implements ConditionLock {
    * Acquires the lock without blocking the event loop; resolves to whether it
    * was acquired (`false` after `timeout` ms, or at once with `{ block: false }`).
    */
-  acquire(options?: AcquireOptions): Promise<boolean> {
-    if (options !== undefined) return runAsync(() => this._acquireSteps(acquireTimeout(options)));
+  acquire(options?: AcquireOptions): Promise<boolean>;
+  /** Python's positional form: `acquire(false)` tries once, `acquire(true, 1000)` waits up to a second. */
+  acquire(block: boolean, timeout?: number | null): Promise<boolean>;
+  acquire(options?: AcquireOptions | boolean, timeout?: number | null): Promise<boolean> {
+    if (options !== undefined || timeout !== undefined) return runAsync(() => this._acquireSteps(acquireTimeout(options, timeout)));
     const previous = Atomics.exchange(this._words, 0, LOCKED);
     return previous === FREE ? RESOLVED_TRUE : runAsync(() => lockWord(this._words, 0, null, previous));
   }
@@ -404,13 +502,14 @@ const COUNT = 2;
  * functions of one process both "own" it, so an RLock does not keep them
  * apart; use a {@link Lock} for that.
  */
-export class RLock implements ConditionLock {
+export class RLock extends Acquirable implements ConditionLock {
   /** @internal */ readonly _block: SharedBlock;
   /** @internal Words: the mutex, the owner's pid, the recursion count. */
   readonly _words: Int32Array;
 
   /** A new, unlocked recursive lock in shared memory. */
   constructor() {
+    super();
     [this._block, this._words] = claimWords(3);
   }
 
@@ -418,8 +517,11 @@ export class RLock implements ConditionLock {
    * Acquires the lock (again, when this process holds it), blocking this
    * thread until it is free or `timeout` ms passed; returns whether it was.
    */
-  acquireSync(options?: AcquireOptions): boolean {
-    if (options !== undefined) return runSync(this._acquireSteps(acquireTimeout(options)));
+  acquireSync(options?: AcquireOptions): boolean;
+  /** Python's positional form: `acquireSync(false)`, `acquireSync(true, 1000)`. */
+  acquireSync(block: boolean, timeout?: number | null): boolean;
+  acquireSync(options?: AcquireOptions | boolean, timeout?: number | null): boolean {
+    if (options !== undefined || timeout !== undefined) return runSync(this._acquireSteps(acquireTimeout(options, timeout)));
     const words = this._words;
     const previous = Atomics.exchange(words, 0, LOCKED);
     if (previous === FREE) {
@@ -431,8 +533,11 @@ export class RLock implements ConditionLock {
   }
 
   /** Acquires the lock without blocking the event loop; resolves to whether it was acquired. */
-  acquire(options?: AcquireOptions): Promise<boolean> {
-    return runAsync(() => this._acquireSteps(acquireTimeout(options)));
+  acquire(options?: AcquireOptions): Promise<boolean>;
+  /** Python's positional form: `acquire(false)`, `acquire(true, 1000)`. */
+  acquire(block: boolean, timeout?: number | null): Promise<boolean>;
+  acquire(options?: AcquireOptions | boolean, timeout?: number | null): Promise<boolean> {
+    return runAsync(() => this._acquireSteps(acquireTimeout(options, timeout)));
   }
 
   /**
@@ -528,7 +633,7 @@ function tryDecrement(words: Int32Array): boolean {
  * `multiprocessing.Semaphore`: `acquire` takes one from the count (waiting
  * while it is 0), `release` gives one back. Any process may release.
  */
-export class Semaphore {
+export class Semaphore extends Acquirable {
   /** @internal */ readonly _block: SharedBlock;
   /** @internal Words: the count, the number of sleepers. */
   readonly _words: Int32Array;
@@ -537,6 +642,7 @@ export class Semaphore {
 
   /** A semaphore whose count starts at `value` (an integer >= 0, default 1). */
   constructor(value = 1) {
+    super();
     validateInteger(value, 'value', 0, SEM_VALUE_MAX);
     const [block, words, adopted] = claimWords(2);
     this._block = block;
@@ -549,14 +655,20 @@ export class Semaphore {
    * Takes one from the count, blocking this thread while it is 0, until
    * `timeout` ms passed; returns whether it took one.
    */
-  acquireSync(options?: AcquireOptions): boolean {
-    if (options === undefined && tryDecrement(this._words)) return true;
-    return runSync(this._acquireSteps(acquireTimeout(options)));
+  acquireSync(options?: AcquireOptions): boolean;
+  /** Python's positional form: `acquireSync(false)`, `acquireSync(true, 1000)`. */
+  acquireSync(block: boolean, timeout?: number | null): boolean;
+  acquireSync(options?: AcquireOptions | boolean, timeout?: number | null): boolean {
+    if (options === undefined && timeout === undefined && tryDecrement(this._words)) return true;
+    return runSync(this._acquireSteps(acquireTimeout(options, timeout)));
   }
 
   /** Takes one from the count without blocking the event loop; resolves to whether it did. */
-  acquire(options?: AcquireOptions): Promise<boolean> {
-    return runAsync(() => this._acquireSteps(acquireTimeout(options)));
+  acquire(options?: AcquireOptions): Promise<boolean>;
+  /** Python's positional form: `acquire(false)`, `acquire(true, 1000)`. */
+  acquire(block: boolean, timeout?: number | null): Promise<boolean>;
+  acquire(options?: AcquireOptions | boolean, timeout?: number | null): Promise<boolean> {
+    return runAsync(() => this._acquireSteps(acquireTimeout(options, timeout)));
   }
 
   /** Gives one back to the count, waking one waiter. */
@@ -638,7 +750,7 @@ function takeToken(words: Int32Array): boolean {
  * and it leaves only with one or after its time ran out: `notify(n)` never
  * wakes more than `n`, and never one that came after it.
  */
-export class Condition {
+export class Condition extends Acquirable {
   /** @internal */ readonly _block: SharedBlock;
   /** @internal Words: sequence, waiters, notifications. */
   readonly _words: Int32Array;
@@ -646,6 +758,7 @@ export class Condition {
 
   /** A condition on `lock` (a {@link Lock} or {@link RLock}; a new RLock by default). */
   constructor(lock?: Lock | RLock) {
+    super();
     const [block, words, adopted] = claimWords(3);
     this._block = block;
     this._words = words;
@@ -657,13 +770,20 @@ export class Condition {
   }
 
   /** Acquires the underlying lock, blocking this thread; see {@link Lock.acquireSync}. */
-  acquireSync(options?: AcquireOptions): boolean {
-    return this._lock.acquireSync(options);
+  acquireSync(options?: AcquireOptions): boolean;
+  /** Python's positional form: `acquireSync(false)`, `acquireSync(true, 1000)`. */
+  acquireSync(block: boolean, timeout?: number | null): boolean;
+  acquireSync(options?: AcquireOptions | boolean, timeout?: number | null): boolean {
+    if (options === undefined && timeout === undefined) return this._lock.acquireSync();
+    return runSync(this._lock._acquireSteps(acquireTimeout(options, timeout)));
   }
 
   /** Acquires the underlying lock without blocking the event loop. */
-  acquire(options?: AcquireOptions): Promise<boolean> {
-    return this._lock.acquire(options);
+  acquire(options?: AcquireOptions): Promise<boolean>;
+  /** Python's positional form: `acquire(false)`, `acquire(true, 1000)`. */
+  acquire(block: boolean, timeout?: number | null): Promise<boolean>;
+  acquire(options?: AcquireOptions | boolean, timeout?: number | null): Promise<boolean> {
+    return runAsync(() => this._lock._acquireSteps(acquireTimeout(options, timeout)));
   }
 
   /** Releases the underlying lock. */
@@ -870,9 +990,7 @@ export class Barrier {
   /** A barrier for `parties` processes (an integer >= 1). */
   constructor(parties: number, options: BarrierOptions = {}) {
     validateInteger(parties, 'parties', 1);
-    if (typeof options !== 'object' || options === null) {
-      throw new TypeError(`options must be an object, got ${describe(options)}`);
-    }
+    validateOptions(options, ['action', 'timeout'] as const);
     if (options.action !== undefined) validateFunction(options.action, 'options.action');
     const [block, words, adopted] = claimWords(2);
     this._block = block;
