@@ -72,6 +72,8 @@ export declare const Barrier: typeof Synchronize.Barrier;
 export type Barrier = Synchronize.Barrier;
 export declare const Held: typeof Synchronize.Held;
 export type Held = Synchronize.Held;
+export declare const Acquirable: typeof Synchronize.Acquirable;
+export type Acquirable = Synchronize.Acquirable;
 
 export declare const SharedValue: typeof SharedCtypes.SharedValue;
 export type SharedValue<V extends number | bigint | string = number | bigint | string> = SharedCtypes.SharedValue<V>;
@@ -120,6 +122,7 @@ defineLazyExports(exports, () => require('./synchronize') as typeof Synchronize,
   'Event',
   'Barrier',
   'Held',
+  'Acquirable',
 ]);
 defineLazyExports(exports, () => require('./sharedctypes') as typeof SharedCtypes, [
   'SharedValue',

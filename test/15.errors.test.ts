@@ -37,7 +37,7 @@ describe('an unknown option key is a TypeError naming it (a typo is never ignore
 describe('a value that cannot cross into a child is named by its path and its type', () => {
   // A spawned child gets its arguments serialised: the error comes from start(), before any child exists.
   const start = (args: unknown[]): (() => void) => {
-    const p = new (mp.getContext('spawn').Process)({ target: mp.cpuCount, args });
+    const p = new (mp.getContext('spawn').Process)({ target: mp.cpuCount as (...args: unknown[]) => number, args });
     return () => p.start();
   };
 
@@ -105,7 +105,9 @@ describe("Python's positional forms of acquire", () => {
     expect(condition.acquireSync(false)).toBe(true);
     await expect(condition.acquire(false)).resolves.toBe(false);
     condition.release();
-    expect(() => new mp.Lock().acquireSync({ block: true }, 5 as never)).toThrow(TypeError);
+    const lock = new mp.Lock();
+    const acquireSync = lock.acquireSync.bind(lock) as (options: object, timeout: number) => boolean;
+    expect(() => acquireSync({ block: true }, 5)).toThrow(/timeout goes in the options/);
     expect(() => new mp.Lock().acquireSync(true, -1)).toThrow(RangeError);
   });
 });
