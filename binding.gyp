@@ -6,6 +6,7 @@
         "native/addon.cc",
         "native/errors.cc",
         "native/fork.cc",
+        "native/fork_threadpool.cc",
         "native/wait.cc",
         "native/shm.cc",
         "native/futex.cc",
@@ -30,7 +31,7 @@
           }
         }],
         ["OS=='win'", {
-          "sources!": ["native/fork.cc", "native/wait.cc", "native/shm.cc", "native/futex.cc", "native/popen.cc", "native/child_platform.cc", "native/shared_code.cc"],
+          "sources!": ["native/fork.cc", "native/fork_threadpool.cc", "native/wait.cc", "native/shm.cc", "native/futex.cc", "native/popen.cc", "native/child_platform.cc", "native/shared_code.cc"],
           "sources": ["native/unsupported.cc"],
           "msvs_settings": { "VCCLCompilerTool": { "ExceptionHandling": 1 } }
         }]

@@ -11,6 +11,7 @@
 //   6. V8's background work has no thread    -> the child gets one of ours
 //      (child_platform.cc); failing that, it compiles on its main thread.
 //   9. nested forks                          -> a forked child parks nothing.
+//  11. the parent's thread-pool work          -> stays the parent's (fork_threadpool.cc).
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -48,6 +49,7 @@
 
 #include "child_platform.h"
 #include "errors.h"
+#include "fork_threadpool.h"
 #include "modules.h"
 #include "own_threads.h"
 #include "shared_code.h"
@@ -396,14 +398,11 @@ class LoopEndWatcher {
     return count;
   }
 
-  // Thread-pool requests (an fs call or a DNS lookup of the parent's) ran on
-  // threads the child does not have: they never end there, and must not keep
-  // the child's loop alive for ever. Those a pool thread had finished before
-  // the fork wait in loop->wq: they are delivered (wq_async), not lost.
+  // Thread-pool requests (an fs call, a DNS lookup, a zlib or crypto job of
+  // the parent's) are the parent's alone (ForgetParentThreadPoolWork): they
+  // never end in the child, and must not keep its loop alive for ever.
   static unsigned int RequestsLostInFork(uv_loop_t* loop) {
-    unsigned int finished = QueueLength(loop->wq);
-    if (finished > 0) uv_async_send(&loop->wq_async);
-    unsigned int survivors = finished + SocketRequests(loop);
+    const unsigned int survivors = SocketRequests(loop);
     return loop->active_reqs.count > survivors ? loop->active_reqs.count - survivors : 0;
   }
 
@@ -580,6 +579,7 @@ void SetUpChild(Napi::Env env, uv_loop_t* loop, v8::Platform* platform) {
   // child must not touch the loop before (fact 4).
   DropParentEvents(loop);
   if (int err = uv_loop_fork(loop)) ThrowErrno(env, -err, "uv_loop_fork");
+  if (int err = ForgetParentThreadPoolWork(loop)) ThrowErrno(env, -err, "pthread_mutex_init");
   ForgetParentChildren();
   LoopEndWatcher::Arm(loop);
   if (nested) {
