@@ -29,3 +29,28 @@ export class Full extends ProcessError {}
 
 /** A `Barrier` was broken (aborted, reset or timed out) while waiting, as `threading.BrokenBarrierError`. */
 export class BrokenBarrierError extends ProcessError {}
+
+/**
+ * A pool task's worker ended before the task finished (killed, crashed, or, in
+ * a cluster pool, its whole worker node lost). `pid`, `exitCode` and `signal`
+ * describe the worker's end where they are known, `null` where not.
+ */
+export class WorkerLostError extends ProcessError {
+  /** The pid of the lost worker, or null when unknown (a remote node). */
+  readonly pid: number | null;
+  /** Its exit code, or null when it was killed by a signal or is unknown. */
+  readonly exitCode: number | null;
+  /** The signal that killed it, or null. */
+  readonly signal: NodeJS.Signals | null;
+
+  constructor(
+    message: string,
+    details: { pid?: number | null; exitCode?: number | null; signal?: NodeJS.Signals | null } = {},
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.pid = details.pid ?? null;
+    this.exitCode = details.exitCode ?? null;
+    this.signal = details.signal ?? null;
+  }
+}

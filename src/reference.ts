@@ -183,7 +183,7 @@ function scriptUrl(
  * would turn `import()` into `require()`, which cannot load ES modules.
  */
 // eslint-disable-next-line @typescript-eslint/no-implied-eval
-const importModule = new Function('specifier', 'return import(specifier)') as (specifier: string) => Promise<unknown>;
+export const importModule = new Function('specifier', 'return import(specifier)') as (specifier: string) => Promise<unknown>;
 
 /** The function `reference` names, loaded in this process; `what` names it in errors. */
 export async function resolveReference(reference: Reference, what: string): Promise<AnyFunction> {

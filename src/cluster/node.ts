@@ -1,0 +1,223 @@
+/**
+ * A worker node: a BullMQ Worker on the pool's queue whose processor runs each
+ * chunk job's tasks on the node's executor, listens on the cancel channel,
+ * and lets BullMQ's lock and stalled-job check hand the jobs of a lost node to
+ * another one.
+ * @packageDocumentation
+ */
+import type { Job, Worker as BullWorker } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { hostname } from 'os';
+
+import { cpuCount } from '../process';
+import { validateInteger } from '../validate';
+import { CancelledCalls, cancelChannel } from './cancel';
+import { bullConnection, ConnectionOption, persistent, redisOptions } from './connection';
+import { loadEngine } from './engine';
+import { Executor, ExecutorFactory, inProcessExecutor, ResolvedSetup } from './executor';
+import { TaskModules } from './tasks';
+import { ChunkJob, ChunkResult, decodeValues, encodeError, encodeValues, lostResult, Setup, WIRE_VERSION } from './wire';
+
+/** Options of {@link runWorker} (and of `node-multiprocessing worker`). */
+export interface WorkerNodeOptions {
+  /** Where Redis is: a `redis://` URL or ioredis options. */
+  connection: ConnectionOption;
+  /** The queue the pools submit to. */
+  queue: string;
+  /** BullMQ's key prefix (default `'bull'`); clients must use the same. */
+  prefix?: string;
+  /** Processes of the node's local pool (default: the number of CPUs). */
+  processes?: number;
+  /** Modules whose exported functions are the tasks this node runs (paths, relative to the working directory). */
+  require?: string | string[];
+  /** Chunk jobs the node works on at once (default: `2 * processes`, so that the pool stays busy between chunks). */
+  concurrency?: number;
+  /**
+   * How long (ms) a running chunk's lock lasts without being renewed (default 5000): a node that dies holds its
+   * chunks this long at most. With `stalledInterval`, bounds the time before another node picks them up.
+   */
+  lockDuration?: number;
+  /** How often (ms) the node looks for chunks whose lock expired (default 5000). */
+  stalledInterval?: number;
+  /** How many times a chunk may be handed back after lost nodes (default 100; the client's `retries` decides below that). */
+  maxStalledCount?: number;
+  /** The node's name, stored on the jobs it runs (default `host:pid`). */
+  name?: string;
+  /** Called with the node's errors (Redis unreachable...), which it survives; default: printed to stderr, once per message. */
+  onError?: (error: Error) => void;
+}
+
+/** A running worker node. */
+export interface WorkerNode {
+  /** The node's name, as stored on the jobs it runs. */
+  readonly name: string;
+  /** Stops taking chunks, lets the running ones finish (no job is left locked), then disconnects. */
+  close(): Promise<void>;
+}
+
+const DEFAULT_LOCK_DURATION = 5000;
+const DEFAULT_STALLED_INTERVAL = 5000;
+
+/** The executor the node runs tasks with (the local mp.Pool once it lands). */
+const executorFactory: ExecutorFactory = inProcessExecutor;
+
+/**
+ * Starts a worker node serving `queue`: the same as `npx node-multiprocessing worker`.
+ * Resolves once the node has loaded its modules and is connected.
+ */
+export async function runWorker(options: WorkerNodeOptions): Promise<WorkerNode> {
+  const settings = nodeSettings(options);
+  const tasks = new TaskModules();
+  for (const path of settings.modules) await tasks.load(path);
+  const node = new Node(settings, tasks);
+  try {
+    await node.start();
+  } catch (error) {
+    await node.close();
+    throw error;
+  }
+  return node;
+}
+
+interface NodeSettings {
+  connection: ReturnType<typeof redisOptions>;
+  queue: string;
+  prefix: string;
+  processes: number;
+  modules: string[];
+  concurrency: number;
+  lockDuration: number;
+  stalledInterval: number;
+  maxStalledCount: number;
+  name: string;
+  onError: (error: Error) => void;
+}
+
+function nodeSettings(options: WorkerNodeOptions): NodeSettings {
+  if (typeof options !== 'object' || options === null) throw new TypeError('runWorker() options must be an object');
+  if (typeof options.queue !== 'string' || options.queue === '') throw new TypeError('queue must be a non-empty string');
+  const processes = validateInteger(options.processes ?? cpuCount(), 'processes', 1);
+  const modules = options.require === undefined ? [] : ([] as string[]).concat(options.require);
+  for (const module of modules) if (typeof module !== 'string') throw new TypeError('require must be a path or an array of paths');
+  return {
+    connection: redisOptions(options.connection),
+    queue: options.queue,
+    prefix: options.prefix ?? 'bull',
+    processes,
+    modules,
+    concurrency: validateInteger(options.concurrency ?? 2 * processes, 'concurrency', 1),
+    lockDuration: validateInteger(options.lockDuration ?? DEFAULT_LOCK_DURATION, 'lockDuration', 100),
+    stalledInterval: validateInteger(options.stalledInterval ?? DEFAULT_STALLED_INTERVAL, 'stalledInterval', 100),
+    maxStalledCount: validateInteger(options.maxStalledCount ?? 100, 'maxStalledCount', 0),
+    name: options.name ?? `${hostname()}:${process.pid}`,
+    onError: options.onError ?? printOnce(),
+  };
+}
+
+/** Prints each error message to stderr once until a different one comes (Redis away: one line, not one a second). */
+function printOnce(): (error: Error) => void {
+  let last = '';
+  return (error) => {
+    if (error.message === last) return;
+    last = error.message;
+    process.stderr.write(`node-multiprocessing worker: ${error.message}\n`);
+  };
+}
+
+class Node implements WorkerNode {
+  readonly name: string;
+  private worker: BullWorker<ChunkJob, ChunkResult> | undefined;
+  private subscriber: Redis | undefined;
+  private readonly cancelled = new CancelledCalls();
+  private readonly executors = new Map<string, Promise<Executor>>();
+  private closing: Promise<void> | undefined;
+
+  constructor(
+    private readonly settings: NodeSettings,
+    private readonly tasks: TaskModules,
+  ) {
+    this.name = settings.name;
+  }
+
+  async start(): Promise<void> {
+    const { bullmq, Redis } = loadEngine();
+    const { settings } = this;
+    this.subscriber = new Redis(persistent(settings.connection));
+    this.subscriber.on('error', settings.onError);
+    await this.cancelled.listen(this.subscriber, cancelChannel(settings.prefix, settings.queue));
+    this.worker = new bullmq.Worker<ChunkJob, ChunkResult>(settings.queue, (job, _token, signal) => this.process(job, signal), {
+      connection: bullConnection(persistent(settings.connection)),
+      prefix: settings.prefix,
+      name: settings.name,
+      concurrency: settings.concurrency,
+      lockDuration: settings.lockDuration,
+      stalledInterval: settings.stalledInterval,
+      maxStalledCount: settings.maxStalledCount,
+      removeOnComplete: { count: 0 },
+      removeOnFail: { count: 0 },
+      autorun: false,
+    });
+    this.worker.on('error', settings.onError);
+    void this.worker.run().catch(settings.onError);
+    await this.worker.waitUntilReady();
+  }
+
+  close(): Promise<void> {
+    return (this.closing ??= this.drain());
+  }
+
+  private async drain(): Promise<void> {
+    await this.worker?.close();
+    const executors = await Promise.allSettled(this.executors.values());
+    await Promise.all(executors.map((result) => (result.status === 'fulfilled' ? result.value.close() : undefined)));
+    await this.subscriber?.quit().catch(() => undefined);
+  }
+
+  private async process(job: Job<ChunkJob, ChunkResult>, bullSignal: AbortSignal | undefined): Promise<ChunkResult> {
+    const chunk = job.data;
+    if (chunk.v !== WIRE_VERSION) {
+      return { error: encodeError(new Error(`node ${this.name} speaks wire version ${WIRE_VERSION}, the job ${chunk.v}: update one of them`)) };
+    }
+    if (this.cancelled.has(chunk.call)) return { cancelled: true };
+    if (job.stalledCounter > chunk.retries) {
+      return lostResult(
+        `chunk ${chunk.index} of call ${chunk.call} was running on a worker node that was lost (its lock expired) ` +
+          `and { retries: ${chunk.retries} } allows no further run`,
+        {},
+      );
+    }
+    const watch = this.cancelled.watch(chunk.call);
+    const signal = bullSignal === undefined ? watch.signal : AbortSignal.any([watch.signal, bullSignal]);
+    try {
+      const [task, executor] = await Promise.all([this.tasks.resolve(chunk.fn), this.executor(chunk.setup)]);
+      const results = await executor.map(task, decodeValues(chunk.items), chunk.star, signal);
+      return { ok: encodeValues(results, 'a task result') };
+    } catch (error) {
+      if (signal.aborted) return { cancelled: true };
+      return { error: encodeError(error) };
+    } finally {
+      watch.release();
+    }
+  }
+
+  /** The executor of a client's setup: one per distinct initializer, initargs and maxtasksperchild. */
+  private executor(setup: Setup | null): Promise<Executor> {
+    const key = setup === null ? '' : JSON.stringify(setup);
+    let executor = this.executors.get(key);
+    if (executor === undefined) {
+      executor = this.resolveSetup(setup).then((resolved) => executorFactory(resolved, this.settings.processes));
+      this.executors.set(key, executor);
+      executor.catch(() => this.executors.delete(key));
+    }
+    return executor;
+  }
+
+  private async resolveSetup(setup: Setup | null): Promise<ResolvedSetup> {
+    if (setup === null) return { initializer: null, initargs: [], maxtasksperchild: null };
+    return {
+      initializer: setup.initializer === null ? null : await this.tasks.resolve(setup.initializer),
+      initargs: decodeValues(setup.initargs),
+      maxtasksperchild: setup.maxtasksperchild,
+    };
+  }
+}

@@ -1,0 +1,595 @@
+/**
+ * The cluster Pool: mp.Pool's API with its tasks carried by BullMQ on Redis to
+ * worker nodes (see node.ts). A call chunks its input into jobs (addBulk),
+ * keeps a window of chunks in flight, and learns of each chunk's end from the
+ * queue's event stream (QueueEvents), where a chunk's results travel as the
+ * job's return value.
+ * @packageDocumentation
+ */
+import type { Queue, QueueEvents } from 'bullmq';
+import type { Redis, RedisOptions } from 'ioredis';
+import { randomBytes } from 'crypto';
+
+import { ProcessError, TimeoutError, WorkerLostError } from '../errors';
+import { Reference, referenceOf } from '../reference';
+import { describe, validateFunction, validateInteger, validateTimeout } from '../validate';
+import { AsyncResult } from './async_result';
+import { cancelChannel, publishCancel } from './cancel';
+import { bullConnection, ConnectionOption, failFast, persistent, redisAddress, redisOptions } from './connection';
+import { loadEngine } from './engine';
+import { taskLabel } from './tasks';
+import { ChunkJob, ChunkResult, decodeError, decodeValues, encodeValues, Setup, WIRE_VERSION } from './wire';
+
+/** Options of a cluster {@link Pool}. */
+export interface ClusterPoolOptions {
+  /** Where Redis is: a `redis://` URL or ioredis options. */
+  connection: ConnectionOption;
+  /** The queue the worker nodes serve (`node-multiprocessing worker --queue <name>`). */
+  queue: string;
+  /** BullMQ's key prefix (default `'bull'`); the nodes must use the same. */
+  prefix?: string;
+  /** The default chunk size of `map`/`starmap` (default: the input cut in about 64 chunks, at most 10,000 tasks each). */
+  chunksize?: number;
+  /** Chunks of one call in flight at most (default 64): the rest of the input is read as chunks complete. */
+  window?: number;
+  /** How many times a chunk runs again after the node running it was lost (default 1; 0: fail with WorkerLostError). */
+  retries?: number;
+  /** Delete the queue's keys at `join()` when no job is left in it (default false). */
+  cleanup?: boolean;
+  /** Run on every node process before its first task of this pool (by module reference). */
+  initializer?: (...args: never[]) => unknown;
+  /** Arguments of `initializer`. */
+  initargs?: unknown[];
+  /** Tasks a node process runs before it is replaced (default: unlimited). */
+  maxtasksperchild?: number | null;
+}
+
+/** Options every task-submitting method takes. */
+export interface CallOptions {
+  /** Aborts the call: its waiting chunks are removed and its running ones stopped on every node. */
+  signal?: AbortSignal;
+  /** Rejects the call with `TimeoutError` after this many ms, and stops it as `signal` does. */
+  timeout?: number | null;
+}
+
+/** Options of the map family. */
+export interface MapOptions extends CallOptions {
+  /** Tasks per job. */
+  chunksize?: number;
+  /** Called as chunks complete with the number of tasks done and the number read from the input so far. */
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** Options of `applyAsync`. */
+export interface ApplyAsyncOptions<R> extends CallOptions {
+  callback?: (value: R) => void;
+  errorCallback?: (error: unknown) => void;
+}
+
+/** Options of `mapAsync`/`starmapAsync`. */
+export interface MapAsyncOptions<R> extends MapOptions {
+  callback?: (value: R[]) => void;
+  errorCallback?: (error: unknown) => void;
+}
+
+/** The connection to Redis of a cluster pool was lost while a call was in flight. */
+export class ClusterConnectionError extends ProcessError {}
+
+type Fn = (...args: never[]) => unknown;
+type Items<T> = Iterable<T> | AsyncIterable<T>;
+
+const DEFAULT_WINDOW = 64;
+const DEFAULT_CHUNKS = 64;
+const MAX_DEFAULT_CHUNKSIZE = 10_000;
+
+/**
+ * A pool of worker nodes reached through Redis: the same methods, options,
+ * results and errors as `mp.Pool`, differing where docs/api/cluster.md says.
+ */
+export class Pool {
+  private state: 'run' | 'close' | 'terminate' = 'run';
+  private readonly id = randomBytes(6).toString('hex');
+  private sequence = 0;
+  private readonly options: Required<Pick<ClusterPoolOptions, 'queue' | 'prefix' | 'window' | 'retries' | 'cleanup'>> & {
+    chunksize: number | null;
+  };
+  private readonly redis: RedisOptions;
+  private readonly setup: Setup | null;
+  /** Every call not settled yet. */
+  private readonly calls = new Set<Call>();
+  /** The call and chunk index of every job in flight, by job id. */
+  private readonly jobs = new Map<string, { call: Call; index: number }>();
+  private readonly engine: Promise<Engine>;
+  private ended: Promise<void> | undefined;
+
+  constructor(options: ClusterPoolOptions) {
+    if (typeof options !== 'object' || options === null) throw new TypeError(`options must be an object, got ${describe(options)}`);
+    if (typeof options.queue !== 'string' || options.queue === '') {
+      throw new TypeError(`queue must be a non-empty string, got ${describe(options.queue)}`);
+    }
+    this.redis = redisOptions(options.connection);
+    this.options = {
+      queue: options.queue,
+      prefix: options.prefix ?? 'bull',
+      chunksize: options.chunksize === undefined ? null : validateInteger(options.chunksize, 'chunksize', 1),
+      window: validateInteger(options.window ?? DEFAULT_WINDOW, 'window', 1),
+      retries: validateInteger(options.retries ?? 1, 'retries', 0),
+      cleanup: options.cleanup ?? false,
+    };
+    this.setup = this.makeSetup(options);
+    this.engine = this.connect();
+    this.engine.catch(() => undefined); // reported by the calls that need it
+  }
+
+  // --- the public methods ---------------------------------------------------------
+
+  /** Runs `fn(...args)` on a node and resolves to its value. */
+  apply<A extends unknown[], R>(fn: (...args: A) => R, args?: A, options?: CallOptions): Promise<Awaited<R>> {
+    return this.applyAsync(fn, args, options).get();
+  }
+
+  /** As `apply`, returning an {@link AsyncResult}. */
+  applyAsync<A extends unknown[], R>(fn: (...args: A) => R, args?: A, options: ApplyAsyncOptions<Awaited<R>> = {}): AsyncResult<Awaited<R>> {
+    const call = this.submit(fn as Fn, [args ?? []], true, { ...options, chunksize: 1 }, 'applyAsync()');
+    const value = call.all().then((values) => values[0] as Awaited<R>);
+    return new AsyncResult(value, options.callback, options.errorCallback);
+  }
+
+  /** The results of `fn` on each item of `iterable`, in order. */
+  map<T, R>(fn: (item: T) => R, iterable: Items<T>, chunksize?: number | MapOptions, options?: MapOptions): Promise<Awaited<R>[]> {
+    return this.submit(fn as Fn, iterable, false, mapOptions(chunksize, options), 'map()').all() as Promise<Awaited<R>[]>;
+  }
+
+  /** As `map`, returning an {@link AsyncResult}. */
+  mapAsync<T, R>(fn: (item: T) => R, iterable: Items<T>, options: MapAsyncOptions<Awaited<R>> = {}): AsyncResult<Awaited<R>[]> {
+    const values = this.submit(fn as Fn, iterable, false, options, 'mapAsync()').all() as Promise<Awaited<R>[]>;
+    return new AsyncResult(values, options.callback, options.errorCallback);
+  }
+
+  /** The results of `fn(...args)` for each array of arguments of `iterable`, in order. */
+  starmap<A extends unknown[], R>(
+    fn: (...args: A) => R,
+    iterable: Items<A>,
+    chunksize?: number | MapOptions,
+    options?: MapOptions,
+  ): Promise<Awaited<R>[]> {
+    return this.submit(fn as Fn, iterable, true, mapOptions(chunksize, options), 'starmap()').all() as Promise<Awaited<R>[]>;
+  }
+
+  /** As `starmap`, returning an {@link AsyncResult}. */
+  starmapAsync<A extends unknown[], R>(
+    fn: (...args: A) => R,
+    iterable: Items<A>,
+    options: MapAsyncOptions<Awaited<R>> = {},
+  ): AsyncResult<Awaited<R>[]> {
+    const values = this.submit(fn as Fn, iterable, true, options, 'starmapAsync()').all() as Promise<Awaited<R>[]>;
+    return new AsyncResult(values, options.callback, options.errorCallback);
+  }
+
+  /** The results of `fn` on each item, in order, as they come (default chunksize 1; the input is read lazily). */
+  imap<T, R>(fn: (item: T) => R, iterable: Items<T>, chunksize?: number | MapOptions, options?: MapOptions): AsyncIterableIterator<Awaited<R>> {
+    const resolved = mapOptions(chunksize, options);
+    const call = this.submit(fn as Fn, iterable, false, { chunksize: 1, ...resolved }, 'imap()');
+    return call.iterate(true) as AsyncIterableIterator<Awaited<R>>;
+  }
+
+  /** As `imap`, in the order the chunks complete. */
+  imapUnordered<T, R>(
+    fn: (item: T) => R,
+    iterable: Items<T>,
+    chunksize?: number | MapOptions,
+    options?: MapOptions,
+  ): AsyncIterableIterator<Awaited<R>> {
+    const resolved = mapOptions(chunksize, options);
+    const call = this.submit(fn as Fn, iterable, false, { chunksize: 1, ...resolved }, 'imapUnordered()');
+    return call.iterate(false) as AsyncIterableIterator<Awaited<R>>;
+  }
+
+  /** No more calls; the ones in flight complete. */
+  close(): void {
+    if (this.state === 'run') this.state = 'close';
+  }
+
+  /** Stops every call now: their waiting chunks are removed and their running ones stopped on every node. */
+  terminate(): void {
+    if (this.state === 'terminate') return;
+    this.state = 'terminate';
+    for (const call of [...this.calls]) call.fail(new ProcessError('the pool was terminated'));
+  }
+
+  /** Waits for the calls in flight after `close()` or `terminate()`, then disconnects (and cleans up with `cleanup`). */
+  async join(): Promise<void> {
+    if (this.state === 'run') throw new Error('join(): call close() or terminate() first');
+    await Promise.allSettled([...this.calls].map((call) => call.settled));
+    this.ended ??= this.disconnect();
+    await this.ended;
+  }
+
+  /** `terminate()` then `join()`, as Python's `with Pool() as pool:`. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.terminate();
+    await this.join();
+  }
+
+  // --- calls -------------------------------------------------------------------------
+
+  private submit(fn: Fn, items: Items<unknown>, star: boolean, options: MapOptions, method: string): Call {
+    if (this.state !== 'run') throw new Error(`${method}: the pool is ${this.state === 'close' ? 'closed' : 'terminated'}`);
+    validateFunction(fn, 'fn');
+    if (!isIterable(items)) throw new TypeError(`iterable must be an iterable or async iterable, got ${describe(items)}`);
+    const chunksize = options.chunksize === undefined ? undefined : validateInteger(options.chunksize, 'chunksize', 1);
+    const timeout = validateTimeout(options.timeout);
+    if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
+      throw new TypeError(`signal must be an AbortSignal, got ${describe(options.signal)}`);
+    }
+    if (options.onProgress !== undefined) validateFunction(options.onProgress, 'onProgress');
+    const call = new Call(this, `${this.id}-${++this.sequence}`, taskReference(fn), star, items, {
+      chunksize: chunksize ?? this.options.chunksize ?? defaultChunksize(items),
+      onProgress: options.onProgress,
+    });
+    this.calls.add(call);
+    void call.settled.then(() => this.calls.delete(call));
+    call.start(options.signal, timeout);
+    return call;
+  }
+
+  /** @internal The job data of chunk `index` of `call`. */
+  chunkJob(call: Call, index: number, items: unknown[]): { name: string; data: ChunkJob; opts: { jobId: string; removeOnComplete: true; removeOnFail: true } } {
+    const jobId = `${call.id}-${index}`;
+    this.jobs.set(jobId, { call, index });
+    return {
+      name: taskLabel(call.fn),
+      data: {
+        v: WIRE_VERSION,
+        call: call.id,
+        index,
+        fn: call.fn,
+        star: call.star,
+        items: encodeValues(items, 'an argument'),
+        setup: this.setup,
+        retries: this.options.retries,
+      },
+      opts: { jobId, removeOnComplete: true, removeOnFail: true },
+    };
+  }
+
+  /** @internal Adds jobs to the queue. */
+  async addJobs(jobs: ReturnType<Pool['chunkJob']>[]): Promise<void> {
+    const { queue } = await this.engine;
+    await queue.addBulk(jobs);
+  }
+
+  /** @internal Forgets a call's jobs, removes the waiting ones and stops the running ones on every node. */
+  async cancel(call: Call, jobIds: string[]): Promise<void> {
+    for (const jobId of jobIds) this.jobs.delete(jobId);
+    const engine = await this.engine.catch(() => null);
+    if (engine === null) return;
+    await publishCancel(engine.publisher, cancelChannel(this.options.prefix, this.options.queue), [call.id]).catch(() => undefined);
+    await Promise.all(jobIds.map((jobId) => engine.queue.remove(jobId).catch(() => 0)));
+  }
+
+  /** @internal The pool's window of chunks in flight per call. */
+  get window(): number {
+    return this.options.window;
+  }
+
+  // --- Redis -------------------------------------------------------------------------
+
+  private async connect(): Promise<Engine> {
+    const { bullmq, Redis } = loadEngine();
+    const publisher = new Redis(failFast(this.redis));
+    const address = redisAddress(this.redis);
+    try {
+      await reachable(publisher, address);
+      const [seconds, micros] = await publisher.time();
+      const queue = new bullmq.Queue<ChunkJob, ChunkResult>(this.options.queue, { connection: publisher, prefix: this.options.prefix });
+      queue.on('error', () => undefined); // the calls report what matters: a lost connection
+      // The event stream from now on: the events of every job this pool adds.
+      const lastEventId = `${Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)}-0`;
+      const events = new bullmq.QueueEvents(this.options.queue, {
+        connection: bullConnection(persistent(this.redis)),
+        prefix: this.options.prefix,
+        autorun: false,
+        lastEventId,
+      });
+      events.on('error', () => undefined);
+      events.on('completed', ({ jobId, returnvalue }) => this.settleChunk(jobId, returnvalue as unknown as ChunkResult));
+      events.on('failed', ({ jobId, failedReason }) => this.failChunk(jobId, failedReason));
+      void events.run().catch(() => undefined);
+      await events.waitUntilReady();
+      publisher.on('close', () => this.connectionLost(address));
+      return { queue, events, publisher };
+    } catch (error) {
+      publisher.disconnect();
+      throw error;
+    }
+  }
+
+  private settleChunk(jobId: string, result: ChunkResult): void {
+    const chunk = this.jobs.get(jobId);
+    if (chunk === undefined) return; // another client's job, or one of a call that ended
+    this.jobs.delete(jobId);
+    chunk.call.settleChunk(chunk.index, result);
+  }
+
+  private failChunk(jobId: string, reason: string): void {
+    const chunk = this.jobs.get(jobId);
+    if (chunk === undefined) return;
+    this.jobs.delete(jobId);
+    const lost = /stalled|lock/i.test(reason);
+    const message = `chunk ${chunk.index} of call ${chunk.call.id} failed in BullMQ: ${reason}`;
+    chunk.call.fail(lost ? new WorkerLostError(message) : new ProcessError(message));
+  }
+
+  private connectionLost(address: string): void {
+    if (this.ended !== undefined) return;
+    for (const call of [...this.calls]) {
+      call.fail(new ClusterConnectionError(`the connection to Redis at ${address} was lost while the call was in flight`));
+    }
+  }
+
+  private async disconnect(): Promise<void> {
+    const engine = await this.engine.catch(() => null);
+    if (engine === null) return;
+    if (this.options.cleanup) await this.removeQueueIfEmpty(engine.queue).catch(() => undefined);
+    await engine.events.close().catch(() => undefined);
+    await engine.queue.close().catch(() => undefined);
+    await engine.publisher.quit().catch(() => engine.publisher.disconnect());
+  }
+
+  /** Deletes the queue's keys when no job is left in it (another client's would be lost). */
+  private async removeQueueIfEmpty(queue: Queue): Promise<void> {
+    const counts = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'waiting-children');
+    if (Object.values(counts).every((count) => count === 0)) await queue.obliterate();
+  }
+
+  private makeSetup(options: ClusterPoolOptions): Setup | null {
+    const { initializer, initargs, maxtasksperchild } = options;
+    if (initializer === undefined && initargs === undefined && (maxtasksperchild ?? null) === null) return null;
+    if (initializer !== undefined) validateFunction(initializer, 'initializer');
+    if (initargs !== undefined && !Array.isArray(initargs)) throw new TypeError(`initargs must be an array, got ${describe(initargs)}`);
+    return {
+      initializer: initializer === undefined ? null : taskReference(initializer),
+      initargs: encodeValues(initargs ?? [], 'initargs'),
+      maxtasksperchild: maxtasksperchild == null ? null : validateInteger(maxtasksperchild, 'maxtasksperchild', 1),
+    };
+  }
+}
+
+interface Engine {
+  queue: Queue<ChunkJob, ChunkResult>;
+  events: QueueEvents;
+  publisher: Redis;
+}
+
+/** Resolves once `redis` is connected; rejects with a clear error when Redis cannot be reached. */
+function reachable(redis: Redis, address: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const onReady = (): void => {
+      redis.off('error', onError);
+      resolve();
+    };
+    const onError = (error: Error): void => {
+      redis.off('ready', onReady);
+      reject(new ClusterConnectionError(`cannot reach Redis at ${address}: ${error.message}`, { cause: error }));
+    };
+    redis.once('ready', onReady);
+    redis.once('error', onError);
+  }).finally(() => redis.on('error', () => undefined));
+}
+
+function isIterable(value: unknown): value is Items<unknown> {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    (typeof (value as Iterable<unknown>)[Symbol.iterator] === 'function' ||
+      typeof (value as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function')
+  ) || typeof value === 'string';
+}
+
+function mapOptions(chunksize: number | MapOptions | undefined, options: MapOptions | undefined): MapOptions {
+  if (typeof chunksize === 'object' && chunksize !== null) return chunksize;
+  return chunksize === undefined ? { ...options } : { ...options, chunksize };
+}
+
+/** The input cut in about 64 chunks when its length is known, else one task a chunk. */
+function defaultChunksize(items: Items<unknown>): number {
+  const length = Array.isArray(items) ? items.length : items instanceof Set || items instanceof Map ? items.size : null;
+  if (length === null) return 1;
+  return Math.min(MAX_DEFAULT_CHUNKSIZE, Math.max(1, Math.ceil(length / DEFAULT_CHUNKS)));
+}
+
+function taskReference(fn: Fn): Reference {
+  try {
+    return referenceOf(fn, 'the task', 'spawn');
+  } catch (error) {
+    throw new Error(
+      `${describe(fn)} cannot run on a worker node: a node finds its task by module reference, as a child of the spawn ` +
+        `start method does. Make it a named function exported by a module (module.exports.work = work, or ` +
+        `export function work() {...}) that the nodes load with --require. (${(error as Error).message})`,
+      { cause: error },
+    );
+  }
+}
+
+// --- one call ----------------------------------------------------------------------
+
+/**
+ * One task-submitting call: reads its input in chunks, keeps at most
+ * `window` of them in flight, and hands the results on in input order
+ * (or in completion order for imapUnordered).
+ * @internal
+ */
+class Call {
+  readonly settled: Promise<void>;
+  private finish!: () => void;
+  private readonly iterator: Iterator<unknown> | AsyncIterator<unknown>;
+  private readonly asyncInput: boolean;
+  private exhausted = false;
+  private reading = false;
+  private failure: { error: unknown } | null = null;
+  private nextIndex = 0;
+  private total = 0;
+  private done = 0;
+  /** Chunk index -> job id, for the chunks in flight. */
+  private readonly inFlight = new Map<number, string>();
+  /** Results not handed on yet, by chunk index. */
+  private readonly results = new Map<number, unknown[]>();
+  private nextToDeliver = 0;
+  private readonly delivered: unknown[] = [];
+  private consumer: ((value: 'changed') => void) | null = null;
+  private ordered = true;
+  private streaming = false;
+  private timer: NodeJS.Timeout | undefined;
+  private abort: { signal: AbortSignal; listener: () => void } | undefined;
+
+  constructor(
+    private readonly pool: Pool,
+    readonly id: string,
+    readonly fn: Reference,
+    readonly star: boolean,
+    items: Items<unknown>,
+    private readonly options: { chunksize: number; onProgress?: (done: number, total: number) => void },
+  ) {
+    this.asyncInput = typeof (items as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function';
+    this.iterator = this.asyncInput ? (items as AsyncIterable<unknown>)[Symbol.asyncIterator]() : (items as Iterable<unknown>)[Symbol.iterator]();
+    this.settled = new Promise((resolve) => (this.finish = resolve));
+  }
+
+  start(signal: AbortSignal | undefined, timeout: number | null): void {
+    if (signal !== undefined) {
+      if (signal.aborted) {
+        this.fail(signal.reason);
+        return;
+      }
+      const listener = (): void => this.fail(signal.reason);
+      signal.addEventListener('abort', listener, { once: true });
+      this.abort = { signal, listener };
+    }
+    if (timeout !== null) {
+      this.timer = setTimeout(() => this.fail(new TimeoutError(`the call did not complete within ${timeout} ms`)), timeout);
+    }
+    void this.pump();
+  }
+
+  /** All results, in order. */
+  async all(): Promise<unknown[]> {
+    await this.settled;
+    if (this.failure !== null) throw this.failure.error;
+    return this.delivered;
+  }
+
+  /** The results as they are handed on (`ordered`: in input order). */
+  async *iterate(ordered: boolean): AsyncGenerator<unknown> {
+    this.ordered = ordered;
+    this.streaming = true;
+    try {
+      for (;;) {
+        while (this.delivered.length > 0) yield this.delivered.shift();
+        if (this.failure !== null) throw this.failure.error;
+        if (this.isComplete()) return;
+        await new Promise((resolve) => (this.consumer = resolve));
+      }
+    } finally {
+      if (!this.isComplete() && this.failure === null) this.fail(new ProcessError('the iterator was closed before its last result'));
+    }
+  }
+
+  settleChunk(index: number, result: ChunkResult): void {
+    if (!this.inFlight.delete(index) || this.failure !== null) return;
+    if ('error' in result) return this.fail(decodeError(result.error));
+    if ('cancelled' in result) return this.fail(new ProcessError(`chunk ${index} of call ${this.id} was cancelled on its node`));
+    const values = decodeValues(result.ok);
+    this.done += values.length;
+    if (this.ordered) {
+      this.results.set(index, values);
+      for (let next = this.results.get(this.nextToDeliver); next !== undefined; next = this.results.get(this.nextToDeliver)) {
+        this.results.delete(this.nextToDeliver++);
+        this.deliver(next);
+      }
+    } else {
+      this.deliver(values);
+    }
+    this.options.onProgress?.(this.done, this.total);
+    if (this.isComplete()) this.end();
+    else void this.pump();
+    this.wake();
+  }
+
+  fail(error: unknown): void {
+    if (this.failure !== null || this.isSettled) return;
+    this.failure = { error };
+    const jobIds = [...this.inFlight.values()];
+    this.inFlight.clear();
+    if (jobIds.length > 0) void this.pool.cancel(this, jobIds);
+    this.end();
+    this.wake();
+  }
+
+  private isSettled = false;
+
+  private isComplete(): boolean {
+    return this.exhausted && this.inFlight.size === 0 && this.failure === null;
+  }
+
+  private deliver(values: unknown[]): void {
+    for (const value of values) this.delivered.push(value);
+  }
+
+  private wake(): void {
+    const consumer = this.consumer;
+    this.consumer = null;
+    consumer?.('changed');
+  }
+
+  private end(): void {
+    if (this.isSettled) return;
+    this.isSettled = true;
+    clearTimeout(this.timer);
+    this.abort?.signal.removeEventListener('abort', this.abort.listener);
+    if (!this.streaming && this.failure !== null) this.delivered.length = 0;
+    this.finish();
+  }
+
+  /** Reads chunks from the input and adds them as jobs while the window has room. */
+  private async pump(): Promise<void> {
+    if (this.reading) return;
+    this.reading = true;
+    try {
+      while (!this.exhausted && this.failure === null && this.inFlight.size < this.pool.window) {
+        const jobs: ReturnType<Pool['chunkJob']>[] = [];
+        while (!this.exhausted && this.inFlight.size < this.pool.window) {
+          const items = await this.readChunk();
+          if (this.failure !== null) return;
+          if (items.length === 0) break;
+          const job = this.pool.chunkJob(this, this.nextIndex, items);
+          this.inFlight.set(this.nextIndex++, job.opts.jobId);
+          this.total += items.length;
+          jobs.push(job);
+        }
+        if (jobs.length > 0) await this.pool.addJobs(jobs);
+      }
+      if (this.isComplete()) this.end();
+    } catch (error) {
+      this.fail(error);
+    } finally {
+      this.reading = false;
+    }
+    this.wake();
+  }
+
+  private async readChunk(): Promise<unknown[]> {
+    const items: unknown[] = [];
+    while (items.length < this.options.chunksize) {
+      const next = this.asyncInput
+        ? await (this.iterator as AsyncIterator<unknown>).next()
+        : (this.iterator as Iterator<unknown>).next();
+      if (next.done === true) {
+        this.exhausted = true;
+        break;
+      }
+      items.push(next.value);
+    }
+    return items;
+  }
+}
