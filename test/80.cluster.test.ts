@@ -1,0 +1,241 @@
+/**
+ * The cluster Pool against a real redis-server and worker nodes in processes
+ * of their own (standing in for machines). Every wait is for an event: a line
+ * a node prints, a list a task pushes onto, a call settling, Redis state.
+ */
+import { Pool, ClusterConnectionError, TimeoutError, WorkerLostError } from '../dist/cluster';
+import { NodeProcess, queueName, RedisServer, until } from './80.helpers';
+
+import * as tasks from './fixtures/cluster_tasks';
+
+jest.setTimeout(120_000);
+
+let redis: RedisServer;
+const nodes: NodeProcess[] = [];
+const pools: Pool[] = [];
+
+beforeAll(async () => {
+  redis = await RedisServer.start();
+});
+
+afterEach(async () => {
+  for (const pool of pools.splice(0)) await pool[Symbol.asyncDispose]();
+  await Promise.all(nodes.splice(0).map((node) => node.stop('SIGKILL')));
+});
+
+afterAll(async () => {
+  await redis.stop();
+});
+
+async function startNodes(queue: string, names: string[], args: string[] = []): Promise<NodeProcess[]> {
+  const started = await Promise.all(names.map((name) => NodeProcess.start(redis, queue, { name, args })));
+  nodes.push(...started);
+  return started;
+}
+
+function pool(queue: string, options: Partial<ConstructorParameters<typeof Pool>[0]> = {}): Pool {
+  const created = new Pool({ connection: redis.url, queue, ...options });
+  pools.push(created);
+  return created;
+}
+
+/** Waits until `count` tasks pushed onto `key` (they are running) and returns what they pushed. */
+async function started(key: string, count: number): Promise<string[]> {
+  const client = redis.client();
+  try {
+    const seen: string[] = [];
+    while (seen.length < count) seen.push((await client.blpop(key, 0))![1]);
+    return seen;
+  } finally {
+    client.disconnect();
+  }
+}
+
+async function jobCounts(queue: string): Promise<number> {
+  const client = redis.client();
+  try {
+    const keys = ['wait', 'active', 'prioritized', 'delayed'].map((state) => `bull:${queue}:${state}`);
+    const [wait, active, prioritized, delayed] = await Promise.all([
+      client.llen(keys[0]),
+      client.llen(keys[1]),
+      client.zcard(keys[2]),
+      client.zcard(keys[3]),
+    ]);
+    return wait + active + prioritized + delayed;
+  } finally {
+    client.disconnect();
+  }
+}
+
+describe('cluster Pool', () => {
+  test('map: 10,000 tasks over 2 nodes, results in input order; starmap, apply, imap, imapUnordered', async () => {
+    const queue = queueName();
+    await startNodes(queue, ['A', 'B']);
+    const p = pool(queue);
+    const input = Array.from({ length: 10_000 }, (_, i) => i);
+    const results = await p.map(tasks.withPid, input);
+    expect(results.map(([x]) => x)).toEqual(input);
+    expect(await p.starmap(tasks.add, [[1, 2], [3, 4]])).toEqual([3, 7]);
+    expect(await p.apply(tasks.add, [20, 22])).toBe(42);
+    const ordered: number[] = [];
+    for await (const value of p.imap(tasks.square, [1, 2, 3, 4], 2)) ordered.push(value);
+    expect(ordered).toEqual([1, 4, 9, 16]);
+    const unordered: number[] = [];
+    for await (const value of p.imapUnordered(tasks.square, (async function* () { yield* [5, 6, 7]; })())) unordered.push(value);
+    expect(unordered.sort((a, b) => a - b)).toEqual([25, 36, 49]);
+    const async = p.mapAsync(tasks.square, [3]);
+    expect(await async.get()).toEqual([9]);
+    expect(async.ready() && async.successful()).toBe(true);
+  });
+
+  test('the first task error rejects with its class name, message, properties and remote stack; the rest of the call is removed', async () => {
+    const queue = queueName();
+    await startNodes(queue, ['A']);
+    const p = pool(queue);
+    const input = Array.from({ length: 100 }, (_, i) => [i, 7] as [number, number]);
+    const error = (await p.starmap(tasks.failAt, input, 1).catch((e: unknown) => e)) as Error & { code?: string };
+    expect(error).toBeInstanceOf(Error);
+    expect(error.name).toBe('TaskFailure');
+    expect(error.message).toBe('task 7 failed');
+    expect(error.code).toBe('E_TASK');
+    expect(error.stack).toContain('cluster_tasks.js');
+    await until(async () => (await jobCounts(queue)) === 0);
+  });
+
+  test('a closure gets a clear error at submit time', () => {
+    const p = pool(queueName());
+    const offset = 1;
+    expect(() => p.map((x: number) => x + offset, [1])).toThrow(/cannot run on a worker node.*exported by a module.*--require/s);
+  });
+
+  test('progress: onProgress counts the tasks done up to the total', async () => {
+    const queue = queueName();
+    await startNodes(queue, ['A']);
+    const p = pool(queue);
+    const seen: Array<[number, number]> = [];
+    await p.map(tasks.square, Array.from({ length: 1000 }, (_, i) => i), { chunksize: 100, onProgress: (done, total) => seen.push([done, total]) });
+    expect(seen).toHaveLength(10);
+    expect(seen[seen.length - 1]).toEqual([1000, 1000]);
+    expect(seen.map(([done]) => done)).toEqual([...seen.map(([done]) => done)].sort((a, b) => a - b));
+  });
+
+  test('abort: the call rejects with the reason, running chunks stop, waiting ones are removed', async () => {
+    const queue = queueName();
+    await startNodes(queue, ['A']); // concurrency 4: 4 chunks run, the rest wait
+    const p = pool(queue);
+    const key = `${queue}:started`;
+    const controller = new AbortController();
+    const call = p.starmap(tasks.hang, Array.from({ length: 20 }, (_, i) => [i, key] as [number, string]), { chunksize: 1, signal: controller.signal });
+    await started(key, 4);
+    controller.abort(new Error('enough'));
+    await expect(call).rejects.toThrow('enough');
+    await until(async () => (await jobCounts(queue)) === 0);
+    // The node is free again: its hanging chunks were stopped.
+    expect(await p.map(tasks.square, [1, 2, 3], 1)).toEqual([1, 4, 9]);
+  });
+
+  test('timeout rejects with TimeoutError and stops the call', async () => {
+    const queue = queueName();
+    await startNodes(queue, ['A']);
+    const p = pool(queue);
+    const key = `${queue}:started`;
+    await expect(p.apply(tasks.hang, [1, key], { timeout: 200 })).rejects.toBeInstanceOf(TimeoutError);
+    await until(async () => (await jobCounts(queue)) === 0);
+  });
+
+  test('terminate(): every call rejects, jobs are removed or stopped on every node', async () => {
+    const queue = queueName();
+    await startNodes(queue, ['A', 'B']);
+    const p = pool(queue);
+    const key = `${queue}:started`;
+    const call = p.starmap(tasks.hang, Array.from({ length: 30 }, (_, i) => [i, key] as [number, string]), 1);
+    await started(key, 8); // 4 chunks running on each node
+    p.terminate();
+    await expect(call).rejects.toThrow('terminated');
+    await p.join();
+    await until(async () => (await jobCounts(queue)) === 0);
+    expect(() => p.map(tasks.square, [1])).toThrow(/terminated/);
+  });
+
+  test('a node SIGKILLed mid-map: another node runs its chunks within the stall time', async () => {
+    const queue = queueName();
+    const fast = ['--lock-duration', '1000', '--stalled-interval', '1000'];
+    const [a] = await startNodes(queue, ['A'], fast);
+    const p = pool(queue);
+    const key = `${queue}:started`;
+    const input = Array.from({ length: 40 }, (_, i) => [i, key, 'A'] as [number, string, string]);
+    const call = p.starmap(tasks.hangOn, input, 1);
+    await started(key, 4); // A holds 4 chunks and hangs in them
+    await startNodes(queue, ['B'], fast);
+    await a.stop('SIGKILL');
+    expect(await call).toEqual(input.map(([x]) => x * x));
+  });
+
+  test('a node SIGKILLed with { retries: 0 }: its chunks fail with WorkerLostError', async () => {
+    const queue = queueName();
+    const fast = ['--lock-duration', '1000', '--stalled-interval', '1000'];
+    const [a] = await startNodes(queue, ['A'], fast);
+    const p = pool(queue, { retries: 0 });
+    const key = `${queue}:started`;
+    const call = p.starmap(tasks.hangOn, [[1, key, 'A']], 1);
+    await started(key, 1);
+    await startNodes(queue, ['B'], fast);
+    await a.stop('SIGKILL');
+    const error = await call.catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(WorkerLostError);
+    expect((error as Error).message).toMatch(/retries: 0/);
+  });
+
+  test('Redis restarted mid-map: the call rejects with ClusterConnectionError; the pool and nodes work again after', async () => {
+    const queue = queueName();
+    await startNodes(queue, ['A']);
+    const p = pool(queue);
+    const key = `${queue}:started`;
+    const call = p.starmap(tasks.hang, [[1, key], [2, key]], 1);
+    await started(key, 2);
+    await redis.kill();
+    const error = await call.catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ClusterConnectionError);
+    expect((error as Error).message).toMatch(/connection to Redis at 127\.0\.0\.1:\d+ was lost/);
+    await redis.launch();
+    await until(async () => p.map(tasks.square, [3], 1).then((values) => values[0] === 9, () => false));
+  });
+
+  test('initializer and initargs run on every node before the pool\'s tasks', async () => {
+    const queue = queueName();
+    await startNodes(queue, ['A', 'B']);
+    const p = pool(queue, { initializer: tasks.initialize, initargs: ['ready'] });
+    const values = await p.map(tasks.initializedValue, Array.from({ length: 64 }, (_, i) => i), 1);
+    expect(new Set(values)).toEqual(new Set(['ready']));
+  });
+
+  test('{ cleanup: true }: no key of the queue is left after close() + join() and the nodes\' drain', async () => {
+    const queue = queueName();
+    const started = await startNodes(queue, ['A', 'B']);
+    const p = new Pool({ connection: redis.url, queue, cleanup: true });
+    expect(await p.map(tasks.square, Array.from({ length: 500 }, (_, i) => i))).toHaveLength(500);
+    p.close();
+    await p.join();
+    for (const node of started) expect(await node.stop('SIGTERM')).toBe(0);
+    const client = redis.client();
+    try {
+      const keys = await client.keys(`bull:${queue}:*`);
+      // What is left expires on its own: BullMQ's stalled-check marker, set with a TTL.
+      const lasting = [];
+      for (const name of keys) if ((await client.pttl(name)) < 0) lasting.push(name);
+      expect(lasting).toEqual([]);
+    } finally {
+      client.disconnect();
+    }
+  });
+
+  test('bad arguments: TypeError/RangeError naming them', () => {
+    expect(() => new Pool({ connection: 'http://x', queue: 'q' })).toThrow(TypeError);
+    expect(() => new Pool({ connection: redis.url, queue: '' })).toThrow(/queue/);
+    expect(() => new Pool({ connection: redis.url, queue: 'q', retries: -1 })).toThrow(RangeError);
+    const p = pool(queueName());
+    expect(() => p.map(tasks.square, 5 as unknown as number[])).toThrow(/iterable/);
+    expect(() => p.map(tasks.square, [1], 0)).toThrow(/chunksize/);
+    expect(() => p.map(tasks.square, [1], { timeout: -1 })).toThrow(/timeout/);
+  });
+});
