@@ -38,4 +38,24 @@ describe('the package', () => {
     const cjsNames = jsonLines<{ names: string[] }>(cjs.stdout)[0].names;
     expect(result.names.filter((name) => name !== 'default')).toEqual(cjsNames);
   });
+  test('node-multiprocessing/cluster: require() and import give the same names; only it loads BullMQ', () => {
+    const cjs = runFixture('package_cluster.js');
+    const esm = runFixture('package_cluster.mjs');
+    expect(cjs.stderr).toBe('');
+    expect(esm.stderr).toBe('');
+    const [required] = jsonLines<{ byMainPackage: boolean; byCluster: boolean; names: string[] }>(cjs.stdout);
+    const [imported] = jsonLines<{ sameAsDefault: boolean; names: string[] }>(esm.stdout);
+    expect(required.byMainPackage).toBe(false);
+    expect(required.byCluster).toBe(true);
+    expect(required.names).toEqual(expect.arrayContaining(['Pool', 'runWorker', 'AsyncResult', 'WorkerLostError']));
+    expect(imported.names).toEqual(required.names);
+    expect(imported.sameAsDefault).toBe(true);
+  });
+
+  test('node-multiprocessing/cluster without bullmq says what to install', () => {
+    const run = runFixture('package_cluster.js', ['missing']);
+    const [result] = jsonLines<{ loaded: boolean; message: string }>(run.stdout);
+    expect(result.loaded).toBe(false);
+    expect(result.message).toMatch(/npm install bullmq ioredis/);
+  });
 });

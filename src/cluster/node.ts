@@ -10,7 +10,7 @@ import type { Redis } from 'ioredis';
 import { hostname } from 'os';
 
 import { cpuCount } from '../process';
-import { validateInteger } from '../validate';
+import { validateInteger, validateOptions } from '../validate';
 import { CancelledCalls, cancelChannel } from './cancel';
 import { bullConnection, ConnectionOption, persistent, redisOptions } from './connection';
 import { loadEngine } from './engine';
@@ -55,6 +55,20 @@ export interface WorkerNode {
   close(): Promise<void>;
 }
 
+const NODE_OPTIONS = [
+  'connection',
+  'queue',
+  'prefix',
+  'processes',
+  'require',
+  'concurrency',
+  'lockDuration',
+  'stalledInterval',
+  'maxStalledCount',
+  'name',
+  'onError',
+] as const;
+
 const DEFAULT_LOCK_DURATION = 5000;
 const DEFAULT_STALLED_INTERVAL = 5000;
 
@@ -94,7 +108,7 @@ interface NodeSettings {
 }
 
 function nodeSettings(options: WorkerNodeOptions): NodeSettings {
-  if (typeof options !== 'object' || options === null) throw new TypeError('runWorker() options must be an object');
+  validateOptions(options ?? null, NODE_OPTIONS, 'runWorker() options');
   if (typeof options.queue !== 'string' || options.queue === '') throw new TypeError('queue must be a non-empty string');
   const processes = validateInteger(options.processes ?? cpuCount(), 'processes', 1);
   const modules = options.require === undefined ? [] : ([] as string[]).concat(options.require);

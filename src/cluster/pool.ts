@@ -12,7 +12,7 @@ import { randomBytes } from 'crypto';
 
 import { ProcessError, TimeoutError, WorkerLostError } from '../errors';
 import { Reference, referenceOf } from '../reference';
-import { describe, validateFunction, validateInteger, validateTimeout } from '../validate';
+import { describe, validateFunction, validateInteger, validateOptions, validateTimeout } from '../validate';
 import { AsyncResult } from './async_result';
 import { cancelChannel, publishCancel } from './cancel';
 import { bullConnection, ConnectionOption, failFast, persistent, redisAddress, redisOptions } from './connection';
@@ -78,6 +78,20 @@ export class ClusterConnectionError extends ProcessError {}
 type Fn = (...args: never[]) => unknown;
 type Items<T> = Iterable<T> | AsyncIterable<T>;
 
+const POOL_OPTIONS = [
+  'connection',
+  'queue',
+  'prefix',
+  'chunksize',
+  'window',
+  'retries',
+  'cleanup',
+  'initializer',
+  'initargs',
+  'maxtasksperchild',
+] as const;
+const CALL_OPTIONS = ['signal', 'timeout', 'chunksize', 'onProgress', 'callback', 'errorCallback'] as const;
+
 const DEFAULT_WINDOW = 64;
 const DEFAULT_CHUNKS = 64;
 const MAX_DEFAULT_CHUNKSIZE = 10_000;
@@ -103,7 +117,7 @@ export class Pool {
   private ended: Promise<void> | undefined;
 
   constructor(options: ClusterPoolOptions) {
-    if (typeof options !== 'object' || options === null) throw new TypeError(`options must be an object, got ${describe(options)}`);
+    validateOptions(options ?? null, POOL_OPTIONS, 'Pool options');
     if (typeof options.queue !== 'string' || options.queue === '') {
       throw new TypeError(`queue must be a non-empty string, got ${describe(options.queue)}`);
     }
@@ -216,6 +230,7 @@ export class Pool {
   private submit(fn: Fn, items: Items<unknown>, star: boolean, options: MapOptions, method: string): Call {
     if (this.state !== 'run') throw new Error(`${method}: the pool is ${this.state === 'close' ? 'closed' : 'terminated'}`);
     validateFunction(fn, 'fn');
+    validateOptions(options, CALL_OPTIONS);
     if (!isIterable(items)) throw new TypeError(`iterable must be an iterable or async iterable, got ${describe(items)}`);
     const chunksize = options.chunksize === undefined ? undefined : validateInteger(options.chunksize, 'chunksize', 1);
     const timeout = validateTimeout(options.timeout);
