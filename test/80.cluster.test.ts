@@ -177,11 +177,11 @@ describe('cluster Pool', () => {
     const [a] = await startNodes(queue, ['A'], fast);
     const p = pool(queue, { retries: 0 });
     const key = `${queue}:started`;
-    const call = p.starmap(tasks.hangOn, [[1, key, 'A']], 1);
+    const outcome = p.starmap(tasks.hangOn, [[1, key, 'A']], 1).catch((e: unknown) => e);
     await started(key, 1);
     await startNodes(queue, ['B'], fast);
     await a.stop('SIGKILL');
-    const error = await call.catch((e: unknown) => e);
+    const error = await outcome;
     expect(error).toBeInstanceOf(WorkerLostError);
     expect((error as Error).message).toMatch(/retries: 0/);
   });
@@ -191,10 +191,10 @@ describe('cluster Pool', () => {
     await startNodes(queue, ['A']);
     const p = pool(queue);
     const key = `${queue}:started`;
-    const call = p.starmap(tasks.hang, [[1, key], [2, key]], 1);
+    const outcome = p.starmap(tasks.hang, [[1, key], [2, key]], 1).catch((e: unknown) => e);
     await started(key, 2);
     await redis.kill();
-    const error = await call.catch((e: unknown) => e);
+    const error = await outcome;
     expect(error).toBeInstanceOf(ClusterConnectionError);
     expect((error as Error).message).toMatch(/connection to Redis at 127\.0\.0\.1:\d+ was lost/);
     await redis.launch();
