@@ -13,9 +13,12 @@
 // object keeps its class, its state and its other functions; only its vtable
 // pointer moves to a copy whose two posting slots differ. This needs the
 // Itanium C++ ABI (GCC and Clang), the size of Node's vtable from the
-// executable's symbols (glibc) and v8::Platform as V8 11 declares it (Node
-// 20; V8 12 renamed the posting functions): elsewhere the child goes without,
-// as before (see fact 6 in fork.cc).
+// executable's symbols (glibc) and v8::Platform's posting functions as the V8
+// of the headers declares them: CallOnWorkerThread and
+// CallDelayedOnWorkerThread up to V8 11 (Node 20), PostTaskOnWorkerThreadImpl
+// and PostDelayedTaskOnWorkerThreadImpl from V8 12 (Node 22, 24, 26), which
+// also gives them a priority and the poster's source location. Elsewhere the
+// child goes without, as before (see fact 6 in fork.cc), and says so once.
 #include "child_platform.h"
 
 #include <dlfcn.h>
@@ -41,6 +44,10 @@
 // The v8::Platform whose posting slots WorkerSlots overrides.
 #if V8_MAJOR_VERSION == 11
 #define MP_REDIRECT_WORKER_TASKS 1
+#define MP_POSTING_WITH_PRIORITY 0
+#elif V8_MAJOR_VERSION >= 12
+#define MP_REDIRECT_WORKER_TASKS 1
+#define MP_POSTING_WITH_PRIORITY 1
 #else
 #define MP_REDIRECT_WORKER_TASKS 0
 #endif
@@ -168,32 +175,62 @@ ChildWorkers* g_workers = nullptr;
 // platform object itself there: these functions use nothing of it.
 class WorkerSlots : public v8::Platform {
  public:
+#if MP_POSTING_WITH_PRIORITY
+  void PostTaskOnWorkerThreadImpl(v8::TaskPriority, std::unique_ptr<v8::Task> task,
+                                  const v8::SourceLocation&) override {
+    g_workers->Post(std::move(task));
+  }
+  void PostDelayedTaskOnWorkerThreadImpl(v8::TaskPriority, std::unique_ptr<v8::Task> task, double delay,
+                                         const v8::SourceLocation&) override {
+    g_workers->PostDelayed(std::move(task), delay);
+  }
+
+  // The slots to redirect (protected members: named from this class).
+  static bool PostingSlots(size_t* onWorker, size_t* delayed) {
+    return SlotOf(&WorkerSlots::PostTaskOnWorkerThreadImpl, onWorker) &&
+           SlotOf(&WorkerSlots::PostDelayedTaskOnWorkerThreadImpl, delayed);
+  }
+
+  // Never called: the rest of v8::Platform, for the class to be complete.
+  std::shared_ptr<v8::TaskRunner> GetForegroundTaskRunner(v8::Isolate*, v8::TaskPriority) override { return nullptr; }
+  std::unique_ptr<v8::JobHandle> CreateJobImpl(v8::TaskPriority, std::unique_ptr<v8::JobTask>,
+                                               const v8::SourceLocation&) override {
+    return nullptr;
+  }
+#else
   void CallOnWorkerThread(std::unique_ptr<v8::Task> task) override { g_workers->Post(std::move(task)); }
   void CallDelayedOnWorkerThread(std::unique_ptr<v8::Task> task, double delay) override {
     g_workers->PostDelayed(std::move(task), delay);
   }
 
+  static bool PostingSlots(size_t* onWorker, size_t* delayed) {
+    return SlotOf(&v8::Platform::CallOnWorkerThread, onWorker) &&
+           SlotOf(&v8::Platform::CallDelayedOnWorkerThread, delayed);
+  }
+
   // Never called: the rest of v8::Platform, for the class to be complete.
-  v8::PageAllocator* GetPageAllocator() override { return nullptr; }
-  int NumberOfWorkerThreads() override { return 1; }
   std::shared_ptr<v8::TaskRunner> GetForegroundTaskRunner(v8::Isolate*) override { return nullptr; }
   std::unique_ptr<v8::JobHandle> CreateJob(v8::TaskPriority, std::unique_ptr<v8::JobTask>) override { return nullptr; }
+#endif
+  v8::PageAllocator* GetPageAllocator() override { return nullptr; }
+  int NumberOfWorkerThreads() override { return 1; }
   double MonotonicallyIncreasingTime() override { return 0; }
   double CurrentClockTimeMillis() override { return 0; }
   v8::TracingController* GetTracingController() override { return nullptr; }
-};
 
-// The vtable slot of a virtual member function: an Itanium pointer to a
-// virtual member holds 1 + the slot's byte offset.
-template <typename Member>
-bool SlotOf(Member member, size_t* slot) {
-  static_assert(sizeof(Member) == 2 * sizeof(ptrdiff_t), "Itanium pointer to member");
-  ptrdiff_t words[2];
-  std::memcpy(words, &member, sizeof words);
-  if ((words[0] & 1) == 0 || words[1] != 0) return false;
-  *slot = static_cast<size_t>(words[0] - 1) / sizeof(void*);
-  return true;
-}
+ private:
+  // The vtable slot of a virtual member function: an Itanium pointer to a
+  // virtual member holds 1 + the slot's byte offset.
+  template <typename Member>
+  static bool SlotOf(Member member, size_t* slot) {
+    static_assert(sizeof(Member) == 2 * sizeof(ptrdiff_t), "Itanium pointer to member");
+    ptrdiff_t words[2];
+    std::memcpy(words, &member, sizeof words);
+    if ((words[0] & 1) == 0 || words[1] != 0) return false;
+    *slot = static_cast<size_t>(words[0] - 1) / sizeof(void*);
+    return true;
+  }
+};
 
 // The whole vtable around `addressPoint` (what an object's vptr points at):
 // its start and its number of entries, from the executable's symbols.
@@ -231,10 +268,7 @@ bool PrepareWorkerRedirect(v8::Platform* platform) {
   static const bool prepared = [platform] {
     size_t onWorker = 0;
     size_t delayed = 0;
-    if (!SlotOf(&v8::Platform::CallOnWorkerThread, &onWorker) ||
-        !SlotOf(&v8::Platform::CallDelayedOnWorkerThread, &delayed)) {
-      return false;
-    }
+    if (!WorkerSlots::PostingSlots(&onWorker, &delayed)) return false;
     auto* const* vptr = *reinterpret_cast<void* const* const*>(platform);
     void* const* start = nullptr;
     size_t entries = 0;

@@ -621,12 +621,15 @@ Napi::Value Fork(const Napi::CallbackInfo& info) {
 
   if (int err = LoopEndWatcher::Install(loop)) ThrowErrno(env, -err, "uv_prepare_start");
   FlushStdioWrites(loop);
-  g_addressSpace.MakeForkable();
   const int workers = WorkersToPark(platform);
   std::unique_lock<std::mutex> parked;
   if (workers > 0) parked = g_workerPark.ParkAll(env, platform, workers);
-  ShareCodeWithChildren();
   if (g_isForkedChild) PauseChildWorkers();
+  // Only once no other thread runs V8 tasks: a heap page one maps in between
+  // (V8 marks its new pages MADV_DONTFORK) would be missing in the child,
+  // which then crashes on the first pointer into it.
+  g_addressSpace.MakeForkable();
+  ShareCodeWithChildren();
   // Where the child gets a worker thread again, its compiles stay concurrent.
   const bool redirect = !g_isForkedChild && PrepareWorkerRedirect(platform);
   const bool patched = !g_isForkedChild && !redirect && g_childCompilerFlags.WriteForChild();

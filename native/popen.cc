@@ -6,6 +6,8 @@
 //   isRunningMicrotasks()    whether the current JS runs inside a microtask.
 //   pipe() -> [readFd, writeFd]   a blocking pipe, for the forkserver's
 //       synchronous requests (start() must know the child's pid at once).
+//   raiseHandled(error)      an uncaught exception, handled: empties Node's
+//       stack of async ids in a child escaping from a callback.
 //
 // Why escapeToLoop: Process.start() forks inside the caller's JS code. Python's
 // child runs the target inside start() and leaves through os._exit(), so none
@@ -93,6 +95,28 @@ void WatchCheckpoint(Escape* escape, v8::MicrotaskQueue* queue) {
   queue->AddMicrotasksCompletedCallback(OnMicrotasksCompleted, escape);
 }
 
+void Noop(const Napi::CallbackInfo&) {}
+
+// From the microtasks-completed callback: runs the microtasks queued since.
+// V8 up to 12 calls it once the checkpoint is over, and a new checkpoint runs
+// them. V8 13 and later call it while the queue still counts as running, and
+// a checkpoint then does nothing: a nextTick callback (that does nothing)
+// makes Node run its tick queue and, after it, a checkpoint, on the way out of
+// whichever of its functions ran this one (each checks the tick queue after
+// its checkpoint).
+void RunQueuedMicrotasks(Napi::Env env, v8::MicrotaskQueue* queue) {
+  if (!queue->IsRunningMicrotasks()) {
+    v8::Isolate::GetCurrent()->PerformMicrotaskCheckpoint();
+    return;
+  }
+  try {
+    Napi::Object process = env.Global().Get("process").As<Napi::Object>();
+    process.Get("nextTick").As<Napi::Function>().Call(process, {Napi::Function::New(env, Noop, "noop")});
+  } catch (const Napi::Error&) {
+    // Left pending: Node reports it as the uncaught error it is.
+  }
+}
+
 // The callback, once: it starts the child's own work.
 void CallOnce(Escape* escape, bool fromLoop) {
   if (escape->called) return;
@@ -109,7 +133,7 @@ void CallOnce(Escape* escape, bool fromLoop) {
     // microtasks the callback queues (an async target's) run now, not at the
     // checkpoint after some later callback of the loop.
     napi_call_function(escape->env, env.Global(), escape->callback.Value(), 0, nullptr, &result);
-    v8::Isolate::GetCurrent()->PerformMicrotaskCheckpoint();
+    RunQueuedMicrotasks(env, escape->queue);
   }
 }
 
@@ -191,6 +215,17 @@ Napi::Value IsRunningMicrotasks(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), RunningMicrotaskQueue(v8::Isolate::GetCurrent()) != nullptr);
 }
 
+// raiseHandled(error): raises `error` as an uncaught exception, now, through
+// Node's handler (process 'uncaughtException' and its capture callback). The
+// caller makes sure something handles it: Node then empties its stack of async
+// ids, which nothing else public does (see clearAsyncIdStack in fork.ts).
+Napi::Value RaiseHandled(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) ThrowUsage(env, "raiseHandled(error: Error)");
+  if (napi_fatal_exception(env, info[0]) != napi_ok) throw Napi::Error::New(env, "raiseHandled: napi_fatal_exception failed");
+  return env.Undefined();
+}
+
 // pipe() -> [readFd, writeFd]: both ends blocking and close-on-exec.
 Napi::Value Pipe(const Napi::CallbackInfo& info) {
   int fds[2];
@@ -214,6 +249,7 @@ void InitPopen(Napi::Env env, Napi::Object exports) {
   exports.Set("prepareEscape", Napi::Function::New(env, PrepareEscape, "prepareEscape"));
   exports.Set("isRunningMicrotasks", Napi::Function::New(env, IsRunningMicrotasks, "isRunningMicrotasks"));
   exports.Set("pipe", Napi::Function::New(env, Pipe, "pipe"));
+  exports.Set("raiseHandled", Napi::Function::New(env, RaiseHandled, "raiseHandled"));
 }
 
 }  // namespace mp

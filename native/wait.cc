@@ -143,7 +143,7 @@ Napi::Value WaitpidTimeout(const Napi::CallbackInfo& info) {
 class ChildWatch {
  public:
   // The watch of the calling thread's loop, if it is the one that has one.
-  static ChildWatch* Of(Napi::Env env) { return instance_ != nullptr && instance_->env_ == env ? instance_ : nullptr; }
+  static ChildWatch* Of(Napi::Env env) { return instance_ != nullptr && instance_->env_ == static_cast<napi_env>(env) ? instance_ : nullptr; }
 
   // setChildExitHandler(onExit(error, pid, status)) -> boolean: makes onExit
   // the report of every child watched; false where there is no such watch
@@ -153,7 +153,7 @@ class ChildWatch {
     if (info.Length() < 1 || !info[0].IsFunction()) ThrowUsage(env, "setChildExitHandler(onExit: Function)");
     if (!HasPidfds()) return Napi::Boolean::New(env, false);
     if (instance_ == nullptr) instance_ = new ChildWatch(env);  // lives as long as the process
-    if (instance_->env_ != env) return Napi::Boolean::New(env, false);
+    if (instance_->env_ != static_cast<napi_env>(env)) return Napi::Boolean::New(env, false);
     instance_->onExit_ = Napi::Persistent(info[0].As<Napi::Function>());
     return Napi::Boolean::New(env, true);
   }

@@ -134,6 +134,8 @@ export interface NativeBinding {
   isRunningMicrotasks(): boolean;
   /** A blocking pipe, both ends close-on-exec: `[readFd, writeFd]`. */
   pipe(): [number, number];
+  /** Raises `error` as an uncaught exception now, through Node's handler; the caller makes sure it is handled. */
+  raiseHandled(error: Error): void;
   // end native/popen.cc
 }
 

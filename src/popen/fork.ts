@@ -119,16 +119,49 @@ executionAsyncId();
 /**
  * Empties Node's stack of async ids, which the unwound frames (a timer's, an
  * I/O callback's) pushed and would never pop: Node would take it for a
- * corrupted stack and exit. Only the deprecated process.binding() reaches it.
+ * corrupted stack and exit. Node empties it after an uncaught exception that
+ * is handled, and nothing else public does: so the child raises one, caught
+ * by a capture callback of its own for the instant (no 'uncaughtException'
+ * listener sees it), with Node's 'uncaughtExceptionMonitor' event held back.
  */
-function clearAsyncIdStack(): void {
-  if (executionAsyncId() === 0) return; // nothing pushed: no binding needed
+function clearAsyncIdStack(native: NativeBinding): void {
+  if (executionAsyncId() === 0) return; // nothing pushed
+  if (process.hasUncaughtExceptionCaptureCallback()) {
+    clearAsyncIdStackByBinding();
+    return;
+  }
+  const marker = new Error('node-multiprocessing: emptying the async id stack');
+  type Emit = (this: NodeJS.Process, event: string | symbol, ...args: unknown[]) => boolean;
+  const emitter = process as unknown as { emit: Emit };
+  const emit = Object.getOwnPropertyDescriptor(process, 'emit');
+  const inherited = emitter.emit;
+  emitter.emit = function emitButMarker(event, ...args) {
+    return args[0] === marker || inherited.call(this, event, ...args);
+  };
+  process.setUncaughtExceptionCaptureCallback(() => {});
+  try {
+    native.raiseHandled(marker);
+  } finally {
+    process.setUncaughtExceptionCaptureCallback(null);
+    if (emit) Object.defineProperty(process, 'emit', emit);
+    else delete (process as { emit?: unknown }).emit;
+  }
+}
+
+/**
+ * Where a capture callback is set (the `domain` module sets one), raising
+ * would run it: Node up to 22 still lets process.binding() empty the stack.
+ */
+function clearAsyncIdStackByBinding(): void {
   const quiet = process.noDeprecation;
   process.noDeprecation = true; // DEP0111 is about process.binding() in general
   try {
     (process as unknown as { binding(name: string): { clearAsyncIdStack(): void } }).binding('async_wrap').clearAsyncIdStack();
   } catch {
-    // a Node without it: nothing to clear there
+    process.stderr.write(
+      `node-multiprocessing: a forked child leaving a callback cannot empty Node ${process.version}'s async id stack ` +
+        'while an uncaught-exception capture callback (domain) is set; Node may abort it\n',
+    );
   } finally {
     process.noDeprecation = quiet;
   }
@@ -205,7 +238,7 @@ function runAfterEscape(): void {
 
 /** Ends every JS frame of the parent's on this stack; `callback` then runs on a fresh one. */
 function escapeToLoop(native: NativeBinding, callback: () => void): never {
-  clearAsyncIdStack();
+  clearAsyncIdStack(native);
   afterEscape = callback;
   native.escapeToLoop();
   // The termination takes effect at the first interrupt check: a function's
