@@ -4,7 +4,7 @@
  * a node prints, a list a task pushes onto, a call settling, Redis state.
  */
 import { Pool, ClusterConnectionError, TimeoutError, WorkerLostError } from '../dist/cluster';
-import { NodeProcess, queueName, RedisServer, until } from './80.helpers';
+import { client, NodeProcess, queueName, RedisServer, startNode, until } from './80.helpers';
 
 import * as tasks from './fixtures/cluster_tasks';
 
@@ -28,7 +28,7 @@ afterAll(async () => {
 });
 
 async function startNodes(queue: string, names: string[], args: string[] = []): Promise<NodeProcess[]> {
-  const started = await Promise.all(names.map((name) => NodeProcess.start(redis, queue, { name, args })));
+  const started = await Promise.all(names.map((name) => startNode(redis, queue, name, args)));
   nodes.push(...started);
   return started;
 }
@@ -41,29 +41,29 @@ function pool(queue: string, options: Partial<ConstructorParameters<typeof Pool>
 
 /** Waits until `count` tasks pushed onto `key` (they are running) and returns what they pushed. */
 async function started(key: string, count: number): Promise<string[]> {
-  const client = redis.client();
+  const redisClient = client(redis);
   try {
     const seen: string[] = [];
-    while (seen.length < count) seen.push((await client.blpop(key, 0))![1]);
+    while (seen.length < count) seen.push((await redisClient.blpop(key, 0))![1]);
     return seen;
   } finally {
-    client.disconnect();
+    redisClient.disconnect();
   }
 }
 
 async function jobCounts(queue: string): Promise<number> {
-  const client = redis.client();
+  const redisClient = client(redis);
   try {
     const keys = ['wait', 'active', 'prioritized', 'delayed'].map((state) => `bull:${queue}:${state}`);
     const [wait, active, prioritized, delayed] = await Promise.all([
-      client.llen(keys[0]),
-      client.llen(keys[1]),
-      client.zcard(keys[2]),
-      client.zcard(keys[3]),
+      redisClient.llen(keys[0]),
+      redisClient.llen(keys[1]),
+      redisClient.zcard(keys[2]),
+      redisClient.zcard(keys[3]),
     ]);
     return wait + active + prioritized + delayed;
   } finally {
-    client.disconnect();
+    redisClient.disconnect();
   }
 }
 
@@ -217,15 +217,15 @@ describe('cluster Pool', () => {
     p.close();
     await p.join();
     for (const node of started) expect(await node.stop('SIGTERM')).toBe(0);
-    const client = redis.client();
+    const redisClient = client(redis);
     try {
-      const keys = await client.keys(`bull:${queue}:*`);
+      const keys = await redisClient.keys(`bull:${queue}:*`);
       // What is left expires on its own: BullMQ's stalled-check marker, set with a TTL.
       const lasting = [];
-      for (const name of keys) if ((await client.pttl(name)) < 0) lasting.push(name);
+      for (const name of keys) if ((await redisClient.pttl(name)) < 0) lasting.push(name);
       expect(lasting).toEqual([]);
     } finally {
-      client.disconnect();
+      redisClient.disconnect();
     }
   });
 

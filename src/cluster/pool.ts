@@ -268,10 +268,11 @@ export class Pool {
     };
   }
 
-  /** @internal Adds jobs to the queue. */
+  /** @internal Adds jobs to the queue: one alone with `add` (addBulk's MULTI costs an apply() ~0.5 ms more). */
   async addJobs(jobs: ReturnType<Pool['chunkJob']>[]): Promise<void> {
     const { queue } = await this.engine;
-    await queue.addBulk(jobs);
+    if (jobs.length === 1) await queue.add(jobs[0].name, jobs[0].data, jobs[0].opts);
+    else await queue.addBulk(jobs);
   }
 
   /** @internal Forgets a call's jobs, removes the waiting ones and stops the running ones on every node. */

@@ -1,0 +1,127 @@
+/**
+ * The cluster Pool on a local cluster (a redis-server of our own, two worker
+ * nodes as processes) against bare BullMQ in the same run: `map` of 200,000
+ * tiny tasks (chunked jobs) against one BullMQ job per task, and the `apply`
+ * round trip against a bare `add` + `waitUntilFinished` served by a bare
+ * BullMQ worker process. Python's multiprocessing.Pool on this one machine is
+ * printed for scale (it crosses no network).
+ */
+import { Queue, QueueEvents } from 'bullmq';
+
+import { Pool } from '../../dist/cluster';
+import { hasRedisServer, NodeProcess, RedisServer, square, startBareWorker } from '../cluster_local';
+import { median, printTable, PYTHON_TIMING, Row, runPython, timeRunsAsync } from './lib';
+
+const TASKS = 200_000;
+const MAP_RUNS = 5;
+const BARE_JOBS = 5_000;
+const APPLY_RUNS = 300;
+
+/** Median tasks/s of `pool.map(square, range(TASKS))`. */
+async function mapRate(pool: Pool): Promise<number> {
+  const input = Array.from({ length: TASKS }, (_, i) => i);
+  const samples = await timeRunsAsync(async () => void (await pool.map(square, input)), MAP_RUNS, 1);
+  return TASKS / median(samples); // tasks/ms: k tasks/s
+}
+
+/** Median ms of `pool.apply`. */
+async function applyTime(pool: Pool): Promise<number> {
+  return median(await timeRunsAsync(async () => void (await pool.apply(square, [3])), APPLY_RUNS, 20));
+}
+
+/** BullMQ's own rate, one job a task: BARE_JOBS added in bulk, until the last one completed (thousands/s). */
+async function bareRate(queue: Queue, events: QueueEvents): Promise<number> {
+  const samples = await timeRunsAsync(
+    async () => {
+      let left = BARE_JOBS;
+      const done = new Promise<void>((resolve) => {
+        const onCompleted = (): void => {
+          if (--left === 0) {
+            events.off('completed', onCompleted);
+            resolve();
+          }
+        };
+        events.on('completed', onCompleted);
+      });
+      await queue.addBulk(Array.from({ length: BARE_JOBS }, (_, i) => ({ name: 'sum', data: { a: i, b: 1 }, opts: { removeOnComplete: true } })));
+      await done;
+    },
+    3,
+    1,
+  );
+  return BARE_JOBS / median(samples);
+}
+
+/** Median ms of a bare BullMQ `add` + `waitUntilFinished`. */
+async function bareApply(queue: Queue, events: QueueEvents): Promise<number> {
+  const samples = await timeRunsAsync(
+    async () => {
+      const job = await queue.add('sum', { a: 1, b: 2 });
+      await job.waitUntilFinished(events);
+    },
+    APPLY_RUNS,
+    20,
+  );
+  return median(samples);
+}
+
+function pythonMap(): number | null {
+  return runPython<number>(`${PYTHON_TIMING}
+import multiprocessing
+def square(x): return x * x
+if __name__ == '__main__':
+    with multiprocessing.Pool(4) as pool:
+        data = range(${TASKS})
+        print(json.dumps(${TASKS} / median(samples(lambda: pool.map(square, data), ${MAP_RUNS}, 1))))`);
+}
+
+function pythonApply(): number | null {
+  return runPython<number>(`${PYTHON_TIMING}
+import multiprocessing
+def square(x): return x * x
+if __name__ == '__main__':
+    with multiprocessing.Pool(4) as pool:
+        print(json.dumps(median(samples(lambda: pool.apply(square, (3,)), ${APPLY_RUNS}, 20))))`);
+}
+
+async function main(): Promise<void> {
+  if (!hasRedisServer()) {
+    console.log('\n## cluster Pool\n\nskipped: no redis-server on the PATH (apt-get install redis-server)');
+    return;
+  }
+  const redis = await RedisServer.start();
+  const nodes: NodeProcess[] = [];
+  try {
+    nodes.push(...(await Promise.all(['A', 'B'].map((name) => NodeProcess.start(redis.url, 'bench', { name, processes: 2 })))));
+    await using pool = new Pool({ connection: redis.url, queue: 'bench' });
+    const ours = await mapRate(pool);
+    const oursApply = await applyTime(pool);
+    for (const node of nodes.splice(0)) await node.stop();
+
+    nodes.push(await startBareWorker(redis.url, 'bare'), await startBareWorker(redis.url, 'bare'));
+    const connection = { url: redis.url, maxRetriesPerRequest: null };
+    const queue = new Queue('bare', { connection });
+    const events = new QueueEvents('bare', { connection });
+    await events.waitUntilReady();
+    const bare = await bareRate(queue, events);
+    await nodes.pop()!.stop(); // one worker for the round trip, as the pool's apply reaches one node
+    const bareRound = await bareApply(queue, events);
+    await events.close();
+    await queue.close();
+
+    const rows: Row[] = [
+      { name: `map of ${TASKS / 1000}k tiny tasks over 2 nodes`, value: ours, unit: 'k tasks/s', higherIsBetter: true, target: '>= 200 k/s' },
+      { name: 'bare BullMQ, one job a task, 2 workers', value: bare, unit: 'k tasks/s', higherIsBetter: true, baseline: ours },
+      { name: 'Python multiprocessing.Pool(4).map, one machine', value: pythonMap(), unit: 'k tasks/s', higherIsBetter: true, baseline: ours },
+      { name: 'apply() round trip', value: oursApply, unit: 'ms', target: '<= 2 ms, <= bare BullMQ' },
+      { name: 'bare BullMQ add + waitUntilFinished', value: bareRound, unit: 'ms', baseline: oursApply },
+      { name: 'Python multiprocessing.Pool(4).apply, one machine', value: pythonApply(), unit: 'ms', baseline: oursApply },
+    ];
+    printTable('cluster Pool (BullMQ on a local Redis, 2 worker nodes)', rows);
+  } finally {
+    for (const node of nodes) await node.stop();
+    await redis.stop();
+  }
+}
+
+void main();
