@@ -159,7 +159,7 @@ class Node implements WorkerNode {
     this.subscriber = new Redis(persistent(settings.connection));
     this.subscriber.on('error', settings.onError);
     await this.cancelled.listen(this.subscriber, cancelChannel(settings.prefix, settings.queue));
-    this.worker = new bullmq.Worker<ChunkJob, ChunkResult>(settings.queue, (job, _token, signal) => this.process(job, signal), {
+    this.worker = new bullmq.Worker<ChunkJob, ChunkResult>(settings.queue, (job) => this.process(job), {
       connection: bullConnection(persistent(settings.connection)),
       prefix: settings.prefix,
       name: settings.name,
@@ -187,7 +187,7 @@ class Node implements WorkerNode {
     await this.subscriber?.quit().catch(() => undefined);
   }
 
-  private async process(job: Job<ChunkJob, ChunkResult>, bullSignal: AbortSignal | undefined): Promise<ChunkResult> {
+  private async process(job: Job<ChunkJob, ChunkResult>): Promise<ChunkResult> {
     const chunk = job.data;
     if (chunk.v !== WIRE_VERSION) {
       return { error: encodeError(new Error(`node ${this.name} speaks wire version ${WIRE_VERSION}, the job ${chunk.v}: update one of them`)) };
@@ -201,7 +201,7 @@ class Node implements WorkerNode {
       );
     }
     const watch = this.cancelled.watch(chunk.call);
-    const signal = bullSignal === undefined ? watch.signal : AbortSignal.any([watch.signal, bullSignal]);
+    const { signal } = watch;
     try {
       const [task, executor] = await Promise.all([this.tasks.resolve(chunk.fn), this.executor(chunk.setup)]);
       const results = await executor.map(task, decodeValues(chunk.items), chunk.star, signal);

@@ -138,14 +138,13 @@ export class Pool {
   // --- the public methods ---------------------------------------------------------
 
   /** Runs `fn(...args)` on a node and resolves to its value. */
-  apply<A extends unknown[], R>(fn: (...args: A) => R, args?: A, options?: CallOptions): Promise<Awaited<R>> {
-    return this.applyAsync(fn, args, options).get();
+  apply<A extends unknown[], R>(fn: (...args: A) => R, args?: A, options: CallOptions = {}): Promise<Awaited<R>> {
+    return this.applyCall(fn as Fn, args, options, 'apply()') as Promise<Awaited<R>>;
   }
 
   /** As `apply`, returning an {@link AsyncResult}. */
   applyAsync<A extends unknown[], R>(fn: (...args: A) => R, args?: A, options: ApplyAsyncOptions<Awaited<R>> = {}): AsyncResult<Awaited<R>> {
-    const call = this.submit(fn as Fn, [args ?? []], true, { ...options, chunksize: 1 }, 'applyAsync()');
-    const value = call.all().then((values) => values[0] as Awaited<R>);
+    const value = this.applyCall(fn as Fn, args, options, 'applyAsync()') as Promise<Awaited<R>>;
     return new AsyncResult(value, options.callback, options.errorCallback);
   }
 
@@ -226,6 +225,13 @@ export class Pool {
   }
 
   // --- calls -------------------------------------------------------------------------
+
+  private applyCall(fn: Fn, args: unknown[] | undefined, options: CallOptions, method: string): Promise<unknown> {
+    if (args !== undefined && !Array.isArray(args)) throw new TypeError(`args must be an array, got ${describe(args)}`);
+    return this.submit(fn, [args ?? []], true, { ...options, chunksize: 1 }, method)
+      .all()
+      .then((values) => values[0]);
+  }
 
   private submit(fn: Fn, items: Items<unknown>, star: boolean, options: MapOptions, method: string): Call {
     if (this.state !== 'run') throw new Error(`${method}: the pool is ${this.state === 'close' ? 'closed' : 'terminated'}`);
