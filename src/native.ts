@@ -147,13 +147,26 @@ export const ADDON_PATH_ENV = 'NODE_MULTIPROCESSING_ADDON';
 const ADDON_NAME = 'multiprocessing.node';
 const packageRoot = path.resolve(__dirname, '..');
 
-/** Where the addon may be, first match wins: node-gyp's builds, then cmake-js's. */
+/**
+ * The prebuilt addon the npm package ships for this Node (its ABI), platform
+ * and C library, named as prebuildify names them (see scripts/prebuild.js).
+ */
+export function prebuildPath(): string {
+  const libc = process.platform !== 'linux' ? '' : fs.existsSync('/etc/alpine-release') ? '.musl' : '.glibc';
+  return path.join(packageRoot, 'prebuilds', `${process.platform}-${process.arch}`, `node.abi${process.versions.modules}${libc}.node`);
+}
+
+/**
+ * Where the addon may be, first match wins: a build from source (node-gyp's,
+ * then cmake-js's), then the prebuilt one.
+ */
 export function addonCandidates(): string[] {
   const chosen = process.env[ADDON_PATH_ENV];
   if (chosen) return [path.resolve(chosen)];
-  return ['build/Release', 'build/Debug', 'build-cmake/Release', 'build-cmake/Debug'].map((dir) =>
+  const builds = ['build/Release', 'build/Debug', 'build-cmake/Release', 'build-cmake/Debug'].map((dir) =>
     path.join(packageRoot, dir, ADDON_NAME),
   );
+  return [...builds, prebuildPath()];
 }
 
 let binding: NativeBinding | null | undefined;
@@ -182,7 +195,14 @@ export function loadNative(): NativeBinding | null {
     }
   }
   loadFailure = new Error(
-    `node-multiprocessing: the native addon could not be loaded; build it with "npm run build:native". Tried:\n  ${tried.join('\n  ')}`,
+    `node-multiprocessing: the native addon could not be loaded (Node ${process.version}, ABI ${process.versions.modules}, ` +
+      `${process.platform}-${process.arch}); build it with "npm rebuild node-multiprocessing" (a C++ compiler, make and Python), ` +
+      `or "npm run build:native" in its own repository. Tried:\n  ${tried.join('\n  ')}`,
+  );
+  process.emitWarning(
+    'node-multiprocessing runs without its native addon: Process uses the spawn start method; fork(), the fork and ' +
+      `forkserver start methods, shared memory and locks throw ENOSYS. ${loadFailure.message}`,
+    { code: 'MP_NO_ADDON' },
   );
   return binding;
 }
