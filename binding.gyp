@@ -12,7 +12,8 @@
         "native/futex.cc",
         "native/popen.cc",
         "native/child_platform.cc",
-        "native/shared_code.cc"
+        "native/shared_code.cc",
+        "native/internals.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NODE_ADDON_API_DISABLE_DEPRECATED"],
@@ -30,7 +31,7 @@
           }
         }],
         ["OS=='win'", {
-          "sources!": ["native/fork.cc", "native/fork_threadpool.cc", "native/wait.cc", "native/shm.cc", "native/futex.cc", "native/popen.cc", "native/child_platform.cc", "native/shared_code.cc"],
+          "sources!": ["native/fork.cc", "native/fork_threadpool.cc", "native/wait.cc", "native/shm.cc", "native/futex.cc", "native/popen.cc", "native/child_platform.cc", "native/shared_code.cc", "native/internals.cc"],
           "sources": ["native/unsupported.cc"],
           "msvs_settings": { "VCCLCompilerTool": { "ExceptionHandling": 1 } }
         }]

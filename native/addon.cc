@@ -11,6 +11,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   mp::InitShm(env, exports);
   mp::InitFutex(env, exports);
   mp::InitPopen(env, exports);
+  mp::InitInternals(env, exports);
   return exports;
 }
 

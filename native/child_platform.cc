@@ -185,6 +185,10 @@ class WorkerSlots : public v8::Platform {
     g_workers->PostDelayed(std::move(task), delay);
   }
 
+  // Their names, in the symbols of Node's overrides.
+  static constexpr const char* kPostName = "PostTaskOnWorkerThreadImpl";
+  static constexpr const char* kPostDelayedName = "PostDelayedTaskOnWorkerThreadImpl";
+
   // The slots to redirect (protected members: named from this class).
   static bool PostingSlots(size_t* onWorker, size_t* delayed) {
     return SlotOf(&WorkerSlots::PostTaskOnWorkerThreadImpl, onWorker) &&
@@ -202,6 +206,9 @@ class WorkerSlots : public v8::Platform {
   void CallDelayedOnWorkerThread(std::unique_ptr<v8::Task> task, double delay) override {
     g_workers->PostDelayed(std::move(task), delay);
   }
+
+  static constexpr const char* kPostName = "CallOnWorkerThread";
+  static constexpr const char* kPostDelayedName = "CallDelayedOnWorkerThread";
 
   static bool PostingSlots(size_t* onWorker, size_t* delayed) {
     return SlotOf(&v8::Platform::CallOnWorkerThread, onWorker) &&
@@ -252,6 +259,22 @@ bool VtableOf(void* const* addressPoint, void* const** start, size_t* entries) {
 #endif
 }
 
+// Whether `slot` of the vtable at `vptr` holds the function of Node's whose
+// symbol names `member`: the check, in the Node that runs, that the V8 headers
+// the addon was built with lay v8::Platform out as this Node's V8 does.
+bool SlotHolds(void* const* vptr, size_t slot, const char* member) {
+#ifdef __GLIBC__
+  Dl_info info;
+  if (dladdr(vptr[slot], &info) == 0 || info.dli_sname == nullptr || info.dli_saddr != vptr[slot]) return false;
+  return std::strstr(info.dli_sname, member) != nullptr;
+#else
+  (void)vptr;
+  (void)slot;
+  (void)member;
+  return false;
+#endif
+}
+
 #endif  // MP_REDIRECT_WORKER_TASKS
 
 }  // namespace
@@ -260,21 +283,36 @@ bool VtableOf(void* const* addressPoint, void* const** start, size_t* entries) {
 // in it the platform object must point.
 void* const* g_redirected = nullptr;
 
+// Why the redirection cannot be made here, once PrepareWorkerRedirect() said no.
+const char* g_redirectFailure = nullptr;
+
 bool PrepareWorkerRedirect(v8::Platform* platform) {
 #if !MP_REDIRECT_WORKER_TASKS
   (void)platform;
+  g_redirectFailure = "this build knows v8::Platform of V8 11 and later only";
   return false;
 #else
   static const bool prepared = [platform] {
+    const char*& failure = g_redirectFailure;
     size_t onWorker = 0;
     size_t delayed = 0;
-    if (!WorkerSlots::PostingSlots(&onWorker, &delayed)) return false;
+    if (!WorkerSlots::PostingSlots(&onWorker, &delayed)) {
+      failure = "the addon was not built with the Itanium C++ ABI";
+      return false;
+    }
     auto* const* vptr = *reinterpret_cast<void* const* const*>(platform);
     void* const* start = nullptr;
     size_t entries = 0;
-    if (!VtableOf(vptr, &start, &entries)) return false;
+    if (!VtableOf(vptr, &start, &entries)) {
+      failure = "Node's platform vtable is not among the executable's dynamic symbols";
+      return false;
+    }
     const size_t point = static_cast<size_t>(vptr - start);
-    if (point + std::max(onWorker, delayed) >= entries) return false;
+    if (point + std::max(onWorker, delayed) >= entries || !SlotHolds(vptr, onWorker, WorkerSlots::kPostName) ||
+        !SlotHolds(vptr, delayed, WorkerSlots::kPostDelayedName)) {
+      failure = "Node's platform vtable does not hold its posting functions where V8's headers put them";
+      return false;
+    }
     static WorkerSlots slots;
     auto* const* ours = *reinterpret_cast<void* const* const*>(&slots);
     auto* copy = new void*[entries];  // lives as long as the process: platforms point into it
@@ -288,6 +326,8 @@ bool PrepareWorkerRedirect(v8::Platform* platform) {
   return prepared;
 #endif
 }
+
+const char* WorkerRedirectFailure() { return g_redirectFailure; }
 
 bool RedirectWorkerTasks(v8::Platform* platform) {
   if (g_redirected == nullptr) return false;

@@ -9,6 +9,8 @@ namespace mp {
 // In the parent, before a fork (done once): false when this platform's worker
 // tasks cannot be redirected here (another C++ ABI, no symbols).
 bool PrepareWorkerRedirect(v8::Platform* platform);
+// Why PrepareWorkerRedirect() said no (null before it was asked, or when it said yes).
+const char* WorkerRedirectFailure();
 // In a child of the first generation: false when the parent could not prepare it.
 bool RedirectWorkerTasks(v8::Platform* platform);
 // Around a fork from a child: the pool's thread runs no task across it.

@@ -49,6 +49,7 @@
 
 #include "child_platform.h"
 #include "errors.h"
+#include "internals.h"
 #include "fork_threadpool.h"
 #include "modules.h"
 #include "own_threads.h"
@@ -619,6 +620,13 @@ Napi::Value Fork(const Napi::CallbackInfo& info) {
   node::MultiIsolatePlatform* platform = node::GetMultiIsolatePlatform(nodeEnv);
   if (platform == nullptr) throw Napi::Error::New(env, "fork: no V8 platform");
 
+  if (const char* type = LibuvLayoutMismatch()) {
+    // Every step below reads libuv's private fields.
+    Napi::Error error = ErrnoError(env, ENOSYS, "fork");
+    error.Set("message", std::string("fork: this Node's libuv (") + uv_version_string() + ") lays out " + type +
+                             " otherwise than the headers the addon was built against: rebuild it (npm rebuild node-multiprocessing)");
+    throw error;
+  }
   if (int err = LoopEndWatcher::Install(loop)) ThrowErrno(env, -err, "uv_prepare_start");
   FlushStdioWrites(loop);
   const int workers = WorkersToPark(platform);

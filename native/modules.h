@@ -10,5 +10,6 @@ void InitWait(Napi::Env env, Napi::Object exports);   // wait.cc: waitpid, kill,
 void InitShm(Napi::Env env, Napi::Object exports);    // shm.cc: POSIX shared memory mappings
 void InitFutex(Napi::Env env, Napi::Object exports);  // futex.cc: process-shared waits
 void InitPopen(Napi::Env env, Napi::Object exports);  // popen.cc: what Process start methods need
+void InitInternals(Napi::Env env, Napi::Object exports);  // internals.cc: Node's internals, checked
 
 }  // namespace mp

@@ -11,6 +11,7 @@ void InitWait(Napi::Env, Napi::Object) {}
 void InitShm(Napi::Env, Napi::Object) {}
 void InitFutex(Napi::Env, Napi::Object) {}
 void InitPopen(Napi::Env, Napi::Object) {}
+void InitInternals(Napi::Env, Napi::Object) {}
 
 unsigned int EscapeCount() { return 0; }
 

@@ -14,7 +14,7 @@ const files = fs
   .filter((file) => /^\d+-.*\.js$/.test(file) && (!filter || file.includes(filter)))
   .sort();
 
-console.log(`# node-multiprocessing benchmarks (node ${process.version}, ${process.platform}-${process.arch})`);
+console.log(`# node-multiprocessing benchmarks (Node ${process.version}, V8 ${process.versions.v8}, ${process.platform}-${process.arch})`);
 console.log('Figures are medians measured in this one run, side by side; ratios are from our side.');
 let failed = 0;
 for (const file of files) {

@@ -48,6 +48,8 @@ export interface NativeBinding {
   isForkedChild(): boolean;
   /** Whether the first fork moved node's machine code into anonymous huge pages (see native/shared_code.cc). */
   sharesCodeWithChildren(): boolean;
+  /** One line per internal of Node's the addon relies on that this Node lacks, saying what goes without it. */
+  missingInternals(): string[];
   /** True on the process's main thread, false on a worker_threads Worker. */
   isMainThread(): boolean;
   /** Compiles `fn`'s bytecode now if V8 has not yet (forked children then find it compiled). */

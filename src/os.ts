@@ -55,6 +55,7 @@ export function fork(): number {
   const native = requireNative('fork');
   if (!native.isMainThread()) throw new Error('fork() can only be called from the main thread, not from a worker thread');
   warnIfOtherThreads(native);
+  warnMissingInternals(native);
   // Without hooks the child runs no JS of ours after the fork (see at_fork.ts).
   return atForkHooks.length === 0 ? native.fork() : forkWithHooks(native);
 }
@@ -238,6 +239,21 @@ function warnIfOtherThreads(native: NativeBinding): void {
       `besides libuv's pool): use of fork() may lead to deadlocks in the child.`,
     { type: 'RuntimeWarning', code: 'MP_FORK_WITH_THREADS' },
   );
+}
+
+let checkedInternals = false;
+
+/**
+ * Once per process tree (children inherit the flag): what this Node lacks of
+ * the internals the addon relies on (native/internals.cc), and what goes
+ * without it.
+ */
+function warnMissingInternals(native: NativeBinding): void {
+  if (checkedInternals) return;
+  checkedInternals = true;
+  for (const line of native.missingInternals()) {
+    process.emitWarning(`node-multiprocessing on Node ${process.version} goes without ${line}`, { code: 'MP_NODE_INTERNALS' });
+  }
 }
 
 function initialise(): void {

@@ -45,8 +45,14 @@ export function findNodeQueues(): void {
   try {
     lookUp();
     queues = (clearTimeout as unknown as Record<symbol, NodeQueues | undefined>)[Symbol.for(KEY)] ?? null;
-  } catch {
+    if (queues === null) throw new Error('not stored');
+  } catch (error) {
     queues = null;
+    process.emitWarning(
+      `node-multiprocessing on Node ${process.version} goes without dropping the parent's pending callbacks in a forked ` +
+        `Process child (Node's timer, immediate and nextTick queues were not found: ${(error as Error).message})`,
+      { code: 'MP_NODE_INTERNALS' },
+    );
   }
 }
 
