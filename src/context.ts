@@ -40,11 +40,14 @@ export type { StartMethod } from './popen/popen';
 
 const START_METHODS: readonly StartMethod[] = ['fork', 'spawn', 'forkserver'];
 
-/** How each start method launches a child. */
+/**
+ * How each start method launches a child. A child of spawn or forkserver is
+ * told the start method set here (its own default then), as Python's prepare().
+ */
 const LAUNCHERS: Record<StartMethod, (process: BaseProcess) => Popen> = {
   fork: (process) => new (forkPopen().ForkPopen)(process),
-  spawn: (process) => new (spawnPopen().SpawnPopen)(process),
-  forkserver: (process) => new (forkServerPopen().ForkServerPopen)(process),
+  spawn: (process) => new (spawnPopen().SpawnPopen)(process, getStartMethod(true)),
+  forkserver: (process) => new (forkServerPopen().ForkServerPopen)(process, getStartMethod(true)),
 };
 /* eslint-enable @typescript-eslint/no-var-requires */
 

@@ -35,8 +35,8 @@ import * as os from './os';
 import { childExecArgv } from './popen/spawn';
 import { runForkedChild } from './popen/fork';
 import { BaseProcess, currentProcess } from './process';
-import { ChildSpec, decodeSpec, prepare, resolveSpec, resolveSpecSync, ResolvedSpec, restoreProcess } from './spawn';
-import { readExactlySync, usesFork, writeAllSync } from './util';
+import { ChildSpec, decodeSpec, isBootstrappingError, prepare, resolveSpec, resolveSpecSync, ResolvedSpec, restoreProcess } from './spawn';
+import { readExactlySync, reportError, usesFork, writeAllSync } from './util';
 
 const FORKSERVER_MAIN = path.join(__dirname, 'forkserver_main.js');
 
@@ -323,16 +323,29 @@ function serveRequest(state: ServerState, op: Op, body: Buffer): Promise<void> |
     state.exited.delete(body.readInt32LE(0));
     return undefined;
   }
+  let spec: ChildSpec | undefined;
   try {
-    const spec = decodeSpec(body);
+    spec = decodeSpec(body);
     const resolved = resolveSpecSync(spec);
     if (resolved !== undefined) return forkChild(state, spec, resolved);
-    return resolveSpec(spec)
-      .then((later) => forkChild(state, spec, later))
-      .catch(replyError);
+    const asked = spec;
+    return resolveSpec(asked)
+      .then((later) => forkChild(state, asked, later))
+      .catch((error: unknown) => failed(state, asked, error));
   } catch (error) {
-    return replyError(error);
+    return failed(state, spec, error);
   }
+}
+
+/**
+ * A request the server could not serve: `start()` throws its error (a target
+ * that is not exported...). But a start() in the module's top-level code (an
+ * unguarded main module) is the child's error, as under spawn: a child reports
+ * it and exits with 1.
+ */
+function failed(state: ServerState, spec: ChildSpec | undefined, error: unknown): undefined {
+  if (spec === undefined || !isBootstrappingError(error)) return replyError(error);
+  return forkChild(state, spec, error as Error);
 }
 
 function reply(data: Buffer): void {
@@ -351,23 +364,26 @@ function replyError(error: unknown): undefined {
   return undefined;
 }
 
-function forkChild(state: ServerState, spec: ChildSpec, resolved: ResolvedSpec): undefined {
+/** Forks the child of `spec`; one that only reports `resolved` and exits with 1 when that is an error. */
+function forkChild(state: ServerState, spec: ChildSpec, resolved: ResolvedSpec | Error): undefined {
   let process_: BaseProcess | undefined;
   const pid = runForkedChild(state.native, {
     name: spec.state.name,
     daemon: spec.state.daemon,
     _beforeFork: (precompile) => {
       currentProcess()._beforeFork(precompile);
+      if (resolved instanceof Error) return;
       precompile(resolved.processClass.prototype.run);
       if (resolved.target !== null) precompile(resolved.target);
     },
     _becomeChild: (leave) => {
       leaveServer(state, REPLIES_FD);
       prepare(spec);
+      if (resolved instanceof Error) return;
       process_ = restoreProcess(spec, resolved);
       process_._becomeChild(leave);
     },
-    _bootstrap: () => (process_ as BaseProcess)._bootstrap(),
+    _bootstrap: () => (process_ === undefined ? reportError(spec.state.name, resolved) : process_._bootstrap()),
   });
   reply(int32s(pid));
   state.watchers.set(

@@ -14,12 +14,11 @@
  * ```
  * @packageDocumentation
  */
-import * as fs from 'fs';
 import * as nodeOs from 'os';
 import { inspect } from 'util';
 
 import type { Popen } from './popen/popen';
-import { getpid, getppid, isRunning, isThenable, pollSync } from './util';
+import { getpid, getppid, isRunning, isThenable, pollSync, reportError } from './util';
 import { describe, validateOptions, validateTimeout } from './validate';
 
 /** The options of `new Process()`. */
@@ -480,16 +479,6 @@ const main: BaseProcess = BaseProcess._restore(MainProcess, {
 });
 current = main;
 
-/** Prints an uncaught error of the child as Python does (`Process Process-1:` and the traceback); returns 1. */
-function reportError(name: string, error: unknown): number {
-  const text = `Process ${name}:\n${inspect(error)}\n`;
-  try {
-    fs.writeSync(2, text);
-  } catch {
-    process.stderr.write(text);
-  }
-  return 1;
-}
 
 /** What the child does after `run()`, before it leaves with `code`: as Python's `util._exit_function()`. */
 function leaving(code: number): number {
@@ -536,7 +525,22 @@ function childExit(code: number): void {
 /** In a forked Process child: leaves at once (the addon's `_exit`); see `_becomeChild()`. */
 let leaveForkedChild: ((code: number) => never) | null = null;
 
+/**
+ * The end of the process's own work: its event loop has nothing left to do
+ * (children nobody joins do not keep it alive). As Python's interpreter at the
+ * end of the main module, daemonic children are terminated first, then the
+ * others joined; once they have ended, the loop is empty again and Node exits.
+ * (A child process ends its work when `run()` returns: see `leaving()`.)
+ */
+function endOfWork(): void {
+  if (children.size === 0) return;
+  const left = activeChildren();
+  for (const child of left) if (child.daemon) child.terminate();
+  void Promise.all(left.map((child) => child.join()));
+}
+
 process.prependListener('exit', childExit);
+process.on('beforeExit', endOfWork);
 process.on('exit', exitFunction);
 
 /** The process object of the process this code runs in (`name` is `'MainProcess'` at the top). */

@@ -14,7 +14,7 @@
  * exports) gets an Error that says how to fix it.
  * @internal
  */
-import { pathToFileURL } from 'url';
+import { fileURLToPath, pathToFileURL } from 'url';
 
 import { describe } from './validate';
 
@@ -113,7 +113,38 @@ function moduleReference(fn: AnyFunction, what: string, method: string): Referen
     throw unreachable(fn, what, method, `it is a closure or is not exported by ${site.url}`);
   }
   if (!fn.name) throw unreachable(fn, what, method, 'it has no name to import it by');
+  if (evaluatedNamespace(site.url)?.some((value) => value === fn) === false) {
+    throw unreachable(fn, what, method, `it is not exported by ${site.url}`);
+  }
   return { kind: 'module', url: site.url, name: fn.name };
+}
+
+/**
+ * The export values of the ES module at `url`, when Node can give them
+ * synchronously: `require()` of an ES module (Node >= 20.19 and 22.12)
+ * returns the namespace of a module already evaluated, without running it
+ * again. `undefined` where it cannot tell: an older Node, a module still
+ * evaluating (the main module's top-level code, where a guarded start() runs)
+ * or awaiting (top-level await), a URL with a query, a file a loader compiles
+ * (.ts, .mts): the child then finds out (exit code 1).
+ */
+function evaluatedNamespace(url: string): unknown[] | undefined {
+  const features = process.features as { require_module?: boolean };
+  if (features.require_module !== true) return undefined;
+  const parsed = new URL(url);
+  if (parsed.protocol !== 'file:' || parsed.search !== '' || parsed.hash !== '' || !/\.m?js$/.test(parsed.pathname)) return undefined;
+  // The warning Node may give about require() of an ES module concerns the user's requires, not this look-up.
+  const emitWarning = process.emitWarning;
+  process.emitWarning = () => {};
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    const namespace = require(fileURLToPath(parsed)) as Record<string, unknown>;
+    return Object.keys(namespace).map((key) => safeGet(namespace, key));
+  } catch {
+    return undefined;
+  } finally {
+    process.emitWarning = emitWarning;
+  }
 }
 
 /** Where the inspector says `fn` is defined, or null. */

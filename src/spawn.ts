@@ -62,11 +62,60 @@ function libraryAncestor(type: ProcessClass): [ProcessClass, StartMethod | null]
 }
 
 /**
+ * Set while this process loads the modules a spec names (the parent's main
+ * module among them), as Python's `_inheriting`: a process started from
+ * there would be started by each child anew, without end.
+ */
+let bootstrapping = false;
+
+/** Runs `load` as a child's bootstrapping phase (see {@link bootstrapping}), until its Promise settles. */
+function whileBootstrapping<T>(load: () => T): T {
+  const outer = bootstrapping;
+  bootstrapping = true;
+  let result: T;
+  try {
+    result = load();
+  } catch (error) {
+    bootstrapping = outer;
+    throw error;
+  }
+  if (!(result instanceof Promise)) {
+    bootstrapping = outer;
+    return result;
+  }
+  return result.finally(() => {
+    bootstrapping = outer;
+  }) as T;
+}
+
+/** The error of start() in a child still loading its parent's modules, as Python's RuntimeError. */
+function bootstrappingError(method: StartMethod): Error {
+  const error = new Error(
+    'An attempt has been made to start a new process before the current process has finished its ' +
+      `bootstrapping phase. This child of the '${method}' start method is loading its parent's main module ` +
+      '(or the module of its target), whose top-level code starts a process: every child would start ' +
+      'another. Guard the top-level code of the main module:\n' +
+      '    if (require.main === module) { ... }   // CommonJS, TypeScript compiled to CommonJS\n' +
+      '    if (import.meta.main) { ... }          // ES modules, Node >= 24.2\n' +
+      '    if (import.meta.url === pathToFileURL(process.argv[1]).href) { ... }   // ES modules, any Node\n' +
+      "or export the target from a module of its own; the 'fork' start method does not load the main module again.",
+  );
+  return Object.assign(error, { name: 'RuntimeError', code: 'ERR_MP_BOOTSTRAPPING' });
+}
+
+/** Whether `error` is the error of a start() in a child's bootstrapping phase. */
+export function isBootstrappingError(error: unknown): boolean {
+  return (error as { code?: unknown } | null)?.code === 'ERR_MP_BOOTSTRAPPING';
+}
+
+/**
  * The spec of `process` for a child of start method `method`. Throws (in the
  * parent, from `start()`) when the target or the class cannot be reached by
- * reference or an argument cannot be sent.
+ * reference or an argument cannot be sent, and in a child still loading its
+ * parent's modules (an unguarded main module).
  */
 export function childSpec(process_: BaseProcess, method: StartMethod, defaultMethod: StartMethod | null): ChildSpec {
+  if (bootstrapping) throw bootstrappingError(method);
   const type = process_.constructor as ProcessClass;
   const [ancestor, contextMethod] = libraryAncestor(type);
   // A subclass that only adds fields can be made as its library ancestor; one
@@ -86,7 +135,11 @@ export function childSpec(process_: BaseProcess, method: StartMethod, defaultMet
 }
 
 /** Loads what `spec` names (a module the target lives in runs its top-level code now). */
-export async function resolveSpec(spec: ChildSpec): Promise<ResolvedSpec> {
+export function resolveSpec(spec: ChildSpec): Promise<ResolvedSpec> {
+  return whileBootstrapping(() => resolveSpecNow(spec));
+}
+
+async function resolveSpecNow(spec: ChildSpec): Promise<ResolvedSpec> {
   const processClass =
     spec.processClass === null
       ? spec.contextMethod === null
@@ -100,14 +153,17 @@ export async function resolveSpec(spec: ChildSpec): Promise<ResolvedSpec> {
 
 /** {@link resolveSpec} without waiting: `undefined` when an ES module must be imported first. */
 export function resolveSpecSync(spec: ChildSpec): ResolvedSpec | undefined {
-  if (spec.processClass?.kind === 'module' || spec.target?.kind === 'module') return undefined;
-  const processClass =
-    spec.processClass === null
-      ? spec.contextMethod === null
-        ? Process
-        : getContext(spec.contextMethod).Process
-      : (resolveCommonJs(spec.processClass, 'Process subclass') as unknown as ProcessClass);
-  return { processClass, target: spec.target === null ? null : resolveCommonJs(spec.target, 'target') };
+  const { processClass: classReference, target } = spec;
+  if (classReference?.kind === 'module' || target?.kind === 'module') return undefined;
+  return whileBootstrapping(() => {
+    const processClass =
+      classReference === null
+        ? spec.contextMethod === null
+          ? Process
+          : getContext(spec.contextMethod).Process
+        : (resolveCommonJs(classReference, 'Process subclass') as unknown as ProcessClass);
+    return { processClass, target: target === null ? null : resolveCommonJs(target, 'target') };
+  });
 }
 
 /**

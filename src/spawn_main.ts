@@ -5,10 +5,8 @@
  * exits with its exit code.
  * @internal
  */
-import { inspect } from 'util';
-
 import { prepare, readSpec, resolveSpec, restoreProcess } from './spawn';
-import { flushStdio, trackStdioCreation } from './util';
+import { flushStdio, reportError, trackStdioCreation } from './util';
 
 /** The descriptor the parent writes the spec to (see popen/spawn.ts). */
 const SPEC_FD = 3;
@@ -23,8 +21,7 @@ async function main(): Promise<number> {
   } catch (error) {
     // The target's module failed to load, or it is not exported: as Python's
     // child does when it cannot unpickle, it prints why and exits with 1.
-    process.stderr.write(`Process ${spec.state.name}:\n${inspect(error)}\n`);
-    return 1;
+    return reportError(spec.state.name, error);
   }
 }
 

@@ -5,6 +5,7 @@
  * @internal
  */
 import * as fs from 'fs';
+import { inspect } from 'util';
 
 import type { NativeBinding } from './native';
 
@@ -216,4 +217,18 @@ export function pollSync<T>(poll: () => T | undefined, timeoutMs: number | null)
     sleepSync(Math.min(pause, left));
     pause = Math.min(pause * 2, 10);
   }
+}
+
+/**
+ * Prints an uncaught error of the child as Python does (`Process Process-1:`
+ * and the traceback); returns 1, the exit code. @internal
+ */
+export function reportError(name: string, error: unknown): number {
+  const text = `Process ${name}:\n${inspect(error)}\n`;
+  try {
+    fs.writeSync(2, text);
+  } catch {
+    process.stderr.write(text);
+  }
+  return 1;
 }

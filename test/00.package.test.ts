@@ -1,5 +1,11 @@
-/** The package as users load it: require() and import, by its name. */
+/** The package as users load it: require() and import, by its name; and as `npm pack` ships it. */
+import { spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+
 import { jsonLines, runFixture } from './helpers';
+
+const ROOT = path.join(__dirname, '..');
 
 describe('the package', () => {
   test('require() works and forks', () => {
@@ -57,5 +63,25 @@ describe('the package', () => {
     const [result] = jsonLines<{ loaded: boolean; message: string }>(run.stdout);
     expect(result.loaded).toBe(false);
     expect(result.message).toMatch(/npm install bullmq ioredis/);
+  });
+
+  test('npm pack ships the docs the README links to, the repository fields, and no sources that cannot run from an install', () => {
+    const pack = spawnSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: ROOT, encoding: 'utf8', timeout: 60000 });
+    expect(pack.status).toBe(0);
+    const files = new Set((JSON.parse(pack.stdout) as [{ files: { path: string }[] }])[0].files.map((file) => file.path));
+    const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+    const linked = [...readme.matchAll(/\]\((?!https?:)([^)#]+)(?:#[^)]*)?\)/g)].map((match) => match[1]);
+    expect(linked.length).toBeGreaterThan(0);
+    for (const link of linked) expect([link, files.has(link)]).toEqual([link, true]);
+    for (const file of ['package.json', 'README.md', 'LICENSE', 'binding.gyp', 'dist/index.js', 'dist/index.mjs', 'dist/index.d.ts']) {
+      expect([file, files.has(file)]).toEqual([file, true]);
+    }
+    // The demos and benchmarks need the dev build (dist-scripts/, devDependencies): not shipped.
+    // scripts/install.js is the install step (prebuilds first, then a source build).
+    expect([...files].filter((file) => (file.startsWith('scripts/') && file !== 'scripts/install.js') || file.includes('tsbuildinfo'))).toEqual([]);
+    const manifest = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as Record<string, { url?: string } | string>;
+    expect(manifest.repository).toMatchObject({ type: 'git', url: expect.stringMatching(/^git\+https:/) });
+    expect(manifest.homepage).toEqual(expect.stringMatching(/^https:/));
+    expect(manifest.bugs).toMatchObject({ url: expect.stringMatching(/^https:/) });
   });
 });

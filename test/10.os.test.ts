@@ -261,18 +261,15 @@ describe('waitpid(), wait(), waitpidAsync()', () => {
   });
 
   test('waitpidAsync() does not block the event loop', async () => {
-    const pid = mp.os.fork();
-    if (pid === 0) {
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300);
-      mp.os._exit(2);
-    }
-    let ticks = 0;
-    const ticker = setInterval(() => ticks++, 10);
-    const [reaped, status] = await mp.os.waitpidAsync(pid);
-    clearInterval(ticker);
+    // The child ends only once a timer of the parent's has run while it waits.
+    const timerRan = new mp.Event();
+    const pid = forkChild(() => (timerRan.waitSync(), 2));
+    const waiting = mp.os.waitpidAsync(pid);
+    setTimeout(() => timerRan.set(), 10);
+    const [reaped, status] = await waiting;
+    expect(timerRan.isSet()).toBe(true);
     expect(reaped).toBe(pid);
     expect(mp.os.waitstatusToExitcode(status)).toBe(2);
-    expect(ticks).toBeGreaterThan(5);
   });
 
   test('a fork-start Process whose async target runs right after an awaited waitpidAsync', () => {

@@ -47,6 +47,17 @@ describe.each(methods)('%s', (method) => {
     expect(running(daemonPid)).toBe(false);
   });
 
+  test("the seed's foo/bar: when the parent's work is done its daemon is terminated first, then the other joined, as Python", () => {
+    const run = runFixture('process_daemons_at_exit.js', [method], { timeoutMs: 60000 });
+    expect(run.stderr).toBe('');
+    expect(run.status).toBe(0);
+    const lines = run.stdout.split('\n').filter((line) => line !== '' && !line.startsWith('{'));
+    // foo may be terminated before it prints 123 (Python's may too): the rest is certain.
+    expect(lines.filter((line) => line !== '123').sort()).toEqual(['456', 'end456', 'main-------']);
+    expect(lines.indexOf('456')).toBeLessThan(lines.indexOf('end456'));
+    expect(jsonLines(run.stdout)).toEqual([{ exitCodes: [-15, 0] }]);
+  });
+
   test('process.exit() in the parent still joins its non-daemonic children first, as Python', () => {
     const file = path.join(dir, `process-exit-${method}.json`);
     const run = runFixture('process_scenarios.js', ['process-exit', method, file]);
@@ -70,13 +81,11 @@ describe.each(methods)('%s', (method) => {
       expect(results.closure).toMatchObject({ exitCode: 0, wrote: 'captured' });
     } else {
       const notExported = results['not exported'] as { exitCode?: number; startError?: string };
-      // spawn finds out in the child (exit code 1, the reason on stderr), forkserver before forking.
-      if (method === 'spawn') {
-        expect(notExported.exitCode).toBe(1);
-        expect(run.stderr).toMatch(/notExported is not exported by file:.*process_esm_targets\.mjs: export it/);
-      } else {
-        expect(notExported.startError).toMatch(/notExported is not exported by .*: export it/);
-      }
+      // The module is evaluated: start() finds out at once (require() of an ES module), before any child exists.
+      expect(notExported.exitCode).toBeUndefined();
+      expect(notExported.startError).toMatch(
+        new RegExp(`function notExported\\) cannot be sent to a child of the '${method}' start method: it is not exported by file:.*process_esm_targets\\.mjs`),
+      );
       expect((results.closure as unknown as { startError: string }).startError).toMatch(/cannot be sent to a child of the '\w+' start method.*export/);
     }
   });
@@ -117,6 +126,29 @@ describe.each(methods)('%s', (method) => {
     // module); forkserver: the server loads it once, before forking.
     const expected = { fork: ['MainProcess'], spawn: ['MainProcess', result.name], forkserver: ['MainProcess', 'MainProcess'] };
     expect(loadedIn.sort()).toEqual(expected[method].sort());
+  });
+});
+
+describe.each(methods.filter((method) => method !== 'fork'))('an unguarded main module under %s', (method) => {
+  // A child loads the main module to find its target: the start() at its top level must not start another child.
+  const mains: [string, string[]][] = [
+    ['CommonJS', [path.join(FIXTURES, 'process_unguarded_main.js')]],
+    ['an ES module', [path.join(FIXTURES, 'process_unguarded_main.mjs')]],
+    ['TypeScript (require hook)', ['-r', path.join(FIXTURES, 'process_ts_register.js'), path.join(FIXTURES, 'process_unguarded_main.ts')]],
+  ];
+  test.each(mains)("%s: the child's start() throws Python's bootstrapping error, the child exits 1, nothing else starts", (_kind, argv) => {
+    const run = spawnSync(process.execPath, argv, {
+      encoding: 'utf8',
+      env: { ...process.env, MP_METHOD: method, MP_DEPTH: '0' },
+      timeout: 60000,
+      killSignal: 'SIGKILL',
+    });
+    expect(run.status).toBe(0);
+    expect(jsonLines(run.stdout)).toEqual([{ startedAtDepth: 0 }, { depth: 0, exitCode: 1 }]);
+    expect(run.stderr).toContain('An attempt has been made to start a new process before the current process has finished its bootstrapping phase');
+    expect(run.stderr).toContain('if (require.main === module)');
+    expect(run.stderr).toContain('if (import.meta.main)');
+    expect(run.stderr.match(/bootstrapping phase/g)).toHaveLength(1);
   });
 });
 

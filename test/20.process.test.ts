@@ -15,11 +15,11 @@ import { waitFor } from './fixtures/process_helpers';
 const targets = require('./fixtures/process_targets.js') as {
   noop(): void;
   record(file: string, ...args: unknown[]): void;
-  fail(): void;
-  exitWith(code: number): void;
+  fail(stderrFile?: string): void;
+  exitWith(code: number, stderrFile?: string): void;
   sleep(ms: number): Promise<void>;
   asyncRecord(file: string, ms: number): Promise<void>;
-  rejectLater(ms: number): Promise<void>;
+  rejectLater(ms: number, stderrFile?: string): Promise<void>;
   nested(file: string, childFile: string): Promise<void>;
   tryToStartAChild(file: string): void;
   setGlobal(file: string, value: string): void;
@@ -86,9 +86,10 @@ describe.each(methods)('Process with the %s start method', (method) => {
   });
 
   test('exit codes: 0, 1 after an uncaught error, n after process.exit(n), -signal after terminate() or kill()', async () => {
+    const [failingStderr, exitingStderr] = [tmpFile(), tmpFile()];
     const ok = new ctx.Process({ target: targets.noop });
-    const failing = new ctx.Process({ target: targets.fail });
-    const exiting = new ctx.Process({ target: targets.exitWith, args: [7] });
+    const failing = new ctx.Process({ target: targets.fail, args: [failingStderr] });
+    const exiting = new ctx.Process({ target: targets.exitWith, args: [7, exitingStderr] });
     const terminated = new ctx.Process({ target: targets.sleep, args: [60000] });
     const killed = new ctx.Process({ target: targets.sleep, args: [60000] });
     const all = [ok, failing, exiting, terminated, killed];
@@ -100,12 +101,14 @@ describe.each(methods)('Process with the %s start method', (method) => {
     await Promise.all(all.map((p) => p.join()));
     expect(all.map((p) => p.exitCode)).toEqual([0, 1, 7, -os.constants.signals.SIGTERM, -os.constants.signals.SIGKILL]);
     for (const p of all) expect(p.isAlive()).toBe(false);
+    expect(fs.readFileSync(failingStderr, 'utf8')).toContain(`Process ${failing.name}:\nError: boom from the target\n`);
   });
 
   test('an async target keeps the child alive until it settles; a rejected one ends it with 1', async () => {
     const file = tmpFile();
     const resolving = new ctx.Process({ target: targets.asyncRecord, args: [file, 100] });
-    const rejecting = new ctx.Process({ target: targets.rejectLater, args: [50] });
+    const rejectingStderr = tmpFile();
+    const rejecting = new ctx.Process({ target: targets.rejectLater, args: [50, rejectingStderr] });
     resolving.start();
     rejecting.start();
     await resolving.join();
@@ -113,6 +116,7 @@ describe.each(methods)('Process with the %s start method', (method) => {
     expect(resolving.exitCode).toBe(0);
     expect(readReport(file).after).toBe(100);
     expect(rejecting.exitCode).toBe(1);
+    expect(fs.readFileSync(rejectingStderr, 'utf8')).toContain(`Process ${rejecting.name}:\nError: rejected by the target\n`);
   });
 
   test('a target that returns ends the child, even with a timer left behind', async () => {
@@ -161,7 +165,7 @@ describe.each(methods)('Process with the %s start method', (method) => {
   });
 
   test('joinSync() waits for the end and reaps', () => {
-    const p = new ctx.Process({ target: targets.exitWith, args: [3] });
+    const p = new ctx.Process({ target: targets.exitWith, args: [3, tmpFile()] });
     p.start();
     p.joinSync();
     expect(p.exitCode).toBe(3);

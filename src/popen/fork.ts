@@ -38,25 +38,31 @@ export class ForkPopen extends BasePopen {
   private readonly native: NativeBinding;
 
   constructor(launched: Bootstrappable) {
-    super(launched.daemon);
+    super();
     this.native = requireNative('the fork start method');
     this.pid = runForkedChild(this.native, launched);
-    this.watch = this.watchChild(!launched.daemon);
   }
 
   /**
-   * The event loop reaps and reports the child once it ends. (It starts
-   * watching when it is next about to wait: a child joined before then, as by
-   * start(); joinSync() in a loop, costs it a pidfd opened and closed.)
+   * While a join() waits, the event loop watches the child (its pidfd) and
+   * reaps and reports it as it ends. Otherwise nothing does: an ended child
+   * stays a zombie until poll() or waitSync() reap it (exitCode, isAlive(),
+   * activeChildren(), the next start()), as in Python.
    */
-  private watchChild(keepAlive: boolean): ExitWatch | null {
+  protected setWaitedFor(waitedFor: boolean): void {
+    if (waitedFor && this.watch === null) this.watch = this.watchChild();
+    else if (!waitedFor) this.abandon();
+  }
+
+  /** Reaps and reports the child once it ends; `null` when it was reaped already (by someone else). */
+  private watchChild(): ExitWatch | null {
     const onExit = (error: Error | null, _pid: number, status: number): void => {
       this.watch = null;
       // ECHILD: the user reaped it (os.wait()): its exit code is lost.
       this.settle(error === null ? os.waitstatusToExitcode(status) : null);
     };
     try {
-      return watchExit(this.native, this.pid, onExit, keepAlive);
+      return watchExit(this.native, this.pid, onExit);
     } catch (error) {
       // Reaped already, by someone waiting for any child (waitpid(-1)).
       if ((error as NodeJS.ErrnoException).code !== 'ECHILD') throw error;
@@ -72,11 +78,6 @@ export class ForkPopen extends BasePopen {
   waitSync(timeoutMs: number | null): number | null {
     if (!this.ended) this.reaped(() => this.native.waitpidTimeout(this.pid, timeoutMs ?? -1));
     return this.returncode;
-  }
-
-  protected setKeepAlive(keepAlive: boolean): void {
-    if (keepAlive) this.watch?.ref();
-    else this.watch?.unref();
   }
 
   close(): void {
@@ -178,6 +179,7 @@ export function runForkedChild(native: NativeBinding, process: Bootstrappable): 
   // Node's streams it calls is compiled once, not in every child.
   stdioPending();
   findNodeQueues();
+  escapeHolder = native;
   native.prepareEscape(runAfterEscape);
   process._beforeFork?.(native.precompile);
   const parents = parentCallbacks();
@@ -223,23 +225,32 @@ function finish(native: NativeBinding, result: Result, parents: ParentCallbacks 
 /** Does nothing: V8 checks for interrupts as a function is entered. */
 function interruptCheck(): void {}
 
-/** What the child runs once it has escaped (see escapeToLoop()). */
-let afterEscape: (() => void) | null = null;
+/**
+ * What the child runs once it has escaped (see escapeToLoop()), kept on the
+ * addon's binding: the addon keeps the first escape callback it is given, and
+ * a test runner that loads this module anew for each test file (jest) would
+ * otherwise have it call a forgotten instance's, which has nothing to run.
+ */
+const AFTER_ESCAPE = Symbol.for('node-multiprocessing.afterEscape');
+type EscapeHolder = NativeBinding & { [AFTER_ESCAPE]?: (() => void) | null };
+/** The binding, once this module has forked. */
+let escapeHolder: EscapeHolder | null = null;
 
 /**
  * The callback of every escape, given to the addon in the parent: a child
  * that made its own reference to its callback would pay for it in page faults.
  */
 function runAfterEscape(): void {
-  const callback = afterEscape;
-  afterEscape = null;
+  if (escapeHolder === null) return;
+  const callback = escapeHolder[AFTER_ESCAPE];
+  escapeHolder[AFTER_ESCAPE] = null;
   callback?.();
 }
 
 /** Ends every JS frame of the parent's on this stack; `callback` then runs on a fresh one. */
 function escapeToLoop(native: NativeBinding, callback: () => void): never {
   clearAsyncIdStack(native);
-  afterEscape = callback;
+  (native as EscapeHolder)[AFTER_ESCAPE] = callback;
   native.escapeToLoop();
   // The termination takes effect at the first interrupt check: a function's
   // entry (a loop checks only once it has used up its budget).

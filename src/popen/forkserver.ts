@@ -5,11 +5,10 @@
  * travels by reference, as with spawn.
  * @internal
  */
-import { getStartMethod } from '../context';
 import { ForkServerChild, ForkServerClient } from '../forkserver';
 import type { BaseProcess } from '../process';
 import { childSpec, encodeSpec } from '../spawn';
-import { BasePopen } from './popen';
+import { BasePopen, StartMethod } from './popen';
 
 export class ForkServerPopen extends BasePopen implements ForkServerChild {
   readonly method = 'forkserver';
@@ -19,12 +18,13 @@ export class ForkServerPopen extends BasePopen implements ForkServerChild {
   protected override readonly pollsBeforeWaiting = false;
   private readonly client: ForkServerClient;
 
-  constructor(process_: BaseProcess) {
-    super(process_.daemon);
-    const spec = encodeSpec(childSpec(process_, 'forkserver', getStartMethod(true)));
+  /** @param defaultMethod the parent's start method when one was set: the child's default too. */
+  constructor(process_: BaseProcess, defaultMethod: StartMethod | null) {
+    super();
+    const spec = encodeSpec(childSpec(process_, 'forkserver', defaultMethod));
     this.client = ForkServerClient.get();
     this.pid = this.client.fork(spec, this);
-    this.updateKeepAlive();
+    this.updateWaitedFor();
   }
 
   exited(code: number): void {
@@ -46,8 +46,8 @@ export class ForkServerPopen extends BasePopen implements ForkServerChild {
     this.client.forget(this.pid);
   }
 
-  protected setKeepAlive(keepAlive: boolean): void {
-    this.keepsAlive = keepAlive;
+  protected setWaitedFor(waitedFor: boolean): void {
+    this.keepsAlive = waitedFor;
     this.client.updateKeepAlive();
   }
 

@@ -43,9 +43,9 @@ export interface Popen {
 
 /**
  * What every start method shares: the exit code once known, the waiters of
- * `wait()`, signals, and whether watching the child keeps the event loop
- * alive (a non-daemonic child does, as Python's parent waits for them at exit;
- * a daemonic one only while someone waits for it).
+ * `wait()`, signals, and whether the child is waited for: only a `join()` in
+ * progress keeps the event loop alive (at the end of the parent's own work,
+ * process.ts joins the children left, as Python's parent does at exit).
  */
 export abstract class BasePopen implements Popen {
   abstract readonly method: StartMethod;
@@ -54,12 +54,10 @@ export abstract class BasePopen implements Popen {
   protected returncode: number | null = null;
   private readonly waiters = new Set<(code: number | null) => void>();
 
-  constructor(protected readonly daemon: boolean) {}
-
   /** Looks, without waiting, whether the child ended; {@link settle}s if so. */
   protected abstract check(): void;
-  /** Whether the means of watching the child keeps the event loop alive. */
-  protected abstract setKeepAlive(keepAlive: boolean): void;
+  /** Someone waits for the child (its end must be reported, the event loop kept alive), or nobody does. */
+  protected abstract setWaitedFor(waitedFor: boolean): void;
   abstract waitSync(timeoutMs: number | null): number | null;
   abstract close(): void;
   abstract abandon(): void;
@@ -84,11 +82,11 @@ export abstract class BasePopen implements Popen {
       const done = (code: number | null): void => {
         if (timer !== undefined) clearTimeout(timer);
         this.waiters.delete(done);
-        this.updateKeepAlive();
+        this.updateWaitedFor();
         resolve(code);
       };
       this.waiters.add(done);
-      this.updateKeepAlive();
+      this.updateWaitedFor();
       if (timeoutMs !== null) timer = setTimeout(() => done(this.poll()), timeoutMs);
     });
   }
@@ -111,12 +109,12 @@ export abstract class BasePopen implements Popen {
     if (this.ended) return;
     this.ended = true;
     this.returncode = code;
-    this.setKeepAlive(false);
+    this.setWaitedFor(false);
     for (const waiter of [...this.waiters]) waiter(code);
   }
 
-  protected updateKeepAlive(): void {
-    if (!this.ended) this.setKeepAlive(!this.daemon || this.waiters.size > 0);
+  protected updateWaitedFor(): void {
+    if (!this.ended) this.setWaitedFor(this.waiters.size > 0);
   }
 
   private signal(signal: NodeJS.Signals): void {

@@ -11,11 +11,10 @@ import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
 
-import { getStartMethod } from '../context';
 import type { BaseProcess } from '../process';
 import { childSpec, encodeSpec } from '../spawn';
 import { pollSync, procExitStatus, writeAllSync } from '../util';
-import { BasePopen } from './popen';
+import { BasePopen, StartMethod } from './popen';
 
 const SPAWN_MAIN = path.join(__dirname, '..', 'spawn_main.js');
 
@@ -67,11 +66,12 @@ export class SpawnPopen extends BasePopen {
   readonly pid: number;
   private readonly child: ChildProcess;
 
-  constructor(process_: BaseProcess) {
-    super(process_.daemon);
+  /** @param defaultMethod the parent's start method when one was set: the child's default too. */
+  constructor(process_: BaseProcess, defaultMethod: StartMethod | null) {
+    super();
     // Everything that may fail (a closure for a target, an argument that
     // cannot be sent) fails here, before a child exists.
-    const spec = encodeSpec(childSpec(process_, 'spawn', getStartMethod(true)));
+    const spec = encodeSpec(childSpec(process_, 'spawn', defaultMethod));
     this.child = spawn(process.execPath, [...childExecArgv(), SPAWN_MAIN], {
       cwd: process.cwd(),
       env: process.env,
@@ -88,7 +88,7 @@ export class SpawnPopen extends BasePopen {
     this.pid = this.child.pid;
     this.child.once('exit', (code, signal) => this.settle(exitCodeOf(code, signal)));
     sendSpec(this.child.stdio[3] as net.Socket, spec);
-    this.updateKeepAlive();
+    this.updateWaitedFor();
   }
 
   /** libuv reaps the child and reports it as 'exit'; /proc shows it ended a little sooner, without reaping. */
@@ -102,8 +102,8 @@ export class SpawnPopen extends BasePopen {
     return this.returncode;
   }
 
-  protected setKeepAlive(keepAlive: boolean): void {
-    if (keepAlive) this.child.ref();
+  protected setWaitedFor(waitedFor: boolean): void {
+    if (waitedFor) this.child.ref();
     else this.child.unref();
   }
 
