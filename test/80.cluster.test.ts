@@ -4,7 +4,7 @@
  * a node prints, a list a task pushes onto, a call settling, Redis state.
  */
 import { Pool, ClusterConnectionError, TimeoutError, WorkerLostError } from '../dist/cluster';
-import { client, NodeProcess, queueName, RedisServer, startNode, until } from './80.helpers';
+import { client, lineOf, NodeProcess, queueName, RedisServer, startNode, until } from './80.helpers';
 
 import * as tasks from './fixtures/cluster_tasks';
 
@@ -155,6 +155,27 @@ describe('cluster Pool', () => {
     await p.join();
     await until(async () => (await jobCounts(queue)) === 0);
     expect(() => p.map(tasks.square, [1])).toThrow(/terminated/);
+  });
+
+  test('SIGTERM drains a node: its running chunks finish and are reported, then it exits with 0', async () => {
+    const queue = queueName();
+    const [a] = await startNodes(queue, ['A']);
+    const p = pool(queue);
+    const key = `${queue}:started`;
+    const call = p.starmap(tasks.gate, [[1, key], [2, key]], 1);
+    await started(key, 2);
+    const exited = a.stop('SIGTERM');
+    await lineOf(a.child, a.child.stdout!, /SIGTERM, draining/);
+    const redisClient = client(redis);
+    try {
+      await redisClient.rpush(`${key}:release`, '1', '2');
+    } finally {
+      redisClient.disconnect();
+    }
+    expect(await call).toEqual([1, 2]);
+    expect(await exited).toBe(0);
+    expect(a.output.stdout).toMatch(/drained/);
+    expect(await jobCounts(queue)).toBe(0);
   });
 
   test('a node SIGKILLed mid-map: another node runs its chunks within the stall time', async () => {

@@ -7,9 +7,9 @@ import * as path from 'path';
 
 import IORedis from 'ioredis';
 
-import { NodeProcess, RedisServer } from '../scripts/cluster_local';
+import { lineOf, NodeProcess, RedisServer } from '../scripts/cluster_local';
 
-export { NodeProcess, RedisServer };
+export { lineOf, NodeProcess, RedisServer };
 
 export const TASKS = path.join(__dirname, 'fixtures', 'cluster_tasks.js');
 
