@@ -121,12 +121,12 @@ describe('cluster Pool', () => {
 
   test('abort: the call rejects with the reason, running chunks stop, waiting ones are removed', async () => {
     const queue = queueName();
-    await startNodes(queue, ['A']); // concurrency 4: 4 chunks run, the rest wait
+    await startNodes(queue, ['A']); // 2 processes: 2 chunks run, the rest wait
     const p = pool(queue);
     const key = `${queue}:started`;
     const controller = new AbortController();
     const call = p.starmap(tasks.hang, Array.from({ length: 20 }, (_, i) => [i, key] as [number, string]), { chunksize: 1, signal: controller.signal });
-    await started(key, 4);
+    await started(key, 2);
     controller.abort(new Error('enough'));
     await expect(call).rejects.toThrow('enough');
     await until(async () => (await jobCounts(queue)) === 0);
@@ -149,7 +149,7 @@ describe('cluster Pool', () => {
     const p = pool(queue);
     const key = `${queue}:started`;
     const call = p.starmap(tasks.hang, Array.from({ length: 30 }, (_, i) => [i, key] as [number, string]), 1);
-    await started(key, 8); // 4 chunks running on each node
+    await started(key, 4); // 2 chunks running on each node
     p.terminate();
     await expect(call).rejects.toThrow('terminated');
     await p.join();
@@ -186,7 +186,7 @@ describe('cluster Pool', () => {
     const key = `${queue}:started`;
     const input = Array.from({ length: 40 }, (_, i) => [i, key, 'A'] as [number, string, string]);
     const call = p.starmap(tasks.hangOn, input, 1);
-    await started(key, 4); // A holds 4 chunks and hangs in them
+    await started(key, 2); // A holds 4 chunks (2 running, 2 waiting for a process) and hangs in them
     await startNodes(queue, ['B'], fast);
     await a.stop('SIGKILL');
     expect(await call).toEqual(input.map(([x]) => x * x));
