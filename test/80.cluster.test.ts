@@ -119,7 +119,7 @@ describe('cluster Pool', () => {
     expect(seen.map(([done]) => done)).toEqual([...seen.map(([done]) => done)].sort((a, b) => a - b));
   });
 
-  test('abort: the call rejects with the reason, running chunks stop, waiting ones are removed', async () => {
+  test('abort: the call rejects with an AbortError (cause: the reason), running chunks stop, waiting ones are removed', async () => {
     const queue = queueName();
     await startNodes(queue, ['A']); // 2 processes: 2 chunks run, the rest wait
     const p = pool(queue);
@@ -127,8 +127,9 @@ describe('cluster Pool', () => {
     const controller = new AbortController();
     const call = p.starmap(tasks.hang, Array.from({ length: 20 }, (_, i) => [i, key] as [number, string]), { chunksize: 1, signal: controller.signal });
     await started(key, 2);
-    controller.abort(new Error('enough'));
-    await expect(call).rejects.toThrow('enough');
+    const reason = new Error('enough');
+    controller.abort(reason);
+    await expect(call).rejects.toMatchObject({ name: 'AbortError', code: 'ABORT_ERR', cause: reason });
     await until(async () => (await jobCounts(queue)) === 0);
     // The node is free again: its hanging chunks were stopped.
     expect(await p.map(tasks.square, [1, 2, 3], 1)).toEqual([1, 4, 9]);

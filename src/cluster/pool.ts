@@ -46,7 +46,7 @@ export interface ClusterPoolOptions {
 
 /** Options every task-submitting method takes. */
 export interface CallOptions {
-  /** Aborts the call: its waiting chunks are removed and its running ones stopped on every node. */
+  /** Aborts the call (it rejects with an `AbortError` whose `cause` is the signal's reason): its waiting chunks are removed and its running ones stopped on every node. */
   signal?: AbortSignal;
   /** Rejects the call with `TimeoutError` after this many ms, and stops it as `signal` does. */
   timeout?: number | null;
@@ -434,6 +434,13 @@ function taskReference(fn: Fn): Reference {
   }
 }
 
+/** Node's AbortError, as mp.Pool and Node's own APIs reject with: `code` 'ABORT_ERR', the signal's reason as `cause`. */
+function abortError(signal: AbortSignal): Error {
+  const error = new Error('The operation was aborted', { cause: signal.reason });
+  error.name = 'AbortError';
+  return Object.assign(error, { code: 'ABORT_ERR' });
+}
+
 // --- one call ----------------------------------------------------------------------
 
 /**
@@ -481,10 +488,10 @@ class Call {
   start(signal: AbortSignal | undefined, timeout: number | null): void {
     if (signal !== undefined) {
       if (signal.aborted) {
-        this.fail(signal.reason);
+        this.fail(abortError(signal));
         return;
       }
-      const listener = (): void => this.fail(signal.reason);
+      const listener = (): void => this.fail(abortError(signal));
       signal.addEventListener('abort', listener, { once: true });
       this.abort = { signal, listener };
     }
