@@ -1,0 +1,352 @@
+/**
+ * Proxies, as CPython's `BaseProxy`: an object of a manager's server seen
+ * from another process. Every method call is a request to the server; a
+ * method returns a Promise, and its `Sync` twin blocks for the answer.
+ *
+ * A process talks to a server over two connections, each opened on first
+ * use: one for asynchronous calls, answered in any order (a call id pairs
+ * each answer with its call), and one for blocking calls, answered in order.
+ * (Python opens one per thread; a Node process has one thread but calls
+ * without waiting.)
+ *
+ * Reference counting, as Python's: the server holds an object as long as a
+ * proxy of it lives anywhere. A proxy rebuilt in another process (a Process
+ * argument, a proxy inside a proxy's value) adds a reference (incref), and a
+ * FinalizationRegistry takes it back (decref) once the proxy is garbage.
+ * A proxy inherited through fork() adds its reference on its first call.
+ * @internal
+ */
+import { forkGeneration } from '../at_fork';
+import { EOFError } from '../errors';
+import { registerReducer } from '../reduction';
+import { addressKey, HeldProxy, localServer } from './server';
+import { ERROR, ObjectInfo, PROXY, rebuildError, RemoteErrorState, Reply, Request } from './protocol';
+
+/** What a proxy needs of a Connection (connection.ts's). */
+export interface ClientConnection {
+  send(message: unknown): void;
+  recv(): Promise<unknown>;
+  recvSync(): unknown;
+  close(): void;
+}
+
+/** An address a manager's server listens on: a Unix socket path or `[host, port]`. */
+export type Address = string | [host: string, port: number];
+
+/** Opens an authenticated connection to a server (mp.connection.Client). */
+function connect(address: Address, authkey: Buffer): ClientConnection {
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const { Client } = require('../connection') as { Client(address: Address, options: { authkey: Buffer }): ClientConnection };
+  return Client(address, { authkey });
+}
+
+/** A call of a server that is gone: a clear Error naming the server, the cause attached. */
+function serverGone(address: Address, cause: unknown): Error {
+  const error = new Error(`the manager's server at ${JSON.stringify(address)} is gone (${(cause as Error)?.message ?? String(cause)})`, { cause });
+  (error as { code?: string }).code = 'ERR_MANAGER_GONE';
+  return error;
+}
+
+interface PendingCall {
+  resolve(reply: Reply): void;
+  reject(error: Error): void;
+}
+
+/** This process's connections to one server. */
+export class ServerLink {
+  readonly #address: Address;
+  readonly #authkey: Buffer;
+  #async: ClientConnection | null = null;
+  #sync: ClientConnection | null = null;
+  readonly #pending = new Map<number, PendingCall>();
+  #nextCall = 1;
+  #reading = false;
+  #broken: Error | null = null;
+
+  constructor(address: Address, authkey: Buffer) {
+    this.#address = address;
+    this.#authkey = authkey;
+  }
+
+  get address(): Address {
+    return this.#address;
+  }
+
+  get authkey(): Buffer {
+    return this.#authkey;
+  }
+
+  /** A connection that said which process it belongs to (calls of both connections are one caller's). */
+  #open(): ClientConnection {
+    let connection: ClientConnection;
+    try {
+      connection = connect(this.#address, this.#authkey);
+    } catch (error) {
+      if ((error as Error).name === 'AuthenticationError') throw error;
+      throw serverGone(this.#address, error);
+    }
+    connection.send([0, null, 'hello', [clientId()]] satisfies Request);
+    return connection;
+  }
+
+  /** Sends a call and resolves with its answer. */
+  call(objectId: string | null, method: string, args: unknown[]): Promise<Reply> {
+    return new Promise<Reply>((resolve, reject) => {
+      if (this.#broken !== null) return reject(this.#broken);
+      const callId = this.#nextCall++;
+      try {
+        this.#async ??= this.#open();
+        this.#async.send([callId, objectId, method, args] satisfies Request);
+      } catch (error) {
+        return reject(this.#failure(error));
+      }
+      this.#pending.set(callId, { resolve, reject });
+      this.#readAnswers();
+    });
+  }
+
+  /** Reads answers while calls are pending (not longer: an idle connection must not keep the process alive). */
+  #readAnswers(): void {
+    if (this.#reading) return;
+    this.#reading = true;
+    void (async () => {
+      const connection = this.#async as ClientConnection;
+      try {
+        while (this.#pending.size > 0) {
+          const reply = (await connection.recv()) as Reply;
+          if (reply[0] === 0) continue; // the answer to 'hello'
+          const call = this.#pending.get(reply[0]);
+          this.#pending.delete(reply[0]);
+          call?.resolve(reply);
+        }
+      } catch (error) {
+        this.#breakWith(error);
+      } finally {
+        this.#reading = false;
+      }
+    })();
+  }
+
+  /** Sends a call and blocks for its answer. */
+  callSync(objectId: string | null, method: string, args: unknown[]): Reply {
+    if (this.#broken !== null) throw this.#broken;
+    try {
+      if (this.#sync === null) {
+        this.#sync = this.#open();
+        this.#sync.recvSync(); // the answer to 'hello'
+      }
+      this.#sync.send([0, objectId, method, args] satisfies Request);
+      return this.#sync.recvSync() as Reply;
+    } catch (error) {
+      throw this.#failure(error);
+    }
+  }
+
+  /** A call's failure: an argument that cannot be sent is the caller's TypeError; a broken connection breaks the link. */
+  #failure(error: unknown): Error {
+    if (error instanceof TypeError || (error as Error).name === 'AuthenticationError') return error as Error;
+    if ((error as { code?: unknown }).code === 'ERR_MANAGER_GONE') return error as Error;
+    return this.#breakWith(error);
+  }
+
+  #breakWith(cause: unknown): Error {
+    const error = cause instanceof Error && (cause as { code?: string }).code === 'ERR_MANAGER_GONE' ? cause : serverGone(this.#address, cause instanceof EOFError ? new EOFError('the connection was closed') : cause);
+    this.#broken = error;
+    for (const call of this.#pending.values()) call.reject(error);
+    this.#pending.clear();
+    this.#async?.close();
+    this.#sync?.close();
+    this.#async = this.#sync = null;
+    return error;
+  }
+
+  /** A call whose answer nobody waits for (incref, decref). */
+  tell(objectId: string | null, method: string, args: unknown[]): void {
+    this.call(objectId, method, args).catch(() => {});
+  }
+}
+
+// --- links per process ---------------------------------------------------------
+
+let links = new Map<string, ServerLink>();
+let linksGeneration = forkGeneration();
+let ownId: string | null = null;
+
+/** This process's id for servers: a forked child's is its own. */
+function clientId(): string {
+  if (ownId === null || linksGeneration !== forkGeneration()) ownId = `${process.pid}-${forkGeneration()}-${Math.random().toString(36).slice(2)}`;
+  return ownId;
+}
+
+/** This process's link to the server at `address` (a forked child never uses its parent's connections). */
+export function linkTo(address: Address, authkey: Buffer): ServerLink {
+  if (linksGeneration !== forkGeneration()) {
+    linksGeneration = forkGeneration();
+    links = new Map();
+    ownId = null;
+  }
+  const key = addressKey(address);
+  let link = links.get(key);
+  if (link === undefined) {
+    link = new ServerLink(address, authkey);
+    links.set(key, link);
+  }
+  return link;
+}
+
+// --- proxies ------------------------------------------------------------------
+
+/** Where a proxy's object is, as Python's `Token` (with the exposed names and the authkey). */
+export interface ProxyState extends ObjectInfo {
+  address: Address;
+  authkey: Buffer;
+}
+
+/** Symbol-keyed: a Namespace proxy is a JS Proxy, whose target private fields cannot be read through. */
+const STATE = Symbol('proxy state');
+const GENERATION = Symbol('proxy generation');
+
+interface Referenced {
+  link: ServerLink;
+  id: string;
+  generation: number;
+}
+
+/** Takes back a proxy's reference once it is garbage, in the process that added it. */
+const released = new FinalizationRegistry<Referenced>(({ link, id, generation }) => {
+  if (generation === forkGeneration() && linksGeneration === forkGeneration()) link.tell(null, 'decref', [id]);
+});
+
+/** A proxy's class, made from its state. */
+export type ProxyClass = new (state: ProxyState, incref: boolean) => BaseProxy;
+
+/**
+ * A proxy of an object held by a manager's server, as Python's
+ * `managers.BaseProxy`. Subclasses call {@link _callMethod} and
+ * {@link _callMethodSync}; {@link exposeMethods} writes both for a list of names.
+ */
+export class BaseProxy {
+  /** @internal */ readonly [STATE]: ProxyState;
+  /** @internal The fork generation whose reference this proxy holds. */ [GENERATION]: number;
+
+  /** @internal Proxies are made by a manager's factories and when they cross into a process. */
+  constructor(state: ProxyState, incref: boolean) {
+    this[STATE] = state;
+    this[GENERATION] = forkGeneration();
+    if (incref) this.#addReference();
+    else released.register(this, { link: this._link(), id: state.id, generation: this[GENERATION] });
+  }
+
+  #addReference(): void {
+    const link = this._link();
+    link.tell(null, 'incref', [this[STATE].id]);
+    this[GENERATION] = forkGeneration();
+    released.register(this, { link, id: this[STATE].id, generation: this[GENERATION] });
+  }
+
+  /** @internal This process's link to the server (a forked child's proxy adds its reference on first use). */
+  _link(): ServerLink {
+    const link = linkTo(this[STATE].address, this[STATE].authkey);
+    if (this[GENERATION] !== forkGeneration()) this.#addReference();
+    return link;
+  }
+
+  /** The typeid of the object in its server (`'dict'`, `'Queue'`...). */
+  get _typeid(): string {
+    return this[STATE].typeid;
+  }
+
+  /** The id of the object in its server. */
+  get _id(): string {
+    return this[STATE].id;
+  }
+
+  /** The address of the server. */
+  get _address(): Address {
+    return this[STATE].address;
+  }
+
+  /** Calls `method` of the object in the server; resolves with its result, rejects with its error. */
+  async _callMethod(method: string, args: unknown[] = []): Promise<unknown> {
+    return this.#result(await this._link().call(this[STATE].id, method, args));
+  }
+
+  /** {@link _callMethod}, blocking for the answer. */
+  _callMethodSync(method: string, args: unknown[] = []): unknown {
+    return this.#result(this._link().callSync(this[STATE].id, method, args));
+  }
+
+  #result([, status, value]: Reply): unknown {
+    if (status === ERROR) throw rebuildError(value as RemoteErrorState);
+    if (status === PROXY) return makeProxy({ ...(value as ObjectInfo), address: this[STATE].address, authkey: this[STATE].authkey }, false);
+    return value;
+  }
+
+  /** `<DictProxy object, typeid 'dict' at 1f>`, as Python's repr. */
+  toString(): string {
+    return `<${this.constructor.name} object, typeid '${this[STATE].typeid}' at ${this[STATE].id}>`;
+  }
+}
+
+/** Defines `name(...args)` (a Promise) and `nameSync(...args)` for each of `names` on `type`'s prototype. */
+export function exposeMethods(type: abstract new (...args: never[]) => BaseProxy, names: readonly string[]): void {
+  for (const name of names) {
+    Object.defineProperty(type.prototype, name, {
+      configurable: true,
+      writable: true,
+      value: function (this: BaseProxy, ...args: unknown[]) {
+        return this._callMethod(name, args);
+      },
+    });
+    Object.defineProperty(type.prototype, `${name}Sync`, {
+      configurable: true,
+      writable: true,
+      value: function (this: BaseProxy, ...args: unknown[]) {
+        return this._callMethodSync(name, args);
+      },
+    });
+  }
+}
+
+// --- proxy types by typeid ----------------------------------------------------------
+
+const proxyTypes = new Map<string, ProxyClass>();
+const autoProxyTypes = new Map<string, ProxyClass>();
+
+/** Proxies of `typeid` are made with `type` in this process (BaseManager.register). */
+export function setProxyType(typeid: string, type: ProxyClass): void {
+  proxyTypes.set(typeid, type);
+}
+
+/** A proxy class with a method (and its Sync twin) for each exposed name, as Python's `AutoProxy`. */
+export function autoProxyType(exposed: readonly string[]): ProxyClass {
+  const key = [...exposed].sort().join(',');
+  let type = autoProxyTypes.get(key);
+  if (type === undefined) {
+    type = class AutoProxy extends BaseProxy {};
+    exposeMethods(type, exposed);
+    autoProxyTypes.set(key, type);
+  }
+  return type;
+}
+
+/** A proxy of `state`: of its typeid's registered class, else an AutoProxy of its exposed methods. */
+export function makeProxy(state: ProxyState, incref: boolean): BaseProxy {
+  const type = proxyTypes.get(state.typeid) ?? autoProxyType(state.exposed);
+  return new type(state, incref);
+}
+
+// --- crossing into other processes --------------------------------------------------
+
+const proxyReducer = {
+  kind: 'ManagerProxy',
+  reduce: (proxy: BaseProxy | HeldProxy): ProxyState => (proxy instanceof HeldProxy ? (proxy.state as ProxyState) : { ...proxy[STATE] }),
+  /** In the proxy's own server: the server keeps it and its object; elsewhere: a proxy with a reference of its own. */
+  rebuild(state: ProxyState): BaseProxy | HeldProxy {
+    const server = localServer(state.address);
+    if (server !== undefined) return new HeldProxy(state, server.referent(state.id));
+    return makeProxy(state, true);
+  },
+};
+registerReducer(BaseProxy, proxyReducer);
+registerReducer(HeldProxy, proxyReducer);
