@@ -32,6 +32,7 @@ const synchronize = onFirstUse((): typeof import('./synchronize') => require('./
 const sharedctypes = onFirstUse((): typeof import('./sharedctypes') => require('./sharedctypes'));
 const sharedMemory = onFirstUse((): typeof import('./shared_memory') => require('./shared_memory'));
 const native = onFirstUse((): typeof Native => require('./native'));
+const managers = onFirstUse((): typeof import('./managers') => require('./managers'));
 const forkPopen = onFirstUse((): typeof import('./popen/fork') => require('./popen/fork'));
 const spawnPopen = onFirstUse((): typeof import('./popen/spawn') => require('./popen/spawn'));
 const forkServerPopen = onFirstUse((): typeof import('./popen/forkserver') => require('./popen/forkserver'));
@@ -170,6 +171,16 @@ export class BaseContext {
   // queues.ts, connection.ts) are not written yet. Each becomes one line here,
   // e.g. `readonly Pipe = connection.Pipe;`; a factory that starts processes
   // (Pool) passes the context on: `new pool.Pool(n, { ...options, context: this })`.
+
+  /** See `Manager`: its server process starts with this context's start method. */
+  Manager(options: Omit<import('./managers').ManagerOptions, 'context'> = {}): Promise<import('./managers').SyncManager> {
+    return managers().Manager({ ...options, context: this });
+  }
+
+  /** See `ManagerSync`: its server process starts with this context's start method. */
+  ManagerSync(options: Omit<import('./managers').ManagerOptions, 'context'> = {}): import('./managers').SyncManager {
+    return managers().ManagerSync({ ...options, context: this });
+  }
 
   /** @param method the start method of this context; `null` for the default context. */
   constructor(private readonly method: StartMethod | null) {

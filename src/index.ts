@@ -20,6 +20,7 @@ import * as os from './os';
 import './eager/end';
 
 import type * as Context from './context';
+import type * as Managers from './managers';
 import { compileEagerly } from './eager/compilation';
 import { defineLazyExports } from './lazy';
 import type * as ProcessModule from './process';
@@ -40,6 +41,27 @@ export type * from './process';
 export type * from './synchronize';
 export type * from './sharedctypes';
 export type * from './shared_memory';
+export type {
+  ManagerOptions,
+  RegisterOptions,
+  Initializer,
+  Address,
+  DictKey,
+  ProxyClass,
+  DictProxy,
+  ListProxy,
+  NamespaceProxy,
+  ValueProxy,
+  ArrayProxy,
+  QueueProxy,
+  JoinableQueueProxy,
+  AcquirerProxy,
+  SemaphoreProxy,
+  ConditionProxy,
+  EventProxy,
+  BarrierProxy,
+  Server,
+} from './managers';
 
 export declare const Process: typeof Context.Process;
 export type Process<A extends unknown[] = unknown[]> = Context.Process<A>;
@@ -92,6 +114,19 @@ export type SharedMemory = SharedMemoryModule.SharedMemory;
 export declare const ShareableList: typeof SharedMemoryModule.ShareableList;
 export type ShareableList = SharedMemoryModule.ShareableList;
 
+export declare const Manager: typeof Managers.Manager;
+export declare const ManagerSync: typeof Managers.ManagerSync;
+export declare const SyncManager: typeof Managers.SyncManager;
+export type SyncManager = Managers.SyncManager;
+export declare const BaseManager: typeof Managers.BaseManager;
+export type BaseManager = Managers.BaseManager;
+export declare const BaseProxy: typeof Managers.BaseProxy;
+export type BaseProxy = Managers.BaseProxy;
+export declare const Namespace: typeof Managers.Namespace;
+export type Namespace = Managers.Namespace;
+/** `multiprocessing.managers`: the proxy classes, the Server, and the objects a server holds. */
+export declare const managers: typeof Managers;
+
 /** The Process path, compiled eagerly as it loads (the fork start method's included). */
 function loadProcessPath(): typeof Context & typeof ProcessModule {
   return compileEagerly(() => {
@@ -136,3 +171,12 @@ defineLazyExports(exports, () => require('./shared_memory') as typeof SharedMemo
   'SharedMemory',
   'ShareableList',
 ]);
+defineLazyExports(exports, () => require('./managers') as typeof Managers, [
+  'Manager',
+  'ManagerSync',
+  'SyncManager',
+  'BaseManager',
+  'BaseProxy',
+  'Namespace',
+]);
+defineLazyExports(exports, () => ({ managers: require('./managers') as typeof Managers }), ['managers']);

@@ -307,6 +307,11 @@ export class BaseManager {
     return this.#address;
   }
 
+  /** @internal The server process of a started manager (Python's `_process`). */
+  get _process(): BaseProcess | null {
+    return this.#process;
+  }
+
   /** The key clients must know. */
   get authkey(): Buffer {
     return this.#options.authkey;
@@ -556,11 +561,11 @@ export interface SyncManager {
   Namespace(init?: Record<string, unknown>): Promise<NamespaceProxy>;
   NamespaceSync(init?: Record<string, unknown>): NamespaceProxy;
   /** A typed value, as `mp.RawValue(typecode, value)` in the server. */
-  Value<V extends number | bigint | string = number>(typecode: string, value?: V): Promise<ValueProxy<V>>;
-  ValueSync<V extends number | bigint | string = number>(typecode: string, value?: V): ValueProxy<V>;
+  Value<V extends number | bigint | string = number>(typecode: string, value?: number | bigint | string): Promise<ValueProxy<V>>;
+  ValueSync<V extends number | bigint | string = number>(typecode: string, value?: number | bigint | string): ValueProxy<V>;
   /** A typed array, as `mp.RawArray(typecode, sizeOrValues)` in the server. */
-  Array<V extends number | bigint = number>(typecode: string, sizeOrValues: number | Iterable<V>): Promise<ArrayProxy<V>>;
-  ArraySync<V extends number | bigint = number>(typecode: string, sizeOrValues: number | Iterable<V>): ArrayProxy<V>;
+  Array<V extends number | bigint = number>(typecode: string, sizeOrValues: number | Iterable<number | bigint>): Promise<ArrayProxy<V>>;
+  ArraySync<V extends number | bigint = number>(typecode: string, sizeOrValues: number | Iterable<number | bigint>): ArrayProxy<V>;
   /** A FIFO queue (`maxsize` 0: unbounded). */
   Queue<T = unknown>(maxsize?: number): Promise<QueueProxy<T>>;
   QueueSync<T = unknown>(maxsize?: number): QueueProxy<T>;
