@@ -18,10 +18,11 @@
  */
 import type * as Crypto from 'crypto';
 
+import { registerAtFork } from './at_fork';
 import type { BaseContext } from './context';
 import type { BaseProcess } from './process';
 import { Reference, referenceOf, resolveReference } from './reference';
-import { describe, validateFunction, validateTimeout } from './validate';
+import { describe, validateFunction, validateOptions, validateTimeout } from './validate';
 import * as objects from './managers/objects';
 import { ERROR, ObjectInfo, rebuildError, RemoteErrorState, errorState } from './managers/protocol';
 import {
@@ -187,8 +188,7 @@ async function resolveTypes(types: readonly TypeSpec[]): Promise<Map<string, Ser
  * or is gone (the owner's end of `ownerLink` closes, by any exit, SIGKILL
  * included). @internal
  */
-export async function serveManager(spec: ServerSpec, ownerLink: PipeEnd, inheritedOwnerEnd: PipeEnd | null): Promise<void> {
-  inheritedOwnerEnd?.close(); // a forked server has a copy of its owner's end: it would never see it close
+export async function serveManager(spec: ServerSpec, ownerLink: PipeEnd): Promise<void> {
   let server: Server;
   try {
     const registry = await resolveTypes(spec.types);
@@ -200,6 +200,8 @@ export async function serveManager(spec: ServerSpec, ownerLink: PipeEnd, inherit
     ownerLink.close();
     return;
   }
+  // The owner's exit terminates its daemonic children: leave as cleanly as on a shutdown.
+  process.on('SIGTERM', () => server.shutdown());
   ownerLink.send({ address: server.address as Address } satisfies StartReport);
   // Any message, or the end of the owner's end, stops the server.
   ownerLink.recv().then(
@@ -266,8 +268,13 @@ export class BaseManager {
    */
   static register(typeid: string, options: RegisterOptions = {}): void {
     if (typeof typeid !== 'string' || typeid === '') throw new TypeError(`typeid must be a non-empty string, got ${describe(typeid)}`);
-    if (typeof options !== 'object' || options === null) throw new TypeError(`options must be an object, got ${describe(options)}`);
-    const { proxytype = null, exposed = null, methodToTypeid = null, createMethod = true } = options;
+    const { callable, proxytype = null, exposed = null, methodToTypeid = null, createMethod = true } = validateOptions(options, [
+      'callable',
+      'proxytype',
+      'exposed',
+      'methodToTypeid',
+      'createMethod',
+    ] as const) as RegisterOptions;
     if (proxytype !== null && !(typeof proxytype === 'function' && proxytype.prototype instanceof BaseProxy)) {
       throw new TypeError(`options.proxytype must be a subclass of BaseProxy, got ${describe(proxytype)}`);
     }
@@ -279,7 +286,7 @@ export class BaseManager {
     const defaultExposed = (proxytype as { _exposed?: readonly string[] } | null)?._exposed ?? null;
     this._registry.set(typeid, {
       typeid,
-      callable: asCallable(options.callable),
+      callable: asCallable(callable),
       exposed: exposed ?? defaultExposed,
       methodToTypeid,
       proxytype,
@@ -295,8 +302,12 @@ export class BaseManager {
   #ownerLink: PipeEnd | null = null;
 
   constructor(options: ManagerOptions = {}) {
-    if (typeof options !== 'object' || options === null) throw new TypeError(`options must be an object, got ${describe(options)}`);
-    const { address = null, authkey = null, context = null, shutdownTimeout = 1000 } = options;
+    const { address = null, authkey = null, context = null, shutdownTimeout = 1000 } = validateOptions(options, [
+      'address',
+      'authkey',
+      'context',
+      'shutdownTimeout',
+    ] as const) as ManagerOptions;
     validateTimeout(shutdownTimeout, 'options.shutdownTimeout');
     this.#options = { address: validateAddress(address), authkey: toKey(authkey), context, shutdownTimeout };
     this.#address = this.#options.address;
@@ -373,13 +384,15 @@ export class BaseManager {
       initargs: initargs ?? [],
     };
     const [ownerLink, serverLink] = connection().Pipe(true);
-    const server = new context.Process({
-      target: serveManager,
-      args: [spec, serverLink, method === 'fork' ? ownerLink : null],
-      name: `${this.constructor.name}-${++managerCount}`,
-    });
+    // Daemonic: a server must not keep its owner's event loop alive (it ends with its owner anyway).
+    const name = `${this.constructor.name}-${++managerCount}`;
+    const server = new context.Process({ target: serveManager, args: [spec, serverLink], name, daemon: true });
+    holdOwnerLink(ownerLink); // before the fork: a forked server must not keep a copy of it
     try {
       server.start();
+    } catch (error) {
+      releaseOwnerLink(ownerLink);
+      throw error;
     } finally {
       serverLink.close();
     }
@@ -398,7 +411,7 @@ export class BaseManager {
     const result = report as StartReport;
     if ('error' in result) {
       this.#state = 'shutdown';
-      this.#ownerLink?.close();
+      if (this.#ownerLink !== null) releaseOwnerLink(this.#ownerLink);
       void this.#process?.join();
       throw rebuildError(result.error);
     }
@@ -469,7 +482,7 @@ export class BaseManager {
     const wasStarted = this.#state === 'started';
     this.#state = 'shutdown';
     if (!wasStarted) return null;
-    this.#ownerLink?.close(); // the server's watch of it ends: the server stops
+    if (this.#ownerLink !== null) releaseOwnerLink(this.#ownerLink); // the server's watch of it ends: the server stops
     this.#ownerLink = null;
     return this.#process;
   }
@@ -506,6 +519,34 @@ export class BaseManager {
 }
 
 let managerCount = 0;
+
+// --- the owner's ends of the links to its servers -------------------------------------
+// A server stops when its owner's end closes. So the owner closes them all as
+// it exits (the exit handler then joins the servers, as Python's shuts its
+// managers down before joining its children), and a forked child closes its
+// copies at once: a child that outlives a killed owner must not keep its
+// servers running.
+
+const ownerLinks = new Set<PipeEnd>();
+let hooked = false;
+
+function holdOwnerLink(link: PipeEnd): void {
+  ownerLinks.add(link);
+  if (hooked) return;
+  hooked = true;
+  registerAtFork({ afterInChild: closeOwnerLinks });
+  process.prependListener('exit', closeOwnerLinks);
+}
+
+function releaseOwnerLink(link: PipeEnd): void {
+  ownerLinks.delete(link);
+  link.close();
+}
+
+function closeOwnerLinks(): void {
+  for (const link of ownerLinks) link.close();
+  ownerLinks.clear();
+}
 
 /** The factory `typeid(...args)` and its Sync twin, on a manager class's prototype. */
 function defineFactory(prototype: BaseManager, typeid: string): void {

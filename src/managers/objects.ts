@@ -13,7 +13,7 @@
 import { isDeepStrictEqual } from 'util';
 
 import { BrokenBarrierError, Empty, Full } from '../errors';
-import { describe, validateInteger, validateTimeout } from '../validate';
+import { describe, validateInteger, validateOptions, validateTimeout } from '../validate';
 import { Caller, currentCaller, WaitQueue } from './waiting';
 
 /** An Error whose `name` is Python's class name, e.g. `KeyError`. */
@@ -220,7 +220,7 @@ export class ServerList {
 
   /** Sorts in place as Python does: numbers (and bigints) or strings, ascending unless `reverse`. */
   sort(options: { reverse?: boolean } = {}): void {
-    const reverse = options.reverse ?? false;
+    const { reverse = false } = validateOptions(options, ['reverse'] as const);
     if (typeof reverse !== 'boolean') throw new TypeError(`options.reverse must be a boolean, got ${describe(reverse)}`);
     this.#items.sort(reverse ? (a, b) => compareItems(b, a) : compareItems);
   }
@@ -282,9 +282,8 @@ export interface BlockOptions {
 
 /** How long `options` allow to wait: `null` for ever, 0 not at all. */
 function waitLimit(options: BlockOptions | undefined): number | null {
-  if (options === undefined || options === null) return null;
-  if (typeof options !== 'object') throw new TypeError(`options must be an object, got ${describe(options)}`);
-  const { block = true, timeout } = options;
+  if (options === null) return null;
+  const { block = true, timeout } = validateOptions(options, ['block', 'timeout'] as const);
   if (typeof block !== 'boolean') throw new TypeError(`options.block must be a boolean, got ${describe(block)}`);
   const limit = validateTimeout(timeout, 'options.timeout');
   return block ? limit : 0;
@@ -652,11 +651,11 @@ export class ServerBarrier {
 
   constructor(parties: unknown, options: { timeout?: number | null } = {}) {
     this.#parties = validateInteger(parties, 'parties', 1);
-    if (typeof options !== 'object' || options === null) throw new TypeError(`options must be an object, got ${describe(options)}`);
-    if ('action' in options && options.action !== undefined) {
+    const { action, timeout } = validateOptions(options, ['action', 'timeout'] as const);
+    if (action !== undefined) {
       throw new TypeError("a manager's Barrier takes no action: a function cannot be sent to the server; run it where wait() resolves with index 0");
     }
-    this.#timeout = validateTimeout(options.timeout, 'options.timeout');
+    this.#timeout = validateTimeout(timeout, 'options.timeout');
   }
 
   /** Resolves with this party's index (0 .. parties - 1) once all have come; BrokenBarrierError otherwise. */

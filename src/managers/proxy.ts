@@ -233,22 +233,14 @@ export class BaseProxy {
   constructor(state: ProxyState, incref: boolean) {
     this[STATE] = state;
     this[GENERATION] = forkGeneration();
-    if (incref) this.#addReference();
+    if (incref) addReference(this);
     else released.register(this, { link: this._link(), id: state.id, generation: this[GENERATION] });
-  }
-
-  #addReference(): void {
-    const link = this._link();
-    link.tell(null, 'incref', [this[STATE].id]);
-    this[GENERATION] = forkGeneration();
-    released.register(this, { link, id: this[STATE].id, generation: this[GENERATION] });
   }
 
   /** @internal This process's link to the server (a forked child's proxy adds its reference on first use). */
   _link(): ServerLink {
-    const link = linkTo(this[STATE].address, this[STATE].authkey);
-    if (this[GENERATION] !== forkGeneration()) this.#addReference();
-    return link;
+    if (this[GENERATION] !== forkGeneration()) addReference(this);
+    return linkTo(this[STATE].address, this[STATE].authkey);
   }
 
   /** The typeid of the object in its server (`'dict'`, `'Queue'`...). */
@@ -268,24 +260,35 @@ export class BaseProxy {
 
   /** Calls `method` of the object in the server; resolves with its result, rejects with its error. */
   async _callMethod(method: string, args: unknown[] = []): Promise<unknown> {
-    return this.#result(await this._link().call(this[STATE].id, method, args));
+    return resultOf(this, await this._link().call(this[STATE].id, method, args));
   }
 
   /** {@link _callMethod}, blocking for the answer. */
   _callMethodSync(method: string, args: unknown[] = []): unknown {
-    return this.#result(this._link().callSync(this[STATE].id, method, args));
-  }
-
-  #result([, status, value]: Reply): unknown {
-    if (status === ERROR) throw rebuildError(value as RemoteErrorState);
-    if (status === PROXY) return makeProxy({ ...(value as ObjectInfo), address: this[STATE].address, authkey: this[STATE].authkey }, false);
-    return value;
+    return resultOf(this, this._link().callSync(this[STATE].id, method, args));
   }
 
   /** `<DictProxy object, typeid 'dict' at 1f>`, as Python's repr. */
   toString(): string {
     return `<${this.constructor.name} object, typeid '${this[STATE].typeid}' at ${this[STATE].id}>`;
   }
+}
+
+// Functions, not private methods: `this` may be a Namespace proxy's JS Proxy, through which no private member is reached.
+
+/** `proxy` holds a reference of this process from now on, taken back once it is garbage. */
+function addReference(proxy: BaseProxy): void {
+  proxy[GENERATION] = forkGeneration();
+  const link = linkTo(proxy[STATE].address, proxy[STATE].authkey);
+  link.tell(null, 'incref', [proxy[STATE].id]);
+  released.register(proxy, { link, id: proxy[STATE].id, generation: proxy[GENERATION] });
+}
+
+/** What a call of `proxy`'s method answered: its value, its error thrown, or a proxy of a new object of the server. */
+function resultOf(proxy: BaseProxy, [, status, value]: Reply): unknown {
+  if (status === ERROR) throw rebuildError(value as RemoteErrorState);
+  if (status === PROXY) return makeProxy({ ...(value as ObjectInfo), address: proxy[STATE].address, authkey: proxy[STATE].authkey }, false);
+  return value;
 }
 
 /** Defines `name(...args)` (a Promise) and `nameSync(...args)` for each of `names` on `type`'s prototype. */
