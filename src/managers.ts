@@ -210,6 +210,9 @@ export async function serveManager(spec: ServerSpec, ownerLink: PipeEnd): Promis
   );
   await server.serveForever();
   ownerLink.close();
+  // As Python's server process (serve_forever ends in sys.exit(0)): nothing an initializer
+  // left behind (a timer, a socket) keeps it running.
+  process.exit(0);
 }
 
 // --- BaseManager ---------------------------------------------------------------------
@@ -300,6 +303,7 @@ export class BaseManager {
   #address: Address | null;
   #process: BaseProcess | null = null;
   #ownerLink: PipeEnd | null = null;
+  #serverLink: PipeEnd | null = null;
 
   constructor(options: ManagerOptions = {}) {
     const { address = null, authkey = null, context = null, shutdownTimeout = 1000 } = validateOptions(options, [
@@ -392,22 +396,26 @@ export class BaseManager {
       server.start();
     } catch (error) {
       releaseOwnerLink(ownerLink);
-      throw error;
-    } finally {
       serverLink.close();
+      throw error;
     }
     this.#process = server;
     this.#ownerLink = ownerLink;
+    // A spawned server takes its end from this process while it starts: closed once it reported.
+    this.#serverLink = serverLink;
     this.#state = 'started';
     return ownerLink;
   }
 
   #lostAtStart(error: unknown): never {
     this.#state = 'shutdown';
+    this.#serverLink?.close();
     throw new Error(`the manager's server process ended before it listened (exit code ${this.#process?.exitCode ?? 'unknown'})`, { cause: error });
   }
 
   #started(report: unknown): void {
+    this.#serverLink?.close();
+    this.#serverLink = null;
     const result = report as StartReport;
     if ('error' in result) {
       this.#state = 'shutdown';
