@@ -18,7 +18,7 @@
  */
 import type * as Crypto from 'crypto';
 
-import { registerAtFork } from './at_fork';
+import { forkGeneration, registerAtFork } from './at_fork';
 import type { BaseContext } from './context';
 import type { BaseProcess } from './process';
 import { Reference, referenceOf, resolveReference } from './reference';
@@ -40,7 +40,7 @@ import {
   ValueProxy,
 } from './managers/proxies';
 import type { AcquireOptions, BlockOptions, DictKey } from './managers/proxies';
-import { Address, autoProxyType, BaseProxy, ClientConnection, linkTo, ProxyClass, ProxyState, ServerLink, setProxyType } from './managers/proxy';
+import { Address, autoProxyType, BaseProxy, ClientConnection, connectionLayer, linkTo, ProxyClass, ProxyState, ServerLink, setProxyType } from './managers/proxy';
 import { Server, ServedCallable, ServedType, ServerListener } from './managers/server';
 
 export {
@@ -95,8 +95,7 @@ interface ConnectionModule {
 }
 
 function connection(): ConnectionModule {
-  // eslint-disable-next-line @typescript-eslint/no-var-requires
-  return require('./connection') as ConnectionModule;
+  return connectionLayer() as ConnectionModule;
 }
 
 function randomKey(): Buffer {
@@ -211,8 +210,9 @@ export async function serveManager(spec: ServerSpec, ownerLink: PipeEnd): Promis
   await server.serveForever();
   ownerLink.close();
   // As Python's server process (serve_forever ends in sys.exit(0)): nothing an initializer
-  // left behind (a timer, a socket) keeps it running.
-  process.exit(0);
+  // left behind (a timer, a socket) keeps it running. A forked server leaves through
+  // _exit once this target settles; a spawned one would wait for its event loop.
+  if (forkGeneration() === 0) process.exit(0);
 }
 
 // --- BaseManager ---------------------------------------------------------------------

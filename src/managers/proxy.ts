@@ -33,11 +33,34 @@ export interface ClientConnection {
 /** An address a manager's server listens on: a Unix socket path or `[host, port]`. */
 export type Address = string | [host: string, port: number];
 
+/** What managers use of connection.ts: Pipe, Listener and Client. */
+interface ConnectionLayer {
+  Pipe: unknown;
+  Listener: unknown;
+  Client(address: Address, options: { authkey: Buffer }): ClientConnection;
+}
+
+/** connection.ts, checked for what managers need of it. @internal */
+export function connectionLayer(): ConnectionLayer {
+  let layer: Partial<ConnectionLayer> = {};
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    layer = require('../connection') as Partial<ConnectionLayer>;
+  } catch {
+    // reported below, with what is missing
+  }
+  const missing = (['Pipe', 'Listener', 'Client'] as const).filter((name) => typeof layer[name] !== 'function');
+  if (missing.length > 0) {
+    throw Object.assign(new Error(`managers need mp.connection's ${missing.join(', ')}, which this build of node-multiprocessing does not have`), {
+      code: 'ERR_MANAGER_NO_CONNECTION',
+    });
+  }
+  return layer as ConnectionLayer;
+}
+
 /** Opens an authenticated connection to a server (mp.connection.Client). */
 function connect(address: Address, authkey: Buffer): ClientConnection {
-  // eslint-disable-next-line @typescript-eslint/no-var-requires
-  const { Client } = require('../connection') as { Client(address: Address, options: { authkey: Buffer }): ClientConnection };
-  return Client(address, { authkey });
+  return connectionLayer().Client(address, { authkey });
 }
 
 /** A call of a server that is gone: a clear Error naming the server, the cause attached. */
