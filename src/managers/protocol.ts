@@ -7,6 +7,9 @@
  * @internal
  */
 
+/** The call id of a call the server does not answer (hello, incref, decref). */
+export const NO_ANSWER = -1;
+
 /** `[callId, objectId (null: the server itself), method, args]`. */
 export type Request = [callId: number, objectId: string | null, method: string, args: unknown[]];
 

@@ -20,7 +20,7 @@ import { forkGeneration } from '../at_fork';
 import { EOFError } from '../errors';
 import { registerReducer } from '../reduction';
 import { addressKey, HeldProxy, localServer } from './server';
-import { ERROR, ObjectInfo, PROXY, rebuildError, RemoteErrorState, Reply, Request } from './protocol';
+import { ERROR, NO_ANSWER, ObjectInfo, PROXY, rebuildError, RemoteErrorState, Reply, Request } from './protocol';
 
 /** What a proxy needs of a Connection (connection.ts's). */
 export interface ClientConnection {
@@ -70,6 +70,15 @@ function serverGone(address: Address, cause: unknown): Error {
   return error;
 }
 
+/**
+ * Calls of one process sent and not answered yet, at most. `send()` blocks
+ * while the peer's buffer is full, and a Unix socket's buffer holds a few
+ * hundred small messages: a burst of unanswered calls (Promise.all of 1,000
+ * sets) would fill the server's buffer while its answers fill ours, each side
+ * blocked in send(). Answers to this many always fit.
+ */
+const MAX_IN_FLIGHT = 32;
+
 interface PendingCall {
   resolve(reply: Reply): void;
   reject(error: Error): void;
@@ -82,6 +91,8 @@ export class ServerLink {
   #async: ClientConnection | null = null;
   #sync: ClientConnection | null = null;
   readonly #pending = new Map<number, PendingCall>();
+  /** Calls not sent yet: at most MAX_IN_FLIGHT are. */
+  #waiting: Request[] = [];
   #nextCall = 1;
   #reading = false;
   #broken: Error | null = null;
@@ -108,7 +119,7 @@ export class ServerLink {
       if ((error as Error).name === 'AuthenticationError') throw error;
       throw serverGone(this.#address, error);
     }
-    connection.send([0, null, 'hello', [clientId()]] satisfies Request);
+    connection.send([NO_ANSWER, null, 'hello', [clientId()]] satisfies Request);
     return connection;
   }
 
@@ -116,16 +127,37 @@ export class ServerLink {
   call(objectId: string | null, method: string, args: unknown[]): Promise<Reply> {
     return new Promise<Reply>((resolve, reject) => {
       if (this.#broken !== null) return reject(this.#broken);
-      const callId = this.#nextCall++;
-      try {
-        this.#async ??= this.#open();
-        this.#async.send([callId, objectId, method, args] satisfies Request);
-      } catch (error) {
-        return reject(this.#failure(error));
+      const request: Request = [this.#nextCall++, objectId, method, args];
+      if (this.#pending.size < MAX_IN_FLIGHT) {
+        try {
+          this.#send(request);
+        } catch (error) {
+          return reject(this.#failure(error));
+        }
+      } else {
+        this.#waiting.push(request);
       }
-      this.#pending.set(callId, { resolve, reject });
+      this.#pending.set(request[0], { resolve, reject });
       this.#readAnswers();
     });
+  }
+
+  #send(request: Request): void {
+    this.#async ??= this.#open();
+    this.#async.send(request);
+  }
+
+  /** An answer came: the oldest call waiting to be sent goes out. */
+  #sendNext(): void {
+    const request = this.#waiting.shift();
+    if (request === undefined) return;
+    try {
+      this.#send(request);
+    } catch (error) {
+      const call = this.#pending.get(request[0]);
+      this.#pending.delete(request[0]);
+      call?.reject(this.#failure(error));
+    }
   }
 
   /** Reads answers while calls are pending (not longer: an idle connection must not keep the process alive). */
@@ -137,9 +169,9 @@ export class ServerLink {
       try {
         while (this.#pending.size > 0) {
           const reply = (await connection.recv()) as Reply;
-          if (reply[0] === 0) continue; // the answer to 'hello'
           const call = this.#pending.get(reply[0]);
           this.#pending.delete(reply[0]);
+          this.#sendNext();
           call?.resolve(reply);
         }
       } catch (error) {
@@ -154,10 +186,7 @@ export class ServerLink {
   callSync(objectId: string | null, method: string, args: unknown[]): Reply {
     if (this.#broken !== null) throw this.#broken;
     try {
-      if (this.#sync === null) {
-        this.#sync = this.#open();
-        this.#sync.recvSync(); // the answer to 'hello'
-      }
+      this.#sync ??= this.#open();
       this.#sync.send([0, objectId, method, args] satisfies Request);
       return this.#sync.recvSync() as Reply;
     } catch (error) {
@@ -177,15 +206,21 @@ export class ServerLink {
     this.#broken = error;
     for (const call of this.#pending.values()) call.reject(error);
     this.#pending.clear();
+    this.#waiting = [];
     this.#async?.close();
     this.#sync?.close();
     this.#async = this.#sync = null;
     return error;
   }
 
-  /** A call whose answer nobody waits for (incref, decref). */
+  /** A call the server does not answer (hello, incref, decref); lost with a broken link. */
   tell(objectId: string | null, method: string, args: unknown[]): void {
-    this.call(objectId, method, args).catch(() => {});
+    if (this.#broken !== null) return;
+    try {
+      this.#send([NO_ANSWER, objectId, method, args]);
+    } catch (error) {
+      this.#failure(error);
+    }
   }
 }
 

@@ -9,7 +9,7 @@
 import { isThenable } from '../util';
 import { describe } from '../validate';
 import { pythonError } from './objects';
-import { ERROR, errorState, isRequest, ObjectInfo, PROXY, Reply, Request, RETURN } from './protocol';
+import { ERROR, errorState, isRequest, NO_ANSWER, ObjectInfo, PROXY, Reply, Request, RETURN } from './protocol';
 import { Caller, runAs } from './waiting';
 
 /** A function that makes (or returns) the object a typeid serves. */
@@ -183,7 +183,7 @@ export class Server {
   }
 
   #answer(connection: ServerConnection, reply: Reply): void {
-    if (!this.#connections.has(connection)) return; // the caller is gone
+    if (reply[0] === NO_ANSWER || !this.#connections.has(connection)) return; // not asked for, or the caller is gone
     try {
       connection.send(reply);
     } catch (error) {
