@@ -25,7 +25,12 @@ import { Reference, referenceOf, resolveReference } from './reference';
 import { describe, validateFunction, validateOptions, validateTimeout } from './validate';
 import * as objects from './managers/objects';
 import { ERROR, ObjectInfo, rebuildError, RemoteErrorState, errorState } from './managers/protocol';
-import {
+import * as proxies from './managers/proxies';
+import type { AcquireOptions, BlockOptions, DictKey } from './managers/proxies';
+import { Address, autoProxyType, BaseProxy, ClientConnection, connectionLayer, linkTo, ProxyClass, ProxyState, ServerLink, setProxyType } from './managers/proxy';
+import { Server, ServedCallable, ServedType, ServerListener } from './managers/server';
+
+export {
   AcquirerProxy,
   ArrayProxy,
   BarrierProxy,
@@ -39,26 +44,7 @@ import {
   SemaphoreProxy,
   ValueProxy,
 } from './managers/proxies';
-import type { AcquireOptions, BlockOptions, DictKey } from './managers/proxies';
-import { Address, autoProxyType, BaseProxy, ClientConnection, connectionLayer, linkTo, ProxyClass, ProxyState, ServerLink, setProxyType } from './managers/proxy';
-import { Server, ServedCallable, ServedType, ServerListener } from './managers/server';
-
-export {
-  AcquirerProxy,
-  ArrayProxy,
-  BarrierProxy,
-  BaseProxy,
-  ConditionProxy,
-  DictProxy,
-  EventProxy,
-  JoinableQueueProxy,
-  ListProxy,
-  NamespaceProxy,
-  QueueProxy,
-  SemaphoreProxy,
-  Server,
-  ValueProxy,
-};
+export { BaseProxy, Server };
 export type { AcquireOptions, Address, BlockOptions, DictKey, ProxyClass, ProxyState };
 
 /**
@@ -601,59 +587,59 @@ export class SyncManager extends BaseManager {}
 // eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
 export interface SyncManager {
   /** A dict (init: a plain object, a Map or [key, value] pairs). */
-  dict<K extends DictKey = DictKey, V = unknown>(init?: Record<string, V> | Map<K, V> | [K, V][]): Promise<DictProxy<K, V>>;
-  dictSync<K extends DictKey = DictKey, V = unknown>(init?: Record<string, V> | Map<K, V> | [K, V][]): DictProxy<K, V>;
+  dict<K extends DictKey = DictKey, V = unknown>(init?: Record<string, V> | Map<K, V> | [K, V][]): Promise<proxies.DictProxy<K, V>>;
+  dictSync<K extends DictKey = DictKey, V = unknown>(init?: Record<string, V> | Map<K, V> | [K, V][]): proxies.DictProxy<K, V>;
   /** A list (init: an array or any iterable). */
-  list<T = unknown>(init?: Iterable<T>): Promise<ListProxy<T>>;
-  listSync<T = unknown>(init?: Iterable<T>): ListProxy<T>;
+  list<T = unknown>(init?: Iterable<T>): Promise<proxies.ListProxy<T>>;
+  listSync<T = unknown>(init?: Iterable<T>): proxies.ListProxy<T>;
   /** A Namespace, with the values of `init`. */
-  Namespace(init?: Record<string, unknown>): Promise<NamespaceProxy>;
-  NamespaceSync(init?: Record<string, unknown>): NamespaceProxy;
+  Namespace(init?: Record<string, unknown>): Promise<proxies.NamespaceProxy>;
+  NamespaceSync(init?: Record<string, unknown>): proxies.NamespaceProxy;
   /** A typed value, as `mp.RawValue(typecode, value)` in the server. */
-  Value<V extends number | bigint | string = number>(typecode: string, value?: number | bigint | string): Promise<ValueProxy<V>>;
-  ValueSync<V extends number | bigint | string = number>(typecode: string, value?: number | bigint | string): ValueProxy<V>;
+  Value<V extends number | bigint | string = number>(typecode: string, value?: number | bigint | string): Promise<proxies.ValueProxy<V>>;
+  ValueSync<V extends number | bigint | string = number>(typecode: string, value?: number | bigint | string): proxies.ValueProxy<V>;
   /** A typed array, as `mp.RawArray(typecode, sizeOrValues)` in the server. */
-  Array<V extends number | bigint = number>(typecode: string, sizeOrValues: number | Iterable<number | bigint>): Promise<ArrayProxy<V>>;
-  ArraySync<V extends number | bigint = number>(typecode: string, sizeOrValues: number | Iterable<number | bigint>): ArrayProxy<V>;
+  Array<V extends number | bigint = number>(typecode: string, sizeOrValues: number | Iterable<number | bigint>): Promise<proxies.ArrayProxy<V>>;
+  ArraySync<V extends number | bigint = number>(typecode: string, sizeOrValues: number | Iterable<number | bigint>): proxies.ArrayProxy<V>;
   /** A FIFO queue (`maxsize` 0: unbounded). */
-  Queue<T = unknown>(maxsize?: number): Promise<QueueProxy<T>>;
-  QueueSync<T = unknown>(maxsize?: number): QueueProxy<T>;
-  JoinableQueue<T = unknown>(maxsize?: number): Promise<JoinableQueueProxy<T>>;
-  JoinableQueueSync<T = unknown>(maxsize?: number): JoinableQueueProxy<T>;
-  Lock(): Promise<AcquirerProxy>;
-  LockSync(): AcquirerProxy;
+  Queue<T = unknown>(maxsize?: number): Promise<proxies.QueueProxy<T>>;
+  QueueSync<T = unknown>(maxsize?: number): proxies.QueueProxy<T>;
+  JoinableQueue<T = unknown>(maxsize?: number): Promise<proxies.JoinableQueueProxy<T>>;
+  JoinableQueueSync<T = unknown>(maxsize?: number): proxies.JoinableQueueProxy<T>;
+  Lock(): Promise<proxies.AcquirerProxy>;
+  LockSync(): proxies.AcquirerProxy;
   /** A recursive lock owned by the process that acquired it. */
-  RLock(): Promise<AcquirerProxy>;
-  RLockSync(): AcquirerProxy;
-  Semaphore(value?: number): Promise<SemaphoreProxy>;
-  SemaphoreSync(value?: number): SemaphoreProxy;
-  BoundedSemaphore(value?: number): Promise<SemaphoreProxy>;
-  BoundedSemaphoreSync(value?: number): SemaphoreProxy;
+  RLock(): Promise<proxies.AcquirerProxy>;
+  RLockSync(): proxies.AcquirerProxy;
+  Semaphore(value?: number): Promise<proxies.SemaphoreProxy>;
+  SemaphoreSync(value?: number): proxies.SemaphoreProxy;
+  BoundedSemaphore(value?: number): Promise<proxies.SemaphoreProxy>;
+  BoundedSemaphoreSync(value?: number): proxies.SemaphoreProxy;
   /** A condition over `lock` (a Lock or RLock proxy of the same manager; default a new RLock). */
-  Condition(lock?: AcquirerProxy): Promise<ConditionProxy>;
-  ConditionSync(lock?: AcquirerProxy): ConditionProxy;
-  Event(): Promise<EventProxy>;
-  EventSync(): EventProxy;
+  Condition(lock?: proxies.AcquirerProxy): Promise<proxies.ConditionProxy>;
+  ConditionSync(lock?: proxies.AcquirerProxy): proxies.ConditionProxy;
+  Event(): Promise<proxies.EventProxy>;
+  EventSync(): proxies.EventProxy;
   /** A barrier for `parties` (a function `action` cannot cross to the server: TypeError). */
-  Barrier(parties: number, options?: { timeout?: number | null }): Promise<BarrierProxy>;
-  BarrierSync(parties: number, options?: { timeout?: number | null }): BarrierProxy;
+  Barrier(parties: number, options?: { timeout?: number | null }): Promise<proxies.BarrierProxy>;
+  BarrierSync(parties: number, options?: { timeout?: number | null }): proxies.BarrierProxy;
 }
 
 const SYNC_TYPES: [string, RegisterOptions['callable'], ProxyClass][] = [
-  ['dict', objects.ServerDict, DictProxy],
-  ['list', objects.ServerList, ListProxy],
-  ['Namespace', objects.ServerNamespace, NamespaceProxy],
-  ['Value', objects.ServerValue, ValueProxy],
-  ['Array', objects.ServerArray, ArrayProxy],
-  ['Queue', objects.ServerQueue, QueueProxy],
-  ['JoinableQueue', objects.ServerJoinableQueue, JoinableQueueProxy],
-  ['Lock', objects.ServerLock, AcquirerProxy],
-  ['RLock', objects.ServerRLock, AcquirerProxy],
-  ['Semaphore', objects.ServerSemaphore, SemaphoreProxy],
-  ['BoundedSemaphore', objects.ServerBoundedSemaphore, SemaphoreProxy],
-  ['Condition', objects.ServerCondition, ConditionProxy],
-  ['Event', objects.ServerEvent, EventProxy],
-  ['Barrier', objects.ServerBarrier, BarrierProxy],
+  ['dict', objects.ServerDict, proxies.DictProxy],
+  ['list', objects.ServerList, proxies.ListProxy],
+  ['Namespace', objects.ServerNamespace, proxies.NamespaceProxy],
+  ['Value', objects.ServerValue, proxies.ValueProxy],
+  ['Array', objects.ServerArray, proxies.ArrayProxy],
+  ['Queue', objects.ServerQueue, proxies.QueueProxy],
+  ['JoinableQueue', objects.ServerJoinableQueue, proxies.JoinableQueueProxy],
+  ['Lock', objects.ServerLock, proxies.AcquirerProxy],
+  ['RLock', objects.ServerRLock, proxies.AcquirerProxy],
+  ['Semaphore', objects.ServerSemaphore, proxies.SemaphoreProxy],
+  ['BoundedSemaphore', objects.ServerBoundedSemaphore, proxies.SemaphoreProxy],
+  ['Condition', objects.ServerCondition, proxies.ConditionProxy],
+  ['Event', objects.ServerEvent, proxies.EventProxy],
+  ['Barrier', objects.ServerBarrier, proxies.BarrierProxy],
 ];
 for (const [typeid, callable, proxytype] of SYNC_TYPES) SyncManager.register(typeid, { callable, proxytype });
 
