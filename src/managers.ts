@@ -77,12 +77,15 @@ interface PipeEnd extends ClientConnection {
 
 interface ConnectionModule {
   Pipe(duplex?: boolean): [PipeEnd, PipeEnd];
-  Listener: new (address?: Address | null, options?: { authkey?: Buffer | null }) => ServerListener<Address>;
+  Listener: new (address?: Address | null, options?: { authkey?: Buffer | null; backlog?: number }) => ServerListener<Address>;
 }
 
 function connection(): ConnectionModule {
   return connectionLayer() as ConnectionModule;
 }
+
+/** Clients that may wait to be accepted, as Python's Server listens (every process of a Pool connecting at once). */
+const BACKLOG = 128;
 
 function randomKey(): Buffer {
   // eslint-disable-next-line @typescript-eslint/no-var-requires
@@ -179,7 +182,7 @@ export async function serveManager(spec: ServerSpec, ownerLink: PipeEnd): Promis
     const registry = await resolveTypes(spec.types);
     const initializer = await resolveCallable(spec.initializer, 'initializer');
     if (initializer !== null) await (initializer as (...args: unknown[]) => unknown)(...spec.initargs);
-    server = new Server(registry, new (connection().Listener)(spec.address, { authkey: Buffer.from(spec.authkey) }));
+    server = new Server(registry, new (connection().Listener)(spec.address, { authkey: Buffer.from(spec.authkey), backlog: BACKLOG }));
   } catch (error) {
     ownerLink.send({ error: errorState(error) } satisfies StartReport);
     ownerLink.close();
@@ -444,7 +447,7 @@ export class BaseManager {
    */
   getServer(): Server {
     if (this.#state !== 'initial') throw new Error(`getServer() needs a manager that was not started or connected (it is ${this.#state})`);
-    const listener = new (connection().Listener)(this.#options.address, { authkey: this.#options.authkey });
+    const listener = new (connection().Listener)(this.#options.address, { authkey: this.#options.authkey, backlog: BACKLOG });
     const server = new Server(this.#registry(), listener);
     this.#address = listener.address;
     return server;
