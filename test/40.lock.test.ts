@@ -104,10 +104,20 @@ describe('Lock', () => {
 
   test('acquire() waits without blocking the event loop', async () => {
     const lock = new mp.Lock();
-    const pid = holdInChild(lock, 400);
-    const { result, waited } = await withLoopRunning(() => lock.acquire());
-    expect(result).toBe(true);
-    expect(waited).toBeGreaterThanOrEqual(150);
+    const [held, loopRan] = [new mp.Event(), new mp.Event()];
+    // The child releases only once a timer of the parent's has run while it waits.
+    const pid = forkChild(() => {
+      lock.acquireSync();
+      held.set();
+      loopRan.waitSync();
+      lock.release();
+      return 0;
+    });
+    held.waitSync();
+    const acquiring = lock.acquire();
+    setTimeout(() => loopRan.set(), 10);
+    expect(await acquiring).toBe(true);
+    expect(loopRan.isSet()).toBe(true);
     lock.release();
     expect(exitcodeOf(pid)).toBe(0);
   });
