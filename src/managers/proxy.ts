@@ -243,7 +243,7 @@ export function linkTo(address: Address, authkey: Buffer): ServerLink {
     links = new Map();
     ownId = null;
   }
-  const key = addressKey(address);
+  const key = `${addressKey(address)} ${authkey.toString('hex')}`; // a client with another key gets a link of its own
   let link = links.get(key);
   if (link === undefined) {
     link = new ServerLink(address, authkey);
