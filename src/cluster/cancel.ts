@@ -26,6 +26,7 @@ export async function publishCancel(publisher: Redis, channel: string, calls: st
 export class CancelledCalls {
   private readonly recent = new Set<string>();
   private readonly running = new Map<string, Set<AbortController>>();
+  private readonly byJob = new Map<string, AbortController>();
 
   constructor(private readonly remembered = 10_000) {}
 
@@ -41,19 +42,33 @@ export class CancelledCalls {
     return this.recent.has(call);
   }
 
-  /** An AbortSignal that fires when `call` is cancelled; `release()` once its chunk is done. */
-  watch(call: string): { signal: AbortSignal; release: () => void } {
+  /**
+   * An AbortSignal that fires when `call` is cancelled or the node loses job
+   * `job` (see {@link lose}); `release()` once the job is done.
+   */
+  watch(call: string, job: string): { signal: AbortSignal; release: () => void } {
     const controller = new AbortController();
     let controllers = this.running.get(call);
     if (controllers === undefined) this.running.set(call, (controllers = new Set()));
     controllers.add(controller);
+    this.byJob.set(job, controller);
     return {
       signal: controller.signal,
       release: () => {
         controllers.delete(controller);
         if (controllers.size === 0 && this.running.get(call) === controllers) this.running.delete(call);
+        if (this.byJob.get(job) === controller) this.byJob.delete(job);
       },
     };
+  }
+
+  /**
+   * Stops the chunks of `jobs`, whose locks the node could not renew (Redis
+   * was away or restarted): BullMQ hands such a job to another node, or its
+   * call is gone; running it on here only holds a process.
+   */
+  lose(jobs: string[]): void {
+    for (const job of jobs) this.byJob.get(job)?.abort(new Error(`the node lost the lock of job ${job}`));
   }
 
   cancel(call: string): void {

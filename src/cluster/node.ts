@@ -172,6 +172,7 @@ class Node implements WorkerNode {
       autorun: false,
     });
     this.worker.on('error', settings.onError);
+    this.worker.on('lockRenewalFailed', (jobIds: string[]) => this.cancelled.lose(jobIds));
     void this.worker.run().catch(settings.onError);
     await this.worker.waitUntilReady();
   }
@@ -200,7 +201,7 @@ class Node implements WorkerNode {
         {},
       );
     }
-    const watch = this.cancelled.watch(chunk.call);
+    const watch = this.cancelled.watch(chunk.call, job.id ?? '');
     const { signal } = watch;
     try {
       const [task, executor] = await Promise.all([this.tasks.resolve(chunk.fn), this.executor(chunk.setup)]);

@@ -113,6 +113,8 @@ export class Pool {
   private readonly calls = new Set<Call>();
   /** The call and chunk index of every job in flight, by job id. */
   private readonly jobs = new Map<string, { call: Call; index: number }>();
+  /** The cancellations Redis did not take (it was away): sent again once it is back. */
+  private readonly unsentCancels = new Map<Call, string[]>();
   private readonly engine: Promise<Engine>;
   private ended: Promise<void> | undefined;
 
@@ -281,13 +283,26 @@ export class Pool {
     else await queue.addBulk(jobs);
   }
 
-  /** @internal Forgets a call's jobs, removes the waiting ones and stops the running ones on every node. */
+  /**
+   * @internal Forgets a call's jobs, removes the waiting ones and stops the
+   * running ones on every node; when Redis is away, once it is back.
+   */
   async cancel(call: Call, jobIds: string[]): Promise<void> {
     for (const jobId of jobIds) this.jobs.delete(jobId);
     const engine = await this.engine.catch(() => null);
     if (engine === null) return;
-    await publishCancel(engine.publisher, cancelChannel(this.options.prefix, this.options.queue), [call.id]).catch(() => undefined);
-    await Promise.all(jobIds.map((jobId) => engine.queue.remove(jobId).catch(() => 0)));
+    try {
+      await publishCancel(engine.publisher, cancelChannel(this.options.prefix, this.options.queue), [call.id]);
+      await Promise.all(jobIds.map((jobId) => engine.queue.remove(jobId).catch(() => 0)));
+    } catch {
+      this.unsentCancels.set(call, jobIds);
+    }
+  }
+
+  private resendCancels(): void {
+    const unsent = [...this.unsentCancels];
+    this.unsentCancels.clear();
+    for (const [call, jobIds] of unsent) void this.cancel(call, jobIds);
   }
 
   /** @internal The pool's window of chunks in flight per call. */
@@ -320,6 +335,7 @@ export class Pool {
       void events.run().catch(() => undefined);
       await events.waitUntilReady();
       publisher.on('close', () => this.connectionLost(address));
+      publisher.on('ready', () => this.resendCancels());
       return { queue, events, publisher };
     } catch (error) {
       publisher.disconnect();
