@@ -263,6 +263,7 @@ export interface ProxyState extends ObjectInfo {
 /** Symbol-keyed: a Namespace proxy is a JS Proxy, whose target private fields cannot be read through. */
 const STATE = Symbol('proxy state');
 const GENERATION = Symbol('proxy generation');
+const LINK = Symbol('proxy link');
 
 interface Referenced {
   link: ServerLink;
@@ -286,6 +287,7 @@ export type ProxyClass = new (state: ProxyState, incref: boolean) => BaseProxy;
 export class BaseProxy {
   /** @internal */ readonly [STATE]: ProxyState;
   /** @internal The fork generation whose reference this proxy holds. */ [GENERATION]: number;
+  /** @internal Its link, found once per fork generation (a call costs no lookup). */ [LINK]: ServerLink | null = null;
 
   /** @internal Proxies are made by a manager's factories and when they cross into a process. */
   constructor(state: ProxyState, incref: boolean) {
@@ -298,7 +300,7 @@ export class BaseProxy {
   /** @internal This process's link to the server (a forked child's proxy adds its reference on first use). */
   _link(): ServerLink {
     if (this[GENERATION] !== forkGeneration()) addReference(this);
-    return linkTo(this[STATE].address, this[STATE].authkey);
+    return (this[LINK] ??= linkTo(this[STATE].address, this[STATE].authkey));
   }
 
   /** The typeid of the object in its server (`'dict'`, `'Queue'`...). */
@@ -338,6 +340,7 @@ export class BaseProxy {
 function addReference(proxy: BaseProxy): void {
   proxy[GENERATION] = forkGeneration();
   const link = linkTo(proxy[STATE].address, proxy[STATE].authkey);
+  proxy[LINK] = link;
   link.tell(null, 'incref', [proxy[STATE].id]);
   released.register(proxy, { link, id: proxy[STATE].id, generation: proxy[GENERATION] });
 }
