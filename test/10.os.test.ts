@@ -411,11 +411,13 @@ describe('the addon built by cmake-js', () => {
     const run = runFixture('os_no_native.js', [], { env: { NODE_MULTIPROCESSING_ADDON: '/nonexistent/multiprocessing.node' } });
     const [codes] = jsonLines<Record<string, string>>(run.stdout);
     expect(codes.fork).toBe('ENOSYS');
-    const message = execFileSync(
+    const { stdout: message, stderr } = spawnSync(
       process.execPath,
       ['-e', `try { require(${JSON.stringify(path.join(__dirname, '..'))}).os.fork() } catch (e) { console.log(e.message) }`],
       { encoding: 'utf8', env: { ...process.env, NODE_MULTIPROCESSING_ADDON: '/nonexistent/multiprocessing.node' } },
     );
     expect(message).toMatch(/\/nonexistent\/multiprocessing\.node \(not found\)/);
+    // Said once, when the package first looks for it: what runs without it.
+    expect(stderr.match(/\[MP_NO_ADDON\] Warning: node-multiprocessing runs without its native addon: Process uses the spawn start method/g)).toHaveLength(1);
   });
 });
