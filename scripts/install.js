@@ -29,9 +29,22 @@ function prebuildLoads() {
   }
 }
 
+/** This package's own node-gyp where it is installed (a devDependency), else npm's. */
+function nodeGyp() {
+  try {
+    return require.resolve('node-gyp/bin/node-gyp.js', { paths: [root] });
+  } catch {
+    return process.env.npm_config_node_gyp;
+  }
+}
+
 function buildFromSource() {
-  const nodeGyp = process.env.npm_config_node_gyp || require.resolve('node-gyp/bin/node-gyp.js');
-  return spawnSync(process.execPath, [nodeGyp, 'rebuild'], { cwd: root, stdio: 'inherit' }).status ?? 1;
+  const gyp = nodeGyp();
+  if (gyp === undefined) {
+    console.warn('node-multiprocessing: no node-gyp to build the addon with (npm did not say where its own is)');
+    return 1;
+  }
+  return spawnSync(process.execPath, [gyp, 'rebuild'], { cwd: root, stdio: 'inherit' }).status ?? 1;
 }
 
 if (developing || !prebuildLoads()) {

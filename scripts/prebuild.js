@@ -26,8 +26,13 @@ function recipe(version) {
   return hash.digest('hex');
 }
 
+/** The devDependency's node-gyp, else npm's. */
 function nodeGyp() {
-  return process.env.npm_config_node_gyp || require.resolve('node-gyp/bin/node-gyp.js');
+  try {
+    return require.resolve('node-gyp/bin/node-gyp.js', { paths: [root] });
+  } catch {
+    return process.env.npm_config_node_gyp;
+  }
 }
 
 /** The ABI, libc and target of the Node in `nodeDir`. */
