@@ -160,11 +160,11 @@ describe('the forked child runs its event loop', () => {
   });
 
   test('a child optimises its hot code as its parent does, and so does its own child', () => {
-    const run = runFixture('os_child_optimizes.js');
+    const run = runFixture('os_child_optimizes.js', [], { timeoutMs: 150000 });
     expect(run.stderr).toBe('');
     const byRole = Object.fromEntries(jsonLines<{ role: string; optimized: boolean }>(run.stdout).map((line) => [line.role, line.optimized]));
     expect(byRole).toEqual({ parent: true, child: true, grandchild: true, reaped: true });
-  });
+  }, 180000);
 
   test.each([1, 8])('output written before the fork appears once on a pipe (%i forks)', (forks) => {
     const run = runFixture('os_output_once.js', [String(forks)]);
