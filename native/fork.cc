@@ -189,14 +189,19 @@ bool WriteFully(int fd, const char* data, size_t length) {
   return true;
 }
 
-// What libuv's uv__write_req_update() does once `req`'s bytes are all written.
+// Leaves `req` with nothing to write, on its last (now empty) buffer: libuv's
+// next attempt writes 0 bytes and completes it. (Not past its last buffer, as
+// uv__write_req_update() leaves a request it completes there and then: libuv's
+// uv__write() would still try this one, and read the buffer after the last;
+// Node 26 crashed on it now and then.)
 void MarkWritten(uv_stream_t* stream, uv_write_t* req) {
+  if (req->nbufs == 0) return;
   for (unsigned int i = req->write_index; i < req->nbufs; i++) {
     stream->write_queue_size -= req->bufs[i].len;
     req->bufs[i].base += req->bufs[i].len;
     req->bufs[i].len = 0;
   }
-  req->write_index = req->nbufs;
+  req->write_index = req->nbufs - 1;
 }
 
 void FlushQueuedWrites(uv_stream_t* stream, int fd) {
