@@ -12,6 +12,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
+#include <cstdint>
 #include <memory>
 #include <system_error>
 #include <utility>
@@ -84,22 +86,50 @@ void SleepMs(long ms) {
   }
 }
 
-uint64_t NowMs() { return uv_hrtime() / 1000000u; }
+// A point in time on the monotonic clock, in nanoseconds (uv_hrtime()).
+uint64_t DeadlineAfter(double timeoutMs) { return uv_hrtime() + static_cast<uint64_t>(timeoutMs * 1e6); }
+
+// The milliseconds poll() should wait for `deadline`: rounded up (a wait of
+// 0.5 ms is not a wait of none), at most what an int holds (poll() comes back
+// early then, and is called again).
+int PollMsUntil(uint64_t deadline) {
+  const uint64_t now = uv_hrtime();
+  if (now >= deadline) return 0;
+  const uint64_t ms = (deadline - now + 999999u) / 1000000u;
+  return static_cast<int>(std::min<uint64_t>(ms, INT_MAX));
+}
 
 // Where there is no pidfd: poll with WNOHANG, backing off up to 10 ms.
-pid_t WaitpidPolling(pid_t pid, int* status, double timeoutMs) {
-  const uint64_t deadline = NowMs() + static_cast<uint64_t>(timeoutMs);
+pid_t WaitpidPolling(pid_t pid, int* status, uint64_t deadline) {
   long pause = 1;
   for (;;) {
     pid_t result = WaitpidRetrying(pid, status, WNOHANG);
-    if (result != 0 || NowMs() >= deadline) return result;
-    SleepMs(pause);
+    if (result != 0) return result;
+    const int left = PollMsUntil(deadline);
+    if (left == 0) return result;
+    SleepMs(std::min<long>(pause, left));
     pause = std::min(pause * 2, 10L);
   }
 }
 
+// Waits until `pidfd` is readable (the child ended) or `deadline` passes.
+bool PollPidfd(int pidfd, uint64_t deadline) {
+  pollfd ready{pidfd, POLLIN, 0};
+  for (;;) {
+    const int polled = poll(&ready, 1, PollMsUntil(deadline));
+    if (polled > 0) return true;
+    if (polled < 0 && errno != EINTR) return false;
+    if (polled == 0 && uv_hrtime() >= deadline) return true;
+  }
+}
+
+// Beyond ~30 years is as good as never (and keeps the deadline from
+// overflowing), as in futex.cc.
+constexpr double kForeverMs = 1e12;
+
 // waitpidTimeout(pid, timeoutMs) -> [pid, status], or [0, 0] when the child is
-// still running after timeoutMs. A negative timeout waits for ever.
+// still running after timeoutMs (fractions count). A negative, infinite or
+// huge timeout waits for ever.
 Napi::Value WaitpidTimeout(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* usage = "waitpidTimeout(pid: number > 0, timeoutMs: number)";
@@ -107,25 +137,19 @@ Napi::Value WaitpidTimeout(const Napi::CallbackInfo& info) {
   if (pid <= 0 || info.Length() < 2 || !info[1].IsNumber()) ThrowUsage(env, usage);
   double timeoutMs = info[1].As<Napi::Number>().DoubleValue();
   int status = 0;
-  if (timeoutMs < 0) {
+  if (!(timeoutMs >= 0) || timeoutMs > kForeverMs) {
     pid_t result = WaitpidRetrying(pid, &status, 0);
     if (result < 0) ThrowErrno(env, "waitpid");
     return PidStatus(env, result, status);
   }
   CheckIsChild(env, pid);
+  const uint64_t deadline = DeadlineAfter(timeoutMs);
   UniqueFd pidfd(OpenPidfd(pid));
   pid_t result;
   if (pidfd.get() < 0) {
-    result = WaitpidPolling(pid, &status, timeoutMs);
+    result = WaitpidPolling(pid, &status, deadline);
   } else {
-    pollfd ready{pidfd.get(), POLLIN, 0};
-    const uint64_t deadline = NowMs() + static_cast<uint64_t>(timeoutMs);
-    int polled;
-    do {
-      uint64_t now = NowMs();
-      polled = poll(&ready, 1, static_cast<int>(deadline > now ? deadline - now : 0));
-    } while (polled < 0 && errno == EINTR);
-    if (polled < 0) ThrowErrno(env, "poll");
+    if (!PollPidfd(pidfd.get(), deadline)) ThrowErrno(env, "poll");
     result = WaitpidRetrying(pid, &status, WNOHANG);
   }
   if (result < 0) ThrowErrno(env, "waitpid");

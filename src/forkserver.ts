@@ -35,6 +35,7 @@ import * as os from './os';
 import { childExecArgv } from './popen/spawn';
 import { runForkedChild } from './popen/fork';
 import { BaseProcess, currentProcess } from './process';
+import { setLongTimeout } from './timeout';
 import { ChildSpec, decodeSpec, isBootstrappingError, prepare, resolveSpec, resolveSpecSync, ResolvedSpec, restoreProcess } from './spawn';
 import { readExactlySync, reportError, usesFork, writeAllSync } from './util';
 
@@ -410,9 +411,9 @@ function wait(state: ServerState, pid: number, timeoutMs: number): undefined {
     answer();
     return undefined;
   }
-  const timer = timeoutMs < 0 ? undefined : setTimeout(answer, timeoutMs);
+  const cancelTimer = timeoutMs < 0 ? undefined : setLongTimeout(answer, timeoutMs);
   state.waits.set(pid, () => {
-    if (timer !== undefined) clearTimeout(timer);
+    cancelTimer?.();
     answer();
   });
   return undefined;

@@ -13,11 +13,15 @@ export function validateInteger(value: unknown, name: string, min = -(2 ** 31), 
 }
 
 /**
- * A timeout in milliseconds: `undefined`/`null` mean "no timeout" (returned as
- * `null`); negative or non-finite numbers are errors, as in Python.
+ * A timeout in milliseconds, the one rule of every wait in the package:
+ * `undefined`, `null` and `Infinity` mean "no timeout" (returned as `null`);
+ * 0 means "do not wait"; any other number, fractions and values beyond
+ * setTimeout's 2^31-1 included, is waited out in full (see
+ * {@link setLongTimeout} in timeout.ts; the addon takes any double). NaN is a
+ * TypeError and a negative number a RangeError, as in Python.
  */
 export function validateTimeout(value: unknown, name = 'timeout'): number | null {
-  if (value === undefined || value === null) return null;
+  if (value === undefined || value === null || value === Infinity) return null;
   if (typeof value !== 'number' || Number.isNaN(value)) {
     throw new TypeError(`${name} must be a number of milliseconds, got ${describe(value)}`);
   }

@@ -4,6 +4,7 @@
  * variants: `Process` never touches the OS itself.
  * @internal
  */
+import { setLongTimeout } from '../timeout';
 
 /** How a child process is started: see `setStartMethod()`. */
 export type StartMethod = 'fork' | 'spawn' | 'forkserver';
@@ -78,16 +79,16 @@ export abstract class BasePopen implements Popen {
     if (this.pollsBeforeWaiting || timeoutMs === 0) this.poll();
     if (this.ended || timeoutMs === 0) return Promise.resolve(this.returncode);
     return new Promise((resolve) => {
-      let timer: NodeJS.Timeout | undefined;
+      let cancelTimer: (() => void) | undefined;
       const done = (code: number | null): void => {
-        if (timer !== undefined) clearTimeout(timer);
+        cancelTimer?.();
         this.waiters.delete(done);
         this.updateWaitedFor();
         resolve(code);
       };
       this.waiters.add(done);
       this.updateWaitedFor();
-      if (timeoutMs !== null) timer = setTimeout(() => done(this.poll()), timeoutMs);
+      if (timeoutMs !== null) cancelTimer = setLongTimeout(() => done(this.poll()), timeoutMs);
     });
   }
 
