@@ -12,7 +12,10 @@
  * are for what must happen at once.
  * @internal
  */
+import * as fs from 'fs';
+
 import { loadNative } from './native';
+import { describe, validateOptions } from './validate';
 
 /** Callbacks run around every fork, as Python's `os.register_at_fork`. */
 export interface AtForkHooks {
@@ -41,9 +44,47 @@ export function forkGeneration(): number {
  * order, as in Python.
  */
 export function registerAtFork(hooks: AtForkHooks): () => void {
+  validateHooks(hooks);
   atForkHooks.push(hooks);
   return () => {
     const index = atForkHooks.indexOf(hooks);
     if (index >= 0) atForkHooks.splice(index, 1);
   };
+}
+
+const HOOK_NAMES = ['before', 'afterInParent', 'afterInChild'] as const;
+
+/** Checked at registration, as Python does, not at the next fork. */
+function validateHooks(hooks: unknown): asserts hooks is AtForkHooks {
+  if (typeof hooks !== 'object' || hooks === null || Array.isArray(hooks)) {
+    throw new TypeError(`hooks must be an object of functions ({ before, afterInParent, afterInChild }), got ${describe(hooks)}`);
+  }
+  const given = validateOptions(hooks, HOOK_NAMES, 'hooks');
+  for (const name of HOOK_NAMES) {
+    const hook = given[name];
+    if (hook !== undefined && typeof hook !== 'function') throw new TypeError(`hooks.${name} must be a function, got ${describe(hook)}`);
+  }
+  if (HOOK_NAMES.every((name) => given[name] === undefined)) {
+    throw new TypeError('hooks must have at least one of before, afterInParent, afterInChild');
+  }
+}
+
+/**
+ * Runs one hook. What it throws is reported on stderr and ignored, as Python
+ * does ("Exception ignored in: ..."): the fork goes on, and a child never
+ * leaves fork() by an exception into the parent's code after the call.
+ * Written synchronously: the child may leave through _exit() next.
+ */
+export function runHook<A extends unknown[]>(hook: ((...args: A) => void) | undefined, name: string, ...args: A): void {
+  if (hook === undefined) return;
+  try {
+    hook(...args);
+  } catch (error) {
+    const detail = error instanceof Error ? (error.stack ?? String(error)) : String(error);
+    try {
+      fs.writeSync(2, `Exception ignored in at-fork hook ${name} (${hook.name || 'anonymous'}):\n${detail}\n`);
+    } catch {
+      // No stderr to report to: ignored all the same.
+    }
+  }
 }

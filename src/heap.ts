@@ -125,11 +125,22 @@ export function createSegment(options: { name?: string; prefix: string; size: nu
     tracker.register(segment.name, options.type);
   } catch (error) {
     // Untracked, it could outlive us: take it back before reporting.
-    requireNative('shared memory').shmRelease(segment.buffer);
-    requireNative('shared memory').shmUnlink(segment.name);
+    discardSegment(segment);
     throw error;
   }
   return segment;
+}
+
+/**
+ * Takes back a segment just made by {@link createSegment} whose maker then
+ * failed: unmapped, unlinked and, with `type`, forgotten by the tracker.
+ * Nothing of it must outlive the error.
+ */
+export function discardSegment(segment: Segment, type?: tracker.ResourceType): void {
+  const native = requireNative('shared memory');
+  native.shmRelease(segment.buffer);
+  native.shmUnlink(segment.name);
+  if (type !== undefined) tracker.unregister(segment.name, type);
 }
 
 /** One segment of the heap and its free ranges `[start, end)`, sorted. */

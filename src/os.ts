@@ -19,7 +19,7 @@
  */
 import * as nodeOs from 'os';
 
-import { atForkHooks, forkGeneration } from './at_fork';
+import { atForkHooks, forkGeneration, runHook } from './at_fork';
 import { watchExit } from './exit_watch';
 import { loadNative, NativeBinding, requireNative, unsupported } from './native';
 import { validateInteger } from './validate';
@@ -62,11 +62,11 @@ export function fork(): number {
 
 function forkWithHooks(native: NativeBinding): number {
   // Copies: a hook may unregister hooks while they run.
-  for (const hooks of atForkHooks.slice().reverse()) hooks.before?.();
+  for (const hooks of atForkHooks.slice().reverse()) runHook(hooks.before, 'before');
   const pid = native.fork();
   for (const hooks of atForkHooks.slice()) {
-    if (pid === 0) hooks.afterInChild?.();
-    else hooks.afterInParent?.(pid);
+    if (pid === 0) runHook(hooks.afterInChild, 'afterInChild');
+    else runHook(hooks.afterInParent, 'afterInParent', pid);
   }
   return pid;
 }

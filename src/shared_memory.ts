@@ -16,7 +16,9 @@
  * ```
  * @packageDocumentation
  */
-import { createSegment } from './heap';
+import { constants as BufferConstants } from 'buffer';
+
+import { createSegment, discardSegment } from './heap';
 import { requireNative } from './native';
 import { registerReducer } from './reduction';
 import * as tracker from './resource_tracker';
@@ -49,11 +51,27 @@ function segmentPath(name: unknown): string {
   return `/${bare}`;
 }
 
+/** The largest segment a Buffer can view. */
+const MAX_SIZE: number = BufferConstants.MAX_LENGTH;
+
+/** A Buffer over all of `memory`; on failure (an attached segment too large to view) `undo` runs first. */
+function viewOf(memory: ArrayBuffer, undo: () => void): Buffer {
+  try {
+    return Buffer.from(memory);
+  } catch (error) {
+    undo();
+    throw error;
+  }
+}
+
 function validateSharedMemoryOptions(options: SharedMemoryOptions): { path: string | null; create: boolean; size: number } {
   const { name, create = false, size = 0 } = validateOptions(options, ['name', 'create', 'size'] as const);
   if (typeof create !== 'boolean') throw new TypeError(`create must be a boolean, got ${describe(create)}`);
   const bytes = validateInteger(size, 'size', 0, Number.MAX_SAFE_INTEGER);
   if (create && bytes === 0) throw new RangeError("size must be a positive number of bytes when create is true, got 0");
+  if (create && bytes > MAX_SIZE) {
+    throw new RangeError(`size must be at most ${MAX_SIZE} bytes (buffer.constants.MAX_LENGTH, the largest Buffer this Node makes), got ${bytes}`);
+  }
   if (name === undefined && !create) throw new TypeError('name is required unless create is true');
   return { path: name === undefined ? null : segmentPath(name), create, size: bytes };
 }
@@ -79,14 +97,15 @@ export class SharedMemory {
    */
   constructor(options: SharedMemoryOptions = {}) {
     const { path, create, size } = validateSharedMemoryOptions(options);
-    let memory: ArrayBuffer;
     if (create) {
-      ({ name: this.path, buffer: memory } = createSegment({ name: path ?? undefined, prefix: '/mp-', size, type: 'shared_memory' }));
+      const segment = createSegment({ name: path ?? undefined, prefix: '/mp-', size, type: 'shared_memory' });
+      this.path = segment.name;
+      this.buffer = viewOf(segment.buffer, () => discardSegment(segment, 'shared_memory'));
     } else {
       this.path = path as string;
-      memory = requireNative('SharedMemory').shmOpen(this.path, false, 0);
+      const memory = requireNative('SharedMemory').shmOpen(this.path, false, 0);
+      this.buffer = viewOf(memory, () => requireNative('SharedMemory').shmRelease(memory));
     }
-    this.buffer = Buffer.from(memory);
   }
 
   /** The segment's name, without its leading slash (as Python's). */
@@ -299,8 +318,15 @@ export class ShareableList implements Iterable<ShareableItem> {
     for (const { format } of encoded) this.offsets.push(this.offsets[this.offsets.length - 1] + allocatedSize(format));
     this.layout = new Layout(items.length, this.offsets[items.length]);
     this.shm = new SharedMemory({ name, create: true, size: this.layout.totalSize });
-    this.writeHeader();
-    items.forEach((item, i) => this.store(i, item as ShareableItem, encoded[i]));
+    try {
+      this.writeHeader();
+      items.forEach((item, i) => this.store(i, item as ShareableItem, encoded[i]));
+    } catch (error) {
+      // A list that could not be written must not stay behind in /dev/shm.
+      this.shm.close();
+      this.shm.unlink();
+      throw error;
+    }
     return this.proxy();
   }
 
