@@ -12,7 +12,7 @@
  * wait does), then releases it.
  */
 import * as mp from '..';
-import { exitcodeOf, forkChild, procStat } from './helpers';
+import { exitcodeOf, forkChild, jsonLines, procStat, runFixture } from './helpers';
 import { sleepSync } from './40.helpers';
 
 const SHORT = [0, 0.5];
@@ -51,60 +51,17 @@ function releaseOnceBlocked(release: () => void, setUp: () => void = () => {}): 
 }
 
 describe('Process.join()', () => {
-  const Process = mp.getContext('fork').Process;
-
-  const started: { child: InstanceType<typeof Process>; go: mp.Event }[] = [];
-
-  function blockedChild(): { child: InstanceType<typeof Process>; go: mp.Event } {
-    const go = new mp.Event();
-    const child = new Process({ target: () => void go.waitSync() });
-    child.start();
-    started.push({ child, go });
-    return { child, go };
-  }
-
-  // A failed expectation must not leave a child waiting for ever.
-  afterEach(async () => {
-    for (const { child, go } of started.splice(0)) {
-      go.set();
-      await child.join();
-    }
-  });
-
-  test.each(SHORT)('join(%p) gives up while the child runs', async (timeout) => {
-    const { child, go } = blockedChild();
-    await child.join(timeout);
-    expect(child.exitCode).toBeNull();
-    go.set();
-    await child.join();
-    expect(child.exitCode).toBe(0);
-  });
-
-  test.each(LONG)('join(%p) waits for the end of the child', async (timeout) => {
-    const { child, go } = blockedChild();
-    const joined = child.join(timeout);
-    expect(await pendingAfterClampedTimers(joined)).toBe(true);
-    go.set();
-    await joined;
-    expect(child.exitCode).toBe(0);
-  });
-
-  test.each(SHORT)('joinSync(%p) gives up while the child runs', (timeout) => {
-    const { child, go } = blockedChild();
-    child.joinSync(timeout);
-    expect(child.exitCode).toBeNull();
-    go.set();
-    child.joinSync();
-    expect(child.exitCode).toBe(0);
-  });
-
-  test.each(LONG)('joinSync(%p) waits for the end of the child', (timeout) => {
-    const { child, go } = blockedChild();
-    const releaser = releaseOnceBlocked(() => go.set());
-    releaser.arm();
-    child.joinSync(timeout);
-    expect(child.exitCode).toBe(0);
-    expect(exitcodeOf(releaser.pid)).toBe(0);
+  // In a process of its own: the fork children of this one's copies would
+  // carry jest's whole state.
+  test.each([...SHORT, ...LONG])('join(%p) and joinSync give up on a short timeout, wait for the end on a long one', (timeout) => {
+    const run = runFixture('timeouts_join.js', [String(timeout)]);
+    expect(run.stderr).toBe('');
+    const long = LONG.includes(timeout);
+    const printed = timeout === Infinity ? null : timeout; // as JSON has it
+    expect(jsonLines(run.stdout)).toEqual([
+      { method: 'join', timeout: printed, pendingAfterTimer: long, exitCode: long ? 0 : null },
+      { method: 'joinSync', timeout: printed, exitCode: long ? 0 : null },
+    ]);
   });
 });
 
