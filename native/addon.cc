@@ -12,6 +12,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   mp::InitFutex(env, exports);
   mp::InitPopen(env, exports);
   mp::InitInternals(env, exports);
+  mp::InitConnection(env, exports);
+  mp::InitFdWait(env, exports);
   return exports;
 }
 

@@ -11,5 +11,7 @@ void InitShm(Napi::Env env, Napi::Object exports);    // shm.cc: POSIX shared me
 void InitFutex(Napi::Env env, Napi::Object exports);  // futex.cc: process-shared waits
 void InitPopen(Napi::Env env, Napi::Object exports);  // popen.cc: what Process start methods need
 void InitInternals(Napi::Env env, Napi::Object exports);  // internals.cc: Node's internals, checked
+void InitConnection(Napi::Env env, Napi::Object exports);  // connection.cc: framed byte streams, fd passing
+void InitFdWait(Napi::Env env, Napi::Object exports);  // fd_wait.cc: waiting for descriptors (connection.wait)
 
 }  // namespace mp

@@ -12,6 +12,8 @@ void InitShm(Napi::Env, Napi::Object) {}
 void InitFutex(Napi::Env, Napi::Object) {}
 void InitPopen(Napi::Env, Napi::Object) {}
 void InitInternals(Napi::Env, Napi::Object) {}
+void InitConnection(Napi::Env, Napi::Object) {}
+void InitFdWait(Napi::Env, Napi::Object) {}
 
 unsigned int EscapeCount() { return 0; }
 

@@ -31,6 +31,7 @@ import { describe, validateOptions } from './validate';
 const synchronize = onFirstUse((): typeof import('./synchronize') => require('./synchronize'));
 const sharedctypes = onFirstUse((): typeof import('./sharedctypes') => require('./sharedctypes'));
 const sharedMemory = onFirstUse((): typeof import('./shared_memory') => require('./shared_memory'));
+const connection = onFirstUse((): typeof import('./connection') => require('./connection'));
 const native = onFirstUse((): typeof Native => require('./native'));
 const managers = onFirstUse((): typeof import('./managers') => require('./managers'));
 const forkPopen = onFirstUse((): typeof import('./popen/fork') => require('./popen/fork'));
@@ -167,7 +168,10 @@ export class BaseContext {
   /** See `ShareableList`. */
   get ShareableList() { return sharedMemory().ShareableList; } // prettier-ignore
 
-  // Pool, Queue, SimpleQueue, JoinableQueue and Pipe: their modules (pool.ts,
+  /** See `Pipe`. */
+  get Pipe() { return connection().Pipe; } // prettier-ignore
+
+  // Pool, Queue, SimpleQueue, JoinableQueue: their modules (pool.ts,
   // queues.ts, connection.ts) are not written yet. Each becomes one line here,
   // e.g. `readonly Pipe = connection.Pipe;`; a factory that starts processes
   // (Pool) passes the context on: `new pool.Pool(n, { ...options, context: this })`.

@@ -19,6 +19,7 @@ import './eager/begin';
 import * as os from './os';
 import './eager/end';
 
+import type * as ConnectionModule from './connection';
 import type * as Context from './context';
 import type * as Managers from './managers';
 import { compileEagerly } from './eager/compilation';
@@ -62,6 +63,7 @@ export type {
   BarrierProxy,
   Server,
 } from './managers';
+export type * from './connection';
 
 export declare const Process: typeof Context.Process;
 export type Process<A extends unknown[] = unknown[]> = Context.Process<A>;
@@ -126,6 +128,14 @@ export declare const Namespace: typeof Managers.Namespace;
 export type Namespace = Managers.Namespace;
 /** `multiprocessing.managers`: the proxy classes, the Server, and the objects a server holds. */
 export declare const managers: typeof Managers;
+export declare const Pipe: typeof ConnectionModule.Pipe;
+export declare const Connection: typeof ConnectionModule.Connection;
+export type Connection = ConnectionModule.Connection;
+/**
+ * `multiprocessing.connection`: {@link Connection}, `Listener`, `Client`,
+ * `wait` and {@link Pipe}.
+ */
+export declare const connection: typeof ConnectionModule;
 
 /** The Process path, compiled eagerly as it loads (the fork start method's included). */
 function loadProcessPath(): typeof Context & typeof ProcessModule {
@@ -180,3 +190,5 @@ defineLazyExports(exports, () => require('./managers') as typeof Managers, [
   'Namespace',
 ]);
 defineLazyExports(exports, () => ({ managers: require('./managers') as typeof Managers }), ['managers']);
+defineLazyExports(exports, () => require('./connection') as typeof ConnectionModule, ['Pipe', 'Connection']);
+defineLazyExports(exports, () => ({ connection: require('./connection') as typeof ConnectionModule }), ['connection']);

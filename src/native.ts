@@ -40,6 +40,45 @@ export interface NativeFutexWaiter {
 }
 // --- end native/futex.cc -----------------------------------------------------
 
+// --- native/connection.cc: framed byte streams --------------------------------
+
+/** Frames read on the event loop: `ended` at end of file, `error` when reading failed (then ended too). */
+export type FramesCallback = (frames: Buffer[], ended: boolean, error: Error | null) => void;
+
+/**
+ * Python's framing (4-byte big-endian length, or -1 and an 8-byte length)
+ * over a descriptor it owns (made non-blocking).
+ */
+export interface NativeChannel {
+  readonly fd: number;
+  /** Writes one whole frame, blocking while the peer is full. */
+  send(bytes: Uint8Array): void;
+  /** The next frame; `null`: timed out (timeoutMs < 0: never); `undefined`: end of file. */
+  recvSync(timeoutMs: number): Buffer | null | undefined;
+  /** Whether a whole frame or the end of file is there, waiting up to `timeoutMs`. */
+  poll(timeoutMs: number): boolean;
+  /** Reads on the event loop, reporting to the callback given to the constructor. */
+  start(): void;
+  stop(): void;
+  ref(): void;
+  unref(): void;
+  /** Stops reading and closes the descriptor. */
+  close(): void;
+}
+
+/** A descriptor watched from the event loop (a duplicate of it, closed by `close()`). */
+export interface NativeFdWatch {
+  start(): void;
+  stop(): void;
+  ref(): void;
+  unref(): void;
+  close(): void;
+}
+
+/** `pollFds`/`FdWatch` events: 1 readable, 2 writable, 3 either. */
+export type FdEvents = 1 | 2 | 3;
+// --- end native/connection.cc -------------------------------------------------
+
 export interface NativeBinding {
   // native/fork.cc
   fork(): number;
@@ -139,6 +178,21 @@ export interface NativeBinding {
   /** Raises `error` as an uncaught exception now, through Node's handler; the caller makes sure it is handled. */
   raiseHandled(error: Error): void;
   // end native/popen.cc
+  // native/connection.cc
+  /** A connected AF_UNIX stream pair, both ends close-on-exec. */
+  socketpair(): [number, number];
+  /** A pipe `[readFd, writeFd]`, both ends close-on-exec. */
+  streamPipe(): [number, number];
+  /** A close-on-exec copy of descriptor `fd` of process `pid` (pidfd_getfd). */
+  takeFd(pid: number, fd: number): number;
+  Channel: new (fd: number, onFrames?: FramesCallback) => NativeChannel;
+  // native/fd_wait.cc
+  /** The indices of `fds` ready for `events` (an error or hang-up counts), waiting up to `timeoutMs` (< 0: no limit). */
+  pollFds(fds: number[], events: FdEvents, timeoutMs: number): number[];
+  /** A descriptor that becomes readable when process `pid` ends. */
+  pidfdOpen(pid: number): number;
+  FdWatch: new (fd: number, events: FdEvents, onReady: () => void) => NativeFdWatch;
+  // end native/connection.cc
 }
 
 /** Set to `1` to run without the addon, exactly as on Windows. */

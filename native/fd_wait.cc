@@ -1,0 +1,217 @@
+// Waiting for descriptors: what connection.wait() and the queues wait on.
+//
+//   pollFds(fds, events, timeoutMs) -> number[]   the indices of the fds
+//       ready (readable for events 1, writable for 2; an error or a hang-up
+//       counts as ready), blocking up to timeoutMs (negative: no limit).
+//   new FdWatch(fd, events, onReady())   calls onReady() from the event loop
+//       each time `fd` is ready, until stop()/close(); start() again after
+//       stop(). It watches its own duplicate of `fd`, so that any number of
+//       watches (and a Connection's own reads) may watch one descriptor.
+//       ref()/unref(): whether a started watch keeps the event loop alive.
+//   pidfdOpen(pid) -> fd   a descriptor that becomes readable when the
+//       process ends (Process.sentinel).
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include <uv.h>
+
+#include "errors.h"
+#include "modules.h"
+
+namespace mp {
+namespace {
+
+constexpr int kReadable = 1;
+constexpr int kWritable = 2;
+
+short PollEvents(int events) { return static_cast<short>((events & kReadable ? POLLIN : 0) | (events & kWritable ? POLLOUT : 0)); }
+
+int EventsArg(const Napi::CallbackInfo& info, size_t i, const char* usage) {
+  const int events = IntArg(info, i, usage);
+  if (events < 1 || events > 3) ThrowUsage(info.Env(), usage);
+  return events;
+}
+
+Napi::Value PollFds(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* usage = "pollFds(fds: number[], events: 1 | 2 | 3, timeoutMs: number)";
+  if (info.Length() < 3 || !info[0].IsArray() || !info[2].IsNumber()) ThrowUsage(env, usage);
+  const short events = PollEvents(EventsArg(info, 1, usage));
+  Napi::Array fds = info[0].As<Napi::Array>();
+  std::vector<pollfd> entries(fds.Length());
+  for (uint32_t i = 0; i < entries.size(); i++) {
+    Napi::Value fd = fds.Get(i);
+    if (!fd.IsNumber()) ThrowUsage(env, usage);
+    entries[i] = pollfd{fd.As<Napi::Number>().Int32Value(), events, 0};
+  }
+  const double timeoutMs = info[2].As<Napi::Number>().DoubleValue();
+  const bool forever = timeoutMs < 0 || std::isinf(timeoutMs);
+  const uint64_t deadline = forever ? 0 : uv_hrtime() / 1000000u + static_cast<uint64_t>(std::ceil(timeoutMs));
+  int ready;
+  for (;;) {
+    int wait = -1;
+    if (!forever) {
+      const uint64_t now = uv_hrtime() / 1000000u;
+      wait = now >= deadline ? 0 : static_cast<int>(std::min<uint64_t>(deadline - now, INT32_MAX));
+    }
+    ready = poll(entries.data(), entries.size(), wait);
+    if (ready >= 0) break;
+    if (errno != EINTR) ThrowErrno(env, "poll");
+  }
+  Napi::Array indices = Napi::Array::New(env);
+  uint32_t count = 0;
+  for (uint32_t i = 0; i < entries.size() && ready > 0; i++) {
+    if (entries[i].revents & POLLNVAL) ThrowErrno(env, EBADF, "poll");
+    if (entries[i].revents != 0) indices.Set(count++, Napi::Number::New(env, i));
+  }
+  return indices;
+}
+
+Napi::Value PidfdOpen(const Napi::CallbackInfo& info) {
+  const int pid = IntArg(info, 0, "pidfdOpen(pid: number)");
+#if defined(__linux__) && defined(SYS_pidfd_open)
+  const int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (fd < 0) ThrowErrno(info.Env(), "pidfd_open");
+  fcntl(fd, F_SETFD, FD_CLOEXEC);  // pidfds are close-on-exec already; cheap insurance
+  return Napi::Number::New(info.Env(), fd);
+#else
+  ThrowErrno(info.Env(), ENOSYS, "pidfd_open");
+#endif
+}
+
+class FdWatch : public Napi::ObjectWrap<FdWatch> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "FdWatch",
+                       {InstanceMethod<&FdWatch::Start>("start"), InstanceMethod<&FdWatch::Stop>("stop"),
+                        InstanceMethod<&FdWatch::Ref>("ref"), InstanceMethod<&FdWatch::Unref>("unref"),
+                        InstanceMethod<&FdWatch::Close>("close")});
+  }
+
+  FdWatch(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FdWatch>(info) {
+    Napi::Env env = info.Env();
+    const char* usage = "new FdWatch(fd: number, events: 1 | 2 | 3, onReady: Function)";
+    const int fd = IntArg(info, 0, usage);
+    events_ = (EventsArg(info, 1, usage) & kReadable ? UV_READABLE : 0) | (info[1].As<Napi::Number>().Int32Value() & kWritable ? UV_WRITABLE : 0);
+    if (info.Length() < 3 || !info[2].IsFunction()) ThrowUsage(env, usage);
+    onReady_ = Napi::Persistent(info[2].As<Napi::Function>());
+    uv_loop_t* loop = nullptr;
+    if (napi_get_uv_event_loop(env, &loop) != napi_ok) throw Napi::Error::New(env, "FdWatch: no event loop");
+    fd_ = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (fd_ < 0) ThrowErrno(env, "fcntl");
+    auto poll = std::make_unique<uv_poll_t>();
+    if (int err = uv_poll_init(loop, poll.get(), fd_)) {
+      close(fd_);
+      fd_ = -1;
+      ThrowErrno(env, -err, "uv_poll_init");
+    }
+    poll_ = poll.release();
+    poll_->data = this;
+    owner_ = getpid();
+    if (napi_async_init(env, nullptr, Napi::String::New(env, "node-multiprocessing:FdWatch"), &asyncContext_) != napi_ok) {
+      throw Napi::Error::New(env, "FdWatch: napi_async_init failed");
+    }
+  }
+
+  ~FdWatch() override {
+    Release();
+    if (asyncContext_ != nullptr) napi_async_destroy(Env(), asyncContext_);
+  }
+
+ private:
+  Napi::Value Start(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (poll_ == nullptr) ThrowErrno(env, EBADF, "FdWatch");
+    owner_ = getpid();
+    if (!started_) {
+      if (int err = uv_poll_start(poll_, events_, OnReady)) ThrowErrno(env, -err, "uv_poll_start");
+      started_ = true;
+    }
+    ApplyRef();
+    return env.Undefined();
+  }
+
+  Napi::Value Stop(const Napi::CallbackInfo& info) {
+    StopPolling();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Ref(const Napi::CallbackInfo& info) {
+    ref_ = true;
+    ApplyRef();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Unref(const Napi::CallbackInfo& info) {
+    ref_ = false;
+    ApplyRef();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    Release();
+    return info.Env().Undefined();
+  }
+
+  static void OnReady(uv_poll_t* poll, int, int) {
+    auto* watch = static_cast<FdWatch*>(poll->data);
+    if (getpid() != watch->owner_) {  // the parent's watch, in a forked child
+      watch->StopPolling();
+      return;
+    }
+    Napi::Env env = watch->Env();
+    Napi::HandleScope scope(env);
+    CallFromLoop(env, watch->asyncContext_, watch->onReady_.Value());
+  }
+
+  void ApplyRef() {
+    if (poll_ == nullptr) return;
+    if (ref_ && started_) uv_ref(reinterpret_cast<uv_handle_t*>(poll_));
+    else uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
+  }
+
+  void StopPolling() {
+    if (!started_) return;
+    started_ = false;
+    uv_poll_stop(poll_);
+  }
+
+  void Release() {
+    if (poll_ != nullptr) {
+      uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* closed) { delete reinterpret_cast<uv_poll_t*>(closed); });
+      poll_ = nullptr;
+      started_ = false;
+    }
+    if (fd_ >= 0) {
+      close(fd_);
+      fd_ = -1;
+    }
+  }
+
+  int fd_ = -1;
+  int events_ = 0;
+  pid_t owner_ = 0;
+  uv_poll_t* poll_ = nullptr;
+  bool started_ = false;
+  bool ref_ = true;
+  napi_async_context asyncContext_ = nullptr;
+  Napi::FunctionReference onReady_;
+};
+
+}  // namespace
+
+void InitFdWait(Napi::Env env, Napi::Object exports) {
+  exports.Set("pollFds", Napi::Function::New(env, PollFds, "pollFds"));
+  exports.Set("pidfdOpen", Napi::Function::New(env, PidfdOpen, "pidfdOpen"));
+  exports.Set("FdWatch", FdWatch::Define(env));
+}
+
+}  // namespace mp
