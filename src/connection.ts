@@ -20,7 +20,7 @@ import { forkGeneration } from './at_fork';
 import { EOFError } from './errors';
 import type { NativeBinding, NativeChannel } from './native';
 import { requireNative } from './native';
-import { dumps, loads, registerReducer } from './reduction';
+import { dumps, inheritedDescriptor, loads, passDescriptor, registerReducer } from './reduction';
 import { getpid } from './util';
 import { describe, validateInteger, validateTimeout } from './validate';
 
@@ -465,9 +465,13 @@ export function Pipe(duplex = true): [Connection, Connection] {
 
 registerReducer(Connection, {
   kind: 'Connection',
-  reduce: (connection: Connection): ConnectionState => connection._reduce(),
+  reduce: (connection: Connection): ConnectionState => {
+    const state = connection._reduce();
+    passDescriptor(state.pid, state.fd);
+    return state;
+  },
   rebuild: (state: ConnectionState): Connection => {
-    const fd = native().takeFd(state.pid, state.fd);
+    const fd = inheritedDescriptor(state.pid, state.fd) ?? native().takeFd(state.pid, state.fd);
     return new Connection(fd, { readable: state.readable, writable: state.writable });
   },
 });

@@ -36,7 +36,17 @@ import { childExecArgv } from './popen/spawn';
 import { runForkedChild } from './popen/fork';
 import { BaseProcess, currentProcess } from './process';
 import { setLongTimeout } from './timeout';
-import { ChildSpec, decodeSpec, isBootstrappingError, prepare, resolveSpec, resolveSpecSync, ResolvedSpec, restoreProcess } from './spawn';
+import {
+  ChildSpec,
+  decodeSpec,
+  inheritDescriptors,
+  isBootstrappingError,
+  prepare,
+  resolveSpec,
+  resolveSpecSync,
+  ResolvedSpec,
+  restoreProcess,
+} from './spawn';
 import { readExactlySync, reportError, usesFork, writeAllSync } from './util';
 
 const FORKSERVER_MAIN = path.join(__dirname, 'forkserver_main.js');
@@ -368,6 +378,8 @@ function replyError(error: unknown): undefined {
 /** Forks the child of `spec`; one that only reports `resolved` and exits with 1 when that is an error. */
 function forkChild(state: ServerState, spec: ChildSpec, resolved: ResolvedSpec | Error): undefined {
   let process_: BaseProcess | undefined;
+  // The parent waits for the reply: its descriptors are still open to copy.
+  const fds = spec.fds.map(([ownerPid, fd]) => state.native.takeFd(ownerPid, fd));
   const pid = runForkedChild(state.native, {
     name: spec.state.name,
     daemon: spec.state.daemon,
@@ -379,6 +391,7 @@ function forkChild(state: ServerState, spec: ChildSpec, resolved: ResolvedSpec |
     },
     _becomeChild: (leave) => {
       leaveServer(state, REPLIES_FD);
+      inheritDescriptors(spec, fds);
       prepare(spec);
       if (resolved instanceof Error) return;
       process_ = restoreProcess(spec, resolved);
@@ -386,6 +399,7 @@ function forkChild(state: ServerState, spec: ChildSpec, resolved: ResolvedSpec |
     },
     _bootstrap: () => (process_ === undefined ? reportError(spec.state.name, resolved) : process_._bootstrap()),
   });
+  for (const fd of fds) fs.closeSync(fd);
   reply(int32s(pid));
   state.watchers.set(
     pid,

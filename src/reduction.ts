@@ -20,6 +20,52 @@ function v8(): typeof V8 {
   return require('v8') as typeof V8;
 }
 
+// --- descriptors -----------------------------------------------------------------
+//
+// A Connection crosses as its sender's pid and descriptor number; the
+// receiver takes a copy of the descriptor (pidfd_getfd) while the sender
+// still holds it. A child being launched gets its copies from the launch
+// instead, as Python's spawn passes fds: the parent may close its own right
+// after start(). The spawn start method passes them as extra stdio
+// descriptors; the fork server takes its copies before it replies to start().
+
+/** `[pid, fd]` of each descriptor reduced while a launch collects them. */
+export type DescriptorKey = [pid: number, fd: number];
+
+let collecting: DescriptorKey[] | null = null;
+/** `pid:fd` -> the copy this process was given at its launch. */
+const inheritedDescriptors = new Map<string, number>();
+
+/** Runs `reduce` (which dumps what a child is given) and lists the descriptors it reduced. */
+export function collectDescriptors<T>(reduce: () => T): [T, DescriptorKey[]] {
+  const outer = collecting;
+  const collected: DescriptorKey[] = [];
+  collecting = collected;
+  try {
+    return [reduce(), collected];
+  } finally {
+    collecting = outer;
+  }
+}
+
+/** Called by a reducer that reduces descriptor `fd` of process `pid`. */
+export function passDescriptor(pid: number, fd: number): void {
+  if (collecting !== null && !collecting.some(([p, f]) => p === pid && f === fd)) collecting.push([pid, fd]);
+}
+
+/** In a launched child: descriptor `[pid, fd]` of the launcher is `localFd` here. */
+export function inheritDescriptor(key: DescriptorKey, localFd: number): void {
+  inheritedDescriptors.set(`${key[0]}:${key[1]}`, localFd);
+}
+
+/** The copy of `[pid, fd]` a launch gave this process (taken once), or `undefined`. */
+export function inheritedDescriptor(pid: number, fd: number): number | undefined {
+  const key = `${pid}:${fd}`;
+  const local = inheritedDescriptors.get(key);
+  inheritedDescriptors.delete(key);
+  return local;
+}
+
 /** How one kind of shared object is reduced to plain state and rebuilt. */
 export interface Reducer<T extends object = object, S = unknown> {
   /** Unique name of the kind, e.g. `'Lock'`. */

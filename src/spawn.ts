@@ -21,7 +21,7 @@ import { getContext, Process } from './context';
 import { setActualStartMethod } from './popen/method';
 import type { StartMethod } from './popen/popen';
 import { BaseProcess, currentProcess, ProcessState } from './process';
-import { dumps, loads } from './reduction';
+import { collectDescriptors, DescriptorKey, dumps, inheritDescriptor, loads } from './reduction';
 import { Reference, referenceOf, resolveCommonJs, resolveReference } from './reference';
 
 type AnyFunction = (...args: never[]) => unknown;
@@ -43,6 +43,8 @@ export interface ChildSpec {
   defaultMethod: StartMethod | null;
   /** The parent's command-line arguments after the script, for `process.argv`. */
   argv: string[];
+  /** Descriptors of the parent's that the arguments hold (Connections), passed along with the launch. */
+  fds: DescriptorKey[];
 }
 
 /** What a spec names, loaded in this process. */
@@ -122,16 +124,29 @@ export function childSpec(process_: BaseProcess, method: StartMethod, defaultMet
   // that overrides run() must be loadable itself.
   const ownRun = (type.prototype as BaseProcess).run !== (ancestor.prototype as BaseProcess).run;
   const { target, args } = process_._call;
+  const [[dumpedArgs, fields], fds] = collectDescriptors(() => [
+    args.length === 0 ? null : dumps(args, 'args'),
+    Object.keys(process_).length === 0 ? null : dumps({ ...process_ }, 'Process field'),
+  ]);
   return {
     state: process_._state,
     processClass: ownRun ? referenceOf(type as unknown as AnyFunction, `Process subclass ${type.name}`, method) : null,
     contextMethod,
     target: target === null ? null : referenceOf(target, 'target', method),
-    args: args.length === 0 ? null : dumps(args, 'args'),
-    fields: Object.keys(process_).length === 0 ? null : dumps({ ...process_ }, 'Process field'),
+    args: dumpedArgs,
+    fields,
     defaultMethod,
     argv: process.argv.slice(2),
+    fds,
   };
+}
+
+/** The first descriptor number of those a spawned child is given (after the spec's pipe, 3). */
+export const FIRST_PASSED_FD = 4;
+
+/** In a launched child: `localFds[i]` is the copy of `spec.fds[i]` it was given. */
+export function inheritDescriptors(spec: ChildSpec, localFds: number[]): void {
+  spec.fds.forEach((key, i) => inheritDescriptor(key, localFds[i]));
 }
 
 /** Loads what `spec` names (a module the target lives in runs its top-level code now). */

@@ -5,7 +5,7 @@
  * exits with its exit code.
  * @internal
  */
-import { prepare, readSpec, resolveSpec, restoreProcess } from './spawn';
+import { FIRST_PASSED_FD, inheritDescriptors, prepare, readSpec, resolveSpec, restoreProcess } from './spawn';
 import { flushStdio, reportError, trackStdioCreation } from './util';
 
 /** The descriptor the parent writes the spec to (see popen/spawn.ts). */
@@ -15,6 +15,7 @@ async function main(): Promise<number> {
   trackStdioCreation();
   const spec = readSpec(SPEC_FD);
   try {
+    inheritDescriptors(spec, spec.fds.map((_, i) => FIRST_PASSED_FD + i));
     prepare(spec);
     const process_ = restoreProcess(spec, await resolveSpec(spec));
     return await process_._bootstrap();

@@ -15,8 +15,7 @@ const targets = require('./fixtures/connection_targets.js') as {
   useReceivedConnection(conn: mp.Connection): Promise<void>;
 };
 
-// Handing a Connection to a spawn or forkserver child comes with descriptor passing.
-const methods = mp.getAllStartMethods().filter((method) => method === 'fork');
+const methods = mp.getAllStartMethods();
 
 function expectPattern(buffer: Buffer, size: number): void {
   expect(buffer.length).toBe(size);

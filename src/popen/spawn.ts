@@ -71,11 +71,13 @@ export class SpawnPopen extends BasePopen {
     super();
     // Everything that may fail (a closure for a target, an argument that
     // cannot be sent) fails here, before a child exists.
-    const spec = encodeSpec(childSpec(process_, 'spawn', defaultMethod));
+    const childSpec_ = childSpec(process_, 'spawn', defaultMethod);
+    const spec = encodeSpec(childSpec_);
     this.child = spawn(process.execPath, [...childExecArgv(), SPAWN_MAIN], {
       cwd: process.cwd(),
       env: process.env,
-      stdio: ['ignore', 'inherit', 'inherit', 'pipe'],
+      // The descriptors the arguments hold follow the spec's pipe (FIRST_PASSED_FD on).
+      stdio: ['ignore', 'inherit', 'inherit', 'pipe', ...childSpec_.fds.map(([, fd]) => fd)],
       windowsHide: true,
     });
     let spawnError: Error | undefined;
