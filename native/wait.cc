@@ -176,7 +176,7 @@ class ChildWatch {
     Napi::Env env = info.Env();
     if (info.Length() < 1 || !info[0].IsFunction()) ThrowUsage(env, "setChildExitHandler(onExit: Function)");
     if (!HasPidfds()) return Napi::Boolean::New(env, false);
-    if (instance_ == nullptr) instance_ = new ChildWatch(env);  // lives as long as the process
+    if (instance_ == nullptr) instance_ = new ChildWatch(env);  // lives as long as its environment
     if (instance_->env_ != static_cast<napi_env>(env)) return Napi::Boolean::New(env, false);
     instance_->onExit_ = Napi::Persistent(info[0].As<Napi::Function>());
     return Napi::Boolean::New(env, true);
@@ -250,11 +250,30 @@ class ChildWatch {
 
   explicit ChildWatch(Napi::Env env) : env_(env) {
     if (napi_get_uv_event_loop(env, &loop_) != napi_ok) throw Napi::Error::New(env, "setChildExitHandler: no event loop");
-    if (int err = uv_prepare_init(loop_, &prepare_)) ThrowErrno(env, -err, "uv_prepare_init");
-    prepare_.data = this;
     if (napi_async_init(env, nullptr, Napi::String::New(env, "node-multiprocessing:waitpid"), &asyncContext_) != napi_ok) {
       throw Napi::Error::New(env, "setChildExitHandler: napi_async_init failed");
     }
+    if (int err = uv_prepare_init(loop_, &prepare_)) {
+      napi_async_destroy(env, asyncContext_);
+      ThrowErrno(env, -err, "uv_prepare_init");
+    }
+    prepare_.data = this;
+    // The watch belongs to this environment's loop: a worker thread's ends
+    // with the worker, whose loop must then have no handle of ours left.
+    napi_add_env_cleanup_hook(env, OnEnvironmentEnd, this);
+  }
+
+  // The environment ends: its children are no longer watched (left
+  // unreaped), the handles close, and another environment may take the watch.
+  static void OnEnvironmentEnd(void* data) {
+    auto* watch = static_cast<ChildWatch*>(data);
+    if (instance_ == watch) instance_ = nullptr;
+    for (Child* child : watch->children_) Release(child);
+    watch->children_.clear();
+    watch->onExit_.Reset();
+    napi_async_destroy(watch->env_, watch->asyncContext_);
+    uv_close(reinterpret_cast<uv_handle_t*>(&watch->prepare_),
+             [](uv_handle_t* closed) { delete static_cast<ChildWatch*>(closed->data); });
   }
 
   static std::pair<pid_t, bool> PidAndFlag(const Napi::CallbackInfo& info, const char* usage) {
