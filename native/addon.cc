@@ -36,6 +36,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   mp::InitInternals(env, exports);
   mp::InitConnection(env, exports);
   mp::InitFdWait(env, exports);
+  mp::InitSocket(env, exports);
   return exports;
 }
 

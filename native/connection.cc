@@ -2,7 +2,12 @@
 //
 //   socketpair() -> [fd, fd]     a connected AF_UNIX stream pair (duplex Pipe)
 //   streamPipe() -> [readFd, writeFd]   a pipe (one-way Pipe)
-//   new Channel(fd, onMessages?) the framed byte stream over `fd`, which it owns:
+//   streamPipe(size?) takes the pipe's capacity in bytes (F_SETPIPE_SZ, capped
+//                                by the system; a Queue's pipe holds a burst)
+//   new Channel(fd, onMessages?, exact?) the framed byte stream over `fd`,
+//                                which it owns; `exact`: never reads past the
+//                                frame being read, so that several processes
+//                                may take turns reading one pipe (a Queue's):
 //     send(bytes)                one whole frame, blocking while the peer is full
 //     recvSync(timeoutMs)        the next frame's payload; null: timed out;
 //                                undefined: end of file
@@ -138,6 +143,10 @@ Napi::Value StreamPipe(const Napi::CallbackInfo& info) {
   fcntl(fds[0], F_SETFD, FD_CLOEXEC);
   fcntl(fds[1], F_SETFD, FD_CLOEXEC);
 #endif
+#ifdef F_SETPIPE_SZ
+  // Best effort: an unprivileged process gets at most fs.pipe-max-size.
+  if (info.Length() > 0 && info[0].IsNumber()) fcntl(fds[1], F_SETPIPE_SZ, info[0].As<Napi::Number>().Int32Value());
+#endif
   return FdPair(info.Env(), fds);
 }
 
@@ -171,12 +180,13 @@ class Channel : public Napi::ObjectWrap<Channel> {
 
   Channel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Channel>(info) {
     Napi::Env env = info.Env();
-    const char* usage = "new Channel(fd: number, onMessages?: Function)";
+    const char* usage = "new Channel(fd: number, onMessages?: Function, exact?: boolean)";
     const int fd = IntArg(info, 0, usage);
     if (info.Length() > 1 && !info[1].IsUndefined()) {
       if (!info[1].IsFunction()) ThrowUsage(env, usage);
       onMessages_ = Napi::Persistent(info[1].As<Napi::Function>());
     }
+    exact_ = info.Length() > 2 && info[2].ToBoolean().Value();
     SetNonBlocking(env, fd);
     if (napi_get_uv_event_loop(env, &loop_) != napi_ok) throw Napi::Error::New(env, "Channel: no event loop");
     if (napi_async_init(env, nullptr, Napi::String::New(env, "node-multiprocessing:Connection"), &asyncContext_) !=
@@ -233,7 +243,10 @@ class Channel : public Napi::ObjectWrap<Channel> {
       }
       if (errno != EAGAIN && errno != EWOULDBLOCK) ThrowErrno(env, "read");
       const double left = forever ? -1.0 : static_cast<double>(deadline > NowMs() ? deadline - NowMs() : 0);
-      if (!PollFd(env, fd_, POLLIN, left)) return env.Null();
+      // An exact reader that has begun a frame finishes it: another reader
+      // of the same pipe would otherwise take the rest.
+      const bool begun = exact_ && (end_ > start_ || big_ != nullptr);
+      if (!PollFd(env, fd_, POLLIN, begun ? -1.0 : left)) return env.Null();
     }
   }
 
@@ -319,6 +332,19 @@ class Channel : public Napi::ObjectWrap<Channel> {
     return true;
   }
 
+  // What the frame being read still lacks in the buffer (its header first).
+  size_t FrameBytesMissing() const {
+    const size_t available = end_ - start_;
+    uint64_t length = 0;
+    size_t headerSize = 0;
+    if (!Header(&length, &headerSize)) {
+      const bool longHeader = available >= 4 && ReadBigEndian32(buffer_.get() + start_) == 0xffffffffu;
+      return (longHeader ? 12 : 4) - available;
+    }
+    // A frame that does not fit goes to its own memory (TakeFrame) before the next read.
+    return static_cast<size_t>(std::min<uint64_t>(headerSize + length - available, kBufferSize - end_));
+  }
+
   bool HasFrame() const {
     if (big_ != nullptr) return bigFilled_ == bigSize_;
     uint64_t length = 0;
@@ -372,7 +398,7 @@ class Channel : public Napi::ObjectWrap<Channel> {
         start_ = 0;
       }
       into = buffer_.get() + end_;
-      *wanted = kBufferSize - end_;
+      *wanted = exact_ ? FrameBytesMissing() : kBufferSize - end_;
     }
     ssize_t got;
     do {
@@ -489,6 +515,7 @@ class Channel : public Napi::ObjectWrap<Channel> {
   size_t bigSize_ = 0;
   size_t bigFilled_ = 0;
   bool ended_ = false;
+  bool exact_ = false;
   uv_loop_t* loop_ = nullptr;
   uv_poll_t* poll_ = nullptr;
   bool polling_ = false;

@@ -13,5 +13,6 @@ void InitPopen(Napi::Env env, Napi::Object exports);  // popen.cc: what Process 
 void InitInternals(Napi::Env env, Napi::Object exports);  // internals.cc: Node's internals, checked
 void InitConnection(Napi::Env env, Napi::Object exports);  // connection.cc: framed byte streams, fd passing
 void InitFdWait(Napi::Env env, Napi::Object exports);  // fd_wait.cc: waiting for descriptors (connection.wait)
+void InitSocket(Napi::Env env, Napi::Object exports);  // socket.cc: Listener and Client sockets
 
 }  // namespace mp

@@ -14,6 +14,7 @@ void InitPopen(Napi::Env, Napi::Object) {}
 void InitInternals(Napi::Env, Napi::Object) {}
 void InitConnection(Napi::Env, Napi::Object) {}
 void InitFdWait(Napi::Env, Napi::Object) {}
+void InitSocket(Napi::Env, Napi::Object) {}
 
 unsigned int EscapeCount() { return 0; }
 

@@ -17,7 +17,7 @@
  * @packageDocumentation
  */
 import { forkGeneration } from './at_fork';
-import { EOFError } from './errors';
+import { AuthenticationError, EOFError } from './errors';
 import type { NativeBinding, NativeChannel } from './native';
 import { requireNative } from './native';
 import { dumps, inheritedDescriptor, loads, passDescriptor, registerReducer } from './reduction';
@@ -432,12 +432,28 @@ export class Connection {
   }
 }
 
-/** How a Connection crosses to another process: the sender's descriptor, taken by the receiver. */
-interface ConnectionState {
+/** A descriptor as it crosses to another process: its owner's pid and number. */
+export interface DescriptorState {
   pid: number;
   fd: number;
+}
+
+/** How a Connection crosses to another process: the sender's descriptor, taken by the receiver. */
+interface ConnectionState extends DescriptorState {
   readable: boolean;
   writable: boolean;
+}
+
+/** `fd` of this process, to cross to another (passed along when a launch collects descriptors). @internal */
+export function _reduceDescriptor(fd: number): DescriptorState {
+  const state = { pid: getpid(), fd };
+  passDescriptor(state.pid, state.fd);
+  return state;
+}
+
+/** This process's copy of a descriptor {@link _reduceDescriptor} reduced. @internal */
+export function _rebuildDescriptor(state: DescriptorState): number {
+  return inheritedDescriptor(state.pid, state.fd) ?? native().takeFd(state.pid, state.fd);
 }
 
 /**
@@ -465,13 +481,504 @@ export function Pipe(duplex = true): [Connection, Connection] {
 
 registerReducer(Connection, {
   kind: 'Connection',
-  reduce: (connection: Connection): ConnectionState => {
-    const state = connection._reduce();
-    passDescriptor(state.pid, state.fd);
-    return state;
-  },
+  reduce: (connection: Connection): ConnectionState => ({ ...connection._reduce(), ..._reduceDescriptor(connection.fileno()) }),
   rebuild: (state: ConnectionState): Connection => {
-    const fd = inheritedDescriptor(state.pid, state.fd) ?? native().takeFd(state.pid, state.fd);
+    const fd = _rebuildDescriptor(state);
     return new Connection(fd, { readable: state.readable, writable: state.writable });
   },
 });
+
+// --- the authkey handshake ------------------------------------------------------------
+//
+// Python's, both generations: 3.12+ sends a challenge of `{sha256}` and 40
+// random bytes and answers with `{digest}` and the HMAC of the whole challenge;
+// before 3.12 the challenge was 20 random bytes and the answer a bare
+// HMAC-MD5. A message of 20 (challenge) or 16 (answer) bytes is the old
+// protocol: each side answers in the kind it was asked, so Python 3.11 and
+// 3.12+ peers both work.
+
+const CHALLENGE = Buffer.from('#CHALLENGE#');
+const WELCOME = Buffer.from('#WELCOME#');
+const FAILURE = Buffer.from('#FAILURE#');
+const MESSAGE_LENGTH = 40;
+const LEGACY_LENGTHS = [20, 16];
+/** Python's digest names and Node's. */
+const DIGESTS: Record<string, string> = { md5: 'md5', sha256: 'sha256', sha384: 'sha384', sha3_256: 'sha3-256', sha3_384: 'sha3-384' };
+const MAX_HANDSHAKE_MESSAGE = 256;
+
+/** A handshake step: yields when it needs the peer's next message. */
+type Handshake = Generator<void, void, Buffer>;
+
+function crypto(): typeof import('crypto') {
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  return require('crypto') as typeof import('crypto');
+}
+
+function hmac(authkey: Buffer, message: Buffer, digest: string): Buffer {
+  return crypto().createHmac(DIGESTS[digest], authkey).update(message).digest();
+}
+
+/** `[digest name, payload]` of a challenge or an answer; `''` for the old, bare protocol. */
+function digestAndPayload(message: Buffer): [string, Buffer] {
+  if (LEGACY_LENGTHS.includes(message.length)) return ['', message];
+  const close = message.indexOf('}');
+  if (message[0] === 0x7b && close > 1) {
+    const name = message.subarray(1, close).toString('latin1');
+    if (Object.prototype.hasOwnProperty.call(DIGESTS, name)) return [name, message.subarray(close + 1)];
+  }
+  throw new AuthenticationError('unsupported message length, missing digest prefix, or unsupported digest');
+}
+
+/** Sends a challenge, checks the answer (as Python's `deliver_challenge`). */
+function* deliverChallenge(connection: Connection, authkey: Buffer): Handshake {
+  const message = Buffer.concat([Buffer.from('{sha256}'), crypto().randomBytes(MESSAGE_LENGTH)]);
+  connection.sendBytes(Buffer.concat([CHALLENGE, message]));
+  const response = yield;
+  let valid = false;
+  try {
+    const [name, mac] = digestAndPayload(response);
+    const expected = hmac(authkey, message, name || 'md5');
+    valid = expected.length === mac.length && crypto().timingSafeEqual(expected, mac);
+  } catch {
+    valid = false;
+  }
+  connection.sendBytes(valid ? WELCOME : FAILURE);
+  if (!valid) throw new AuthenticationError('digest received was wrong');
+}
+
+/** Answers a challenge (as Python's `answer_challenge`). */
+function* answerChallenge(connection: Connection, authkey: Buffer): Handshake {
+  const challenge = yield;
+  if (!challenge.subarray(0, CHALLENGE.length).equals(CHALLENGE)) {
+    throw new AuthenticationError('protocol error: expected a challenge');
+  }
+  const message = challenge.subarray(CHALLENGE.length);
+  if (message.length < 20) throw new AuthenticationError(`challenge too short: ${message.length} bytes`);
+  const [name] = digestAndPayload(message);
+  const mac = hmac(authkey, message, name || 'md5');
+  connection.sendBytes(name ? Buffer.concat([Buffer.from(`{${name}}`), mac]) : mac);
+  const response = yield;
+  if (!response.equals(WELCOME)) throw new AuthenticationError('digest sent was rejected');
+}
+
+/** The handshake of a side that first challenges (`challengeFirst`: the Listener's) or first answers (the Client's). */
+function* handshake(connection: Connection, authkey: Buffer, challengeFirst: boolean): Handshake {
+  if (challengeFirst) {
+    yield* deliverChallenge(connection, authkey);
+    yield* answerChallenge(connection, authkey);
+  } else {
+    yield* answerChallenge(connection, authkey);
+    yield* deliverChallenge(connection, authkey);
+  }
+}
+
+/** A peer that closes or sends what no handshake sends fails the handshake. */
+function handshakeError(error: unknown): Error {
+  if (error instanceof AuthenticationError) return error;
+  if (error instanceof EOFError) return new AuthenticationError('the peer closed the connection during the authkey handshake', { cause: error });
+  if (error instanceof RangeError) return new AuthenticationError('a handshake message was too long', { cause: error });
+  return error as Error;
+}
+
+function shakeHandsSync(connection: Connection, authkey: Buffer, challengeFirst: boolean): void {
+  try {
+    const steps = handshake(connection, authkey, challengeFirst);
+    for (let step = steps.next(); !step.done; ) step = steps.next(connection.recvBytesSync(MAX_HANDSHAKE_MESSAGE));
+  } catch (error) {
+    connection.close();
+    throw handshakeError(error);
+  }
+}
+
+async function shakeHands(connection: Connection, authkey: Buffer, challengeFirst: boolean): Promise<void> {
+  try {
+    const steps = handshake(connection, authkey, challengeFirst);
+    for (let step = steps.next(); !step.done; ) step = steps.next(await connection.recvBytes(MAX_HANDSHAKE_MESSAGE));
+  } catch (error) {
+    connection.close();
+    throw handshakeError(error);
+  }
+}
+
+// --- Listener and Client ----------------------------------------------------------------
+
+/** A Unix socket path, or `[host, port]` for TCP. */
+export type Address = string | [host: string, port: number];
+
+/** Python's family names: a Unix socket, or TCP. */
+export type Family = 'AF_UNIX' | 'AF_INET' | 'AF_INET6';
+
+/** Options of {@link Listener}. */
+export interface ListenerOptions {
+  /** `'AF_UNIX'` (default without an address) or `'AF_INET'`/`'AF_INET6'`; by default the address's. */
+  family?: Family;
+  /** Connections waiting to be accepted at most (default 1, as Python's). */
+  backlog?: number;
+  /** When set, every connection runs the HMAC handshake with this key both ways. */
+  authkey?: Uint8Array | string | null;
+}
+
+/** Options of {@link Client}. */
+export interface ClientOptions {
+  /** By default the address's. */
+  family?: Family;
+  /** When set, the HMAC handshake with this key runs both ways. */
+  authkey?: Uint8Array | string | null;
+}
+
+function validateAuthkey(authkey: unknown): Buffer | null {
+  if (authkey === undefined || authkey === null) return null;
+  if (typeof authkey === 'string') return Buffer.from(authkey, 'utf8');
+  if (authkey instanceof Uint8Array) return Buffer.from(authkey);
+  throw new TypeError(`options.authkey must be a Buffer, a Uint8Array or a string, got ${describe(authkey)}`);
+}
+
+function validateAddress(address: unknown): Address {
+  if (typeof address === 'string' && address.length > 0) return address;
+  if (Array.isArray(address) && address.length === 2 && typeof address[0] === 'string') {
+    validateInteger(address[1], 'address[1] (the port)', 0, 65535);
+    return [address[0], address[1]];
+  }
+  throw new TypeError(`address must be a Unix socket path or [host, port], got ${describe(address)}`);
+}
+
+function familyOf(address: Address, family: unknown): Family {
+  const implied: Family = typeof address === 'string' ? 'AF_UNIX' : address[0].includes(':') ? 'AF_INET6' : 'AF_INET';
+  if (family === undefined) return implied;
+  if (family !== 'AF_UNIX' && family !== 'AF_INET' && family !== 'AF_INET6') {
+    throw new TypeError(`options.family must be 'AF_UNIX', 'AF_INET' or 'AF_INET6', got ${describe(family)}`);
+  }
+  if ((family === 'AF_UNIX') !== (implied === 'AF_UNIX')) throw new TypeError(`address ${JSON.stringify(address)} is not of family ${family}`);
+  return family;
+}
+
+/** A fresh Unix socket path in the temporary directory, as Python's `arbitrary_address`. */
+function arbitraryUnixAddress(): string {
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const { tmpdir } = require('os') as typeof import('os');
+  return `${tmpdir()}/mp-listener-${getpid()}-${crypto().randomBytes(6).toString('hex')}`;
+}
+
+function validateOptions(options: unknown): Record<string, unknown> {
+  if (typeof options !== 'object' || options === null) throw new TypeError(`options must be an object, got ${describe(options)}`);
+  return options as Record<string, unknown>;
+}
+
+/**
+ * A server socket that accepts connections, as Python's
+ * `multiprocessing.connection.Listener`: a Unix socket (by default, at a
+ * fresh path) or TCP. With an `authkey`, each accepted connection first runs
+ * the HMAC handshake both ways; a peer without the key is refused with
+ * `mp.AuthenticationError` and never sees a message.
+ *
+ * @example
+ * ```ts
+ * const listener = new mp.connection.Listener(['127.0.0.1', 0], { authkey: 'secret' });
+ * const client = mp.connection.ClientAsync(listener.address, { authkey: 'secret' });
+ * const server = await listener.accept();
+ * (await client).send('hello');
+ * console.log(await server.recv()); // 'hello'
+ * ```
+ */
+export class Listener {
+  private fd: number | null;
+  private readonly family: Family;
+  private readonly authkey: Buffer | null;
+  private boundAddress: Address;
+  private accepted: Address | null = null;
+  private readonly owner = getpid();
+
+  /**
+   * Listens at `address` (a Unix socket path, or `[host, port]`; port 0: a
+   * free one, see {@link address}). Without an address: a fresh Unix socket path.
+   */
+  constructor(address?: Address | null, options: ListenerOptions = {}) {
+    const { family, backlog = 1, authkey } = validateOptions(options) as ListenerOptions;
+    const given = address === undefined || address === null ? (family === undefined || family === 'AF_UNIX' ? arbitraryUnixAddress() : [family === 'AF_INET6' ? '::1' : '127.0.0.1', 0] as Address) : validateAddress(address);
+    this.family = familyOf(given, family);
+    validateInteger(backlog, 'options.backlog', 0);
+    this.authkey = validateAuthkey(authkey);
+    const binding = native();
+    if (typeof given === 'string') {
+      this.fd = binding.listenUnix(given, backlog);
+      this.boundAddress = given;
+    } else {
+      const [fd, host, port] = binding.listenTcp(given[0], given[1], backlog);
+      this.fd = fd;
+      this.boundAddress = [host, port];
+    }
+  }
+
+  /** Where it listens: the Unix socket path, or `[host, port]` as bound. */
+  get address(): Address {
+    return this.boundAddress;
+  }
+
+  /** The peer address of the last connection accepted (`null` before any), as Python's `last_accepted`. */
+  get lastAccepted(): Address | null {
+    return this.accepted;
+  }
+
+  /** Whether {@link close} was called. */
+  get closed(): boolean {
+    return this.fd === null;
+  }
+
+  /**
+   * The next connection, once a client connects (and passes the handshake,
+   * with an authkey: otherwise rejects with `mp.AuthenticationError`).
+   */
+  async accept(): Promise<Connection> {
+    const connection = await this.acceptRaw();
+    if (this.authkey !== null) await shakeHands(connection, this.authkey, true);
+    return connection;
+  }
+
+  /** {@link accept}, blocking the thread. */
+  acceptSync(): Connection {
+    for (;;) {
+      const fd = this.listening();
+      const connection = this.tryAccept(fd);
+      if (connection !== null) {
+        if (this.authkey !== null) shakeHandsSync(connection, this.authkey, true);
+        return connection;
+      }
+      native().pollFds([fd], 1, -1);
+    }
+  }
+
+  /** Stops listening (and removes the Unix socket's path). Closing twice does nothing. */
+  close(): void {
+    const fd = this.fd;
+    if (fd === null) return;
+    this.fd = null;
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    const fs = require('fs') as typeof import('fs');
+    fs.closeSync(fd);
+    const path = this.boundAddress;
+    if (this.family === 'AF_UNIX' && typeof path === 'string' && !path.startsWith('\0') && getpid() === this.owner) {
+      try {
+        fs.unlinkSync(path);
+      } catch {
+        // removed by someone else already
+      }
+    }
+    for (const reject of this.pendingAccepts) reject(closedError());
+    this.pendingAccepts.clear();
+  }
+
+  /** {@link close}, for `using`. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  private readonly pendingAccepts = new Set<(error: Error) => void>();
+
+  private listening(): number {
+    if (this.fd === null) throw Object.assign(new Error('the listener is closed'), { code: 'ERR_LISTENER_CLOSED' });
+    return this.fd;
+  }
+
+  private tryAccept(fd: number): Connection | null {
+    const accepted = native().accept(fd);
+    if (accepted === null) return null;
+    this.accepted = accepted[1] === '' ? null : accepted[1];
+    return new Connection(accepted[0]);
+  }
+
+  private acceptRaw(): Promise<Connection> {
+    let fd: number;
+    try {
+      fd = this.listening();
+      const ready = this.tryAccept(fd);
+      if (ready !== null) return Promise.resolve(ready);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return new Promise((resolve, reject) => {
+      const finish = (error: Error | null, connection?: Connection): void => {
+        watch.close();
+        this.pendingAccepts.delete(fail);
+        if (error !== null) reject(error);
+        else resolve(connection as Connection);
+      };
+      const fail = (error: Error): void => finish(error);
+      const watch = new (native().FdWatch)(fd, 1, () => {
+        try {
+          const connection = this.fd === null ? null : this.tryAccept(fd);
+          if (connection !== null) finish(null, connection);
+        } catch (error) {
+          finish(error as Error);
+        }
+      });
+      this.pendingAccepts.add(fail);
+      watch.start();
+    });
+  }
+}
+
+/** `[fd, pending]` of a connect to `address`. */
+function startConnect(address: Address): [number, boolean] {
+  const binding = native();
+  return typeof address === 'string' ? binding.connectUnix(address) : binding.connectTcp(address[0], address[1]);
+}
+
+function clientArguments(address: unknown, options: unknown): [Address, Buffer | null] {
+  const valid = validateAddress(address);
+  const { family, authkey } = validateOptions(options) as ClientOptions;
+  familyOf(valid, family);
+  return [valid, validateAuthkey(authkey)];
+}
+
+function closeFd(fd: number): void {
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  (require('fs') as typeof import('fs')).closeSync(fd);
+}
+
+/**
+ * A connection to a {@link Listener} (or to a Python
+ * `multiprocessing.connection.Listener`) at `address`, as Python's `Client`:
+ * blocks the thread while it connects and, with an `authkey`, runs the
+ * handshake (`mp.AuthenticationError` when either side's key differs). See
+ * {@link ClientAsync} for the same without blocking.
+ */
+export function Client(address: Address, options: ClientOptions = {}): Connection {
+  const [valid, authkey] = clientArguments(address, options);
+  const [fd, pending] = startConnect(valid);
+  try {
+    if (pending) {
+      native().pollFds([fd], 2, -1);
+      native().socketError(fd);
+    }
+  } catch (error) {
+    closeFd(fd);
+    throw error;
+  }
+  const connection = new Connection(fd);
+  if (authkey !== null) shakeHandsSync(connection, authkey, false);
+  return connection;
+}
+
+/** {@link Client}, without blocking: resolves once connected (and the handshake passed). */
+export async function ClientAsync(address: Address, options: ClientOptions = {}): Promise<Connection> {
+  const [valid, authkey] = clientArguments(address, options);
+  const [fd, pending] = startConnect(valid);
+  if (pending) {
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const watch = new (native().FdWatch)(fd, 2, () => {
+          watch.close();
+          try {
+            native().socketError(fd);
+            resolve();
+          } catch (error) {
+            reject(error);
+          }
+        });
+        watch.start();
+      });
+    } catch (error) {
+      closeFd(fd);
+      throw error;
+    }
+  }
+  const connection = new Connection(fd);
+  if (authkey !== null) await shakeHands(connection, authkey, false);
+  return connection;
+}
+
+// --- wait ------------------------------------------------------------------------------------
+
+/** What {@link wait} waits for: a Connection, a descriptor (a Process's `sentinel`), or an object with `fileno()`. */
+export type Waitable = Connection | number | { fileno(): number };
+
+function descriptorOf(object: Waitable, index: number): number {
+  if (typeof object === 'number') return validateInteger(object, `objects[${index}]`, 0);
+  if (typeof object === 'object' && object !== null && typeof (object as { fileno?: unknown }).fileno === 'function') {
+    return validateInteger((object as { fileno(): number }).fileno(), `objects[${index}].fileno()`, 0);
+  }
+  throw new TypeError(`objects[${index}] must be a Connection, a descriptor or an object with fileno(), got ${describe(object)}`);
+}
+
+function validateWaitables(objects: unknown): Waitable[] {
+  if (!Array.isArray(objects)) throw new TypeError(`objects must be an array, got ${describe(objects)}`);
+  objects.forEach((object, i) => object instanceof Connection || descriptorOf(object as Waitable, i));
+  return objects as Waitable[];
+}
+
+/** The objects ready now, waiting up to `timeoutMs` (-1: no limit) for one. */
+function readyObjects(objects: Waitable[], timeoutMs: number): Waitable[] {
+  const ready = objects.filter((object) => object instanceof Connection && object._ready());
+  if (ready.length > 0) timeoutMs = 0;
+  const fds = objects.map((object, i) => (object instanceof Connection ? object.fileno() : descriptorOf(object, i)));
+  const polled = new Set(native().pollFds(fds, 1, timeoutMs));
+  return objects.filter((object, i) => ready.includes(object) || polled.has(i));
+}
+
+/**
+ * Waits until one of `objects` is ready, as Python's
+ * `multiprocessing.connection.wait`: a Connection with a message (or the end
+ * of file) to receive, a descriptor that is readable (a Process's `sentinel`
+ * once the child has ended). Resolves with the ready ones, or `[]` once
+ * `timeout` (milliseconds; none: no limit) has passed.
+ */
+export function wait<T extends Waitable>(objects: T[], timeout?: number | null): Promise<T[]> {
+  let limit: number | null;
+  try {
+    validateWaitables(objects);
+    limit = validateTimeout(timeout);
+    const now = readyObjects(objects, 0) as T[];
+    if (now.length > 0 || limit === 0) return Promise.resolve(now);
+  } catch (error) {
+    return Promise.reject(error);
+  }
+  return new Promise((resolve, reject) => {
+    const stops: Array<() => void> = [];
+    let timer: NodeJS.Timeout | undefined;
+    const finish = (): void => {
+      if (timer !== undefined) clearTimeout(timer);
+      for (const stop of stops) stop();
+      try {
+        resolve(readyObjects(objects, 0) as T[]);
+      } catch (error) {
+        reject(error);
+      }
+    };
+    objects.forEach((object, i) => {
+      if (object instanceof Connection) {
+        stops.push(object.watch(finish));
+      } else {
+        const watch = new (native().FdWatch)(descriptorOf(object, i), 1, finish);
+        watch.start();
+        stops.push(() => watch.close());
+      }
+    });
+    if (limit !== null) timer = setTimeout(finish, limit);
+  });
+}
+
+/** {@link wait}, blocking the thread. */
+export function waitSync<T extends Waitable>(objects: T[], timeout?: number | null): T[] {
+  validateWaitables(objects);
+  const limit = validateTimeout(timeout);
+  return readyObjects(objects, limit ?? -1) as T[];
+}
+
+/**
+ * A descriptor that becomes readable once process `pid` has ended (a pidfd);
+ * one readable at once when it has ended already. For `Process.sentinel`.
+ * @internal
+ */
+export function _openSentinel(pid: number, ended: boolean): number {
+  const binding = native();
+  if (!ended) {
+    try {
+      return binding.pidfdOpen(pid);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
+    }
+  }
+  const [readFd, writeFd] = binding.streamPipe();
+  closeFd(writeFd);
+  return readFd;
+}

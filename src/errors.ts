@@ -54,3 +54,6 @@ export class WorkerLostError extends ProcessError {
     this.signal = details.signal ?? null;
   }
 }
+
+/** The authkey handshake of a Listener or Client failed, as `multiprocessing.AuthenticationError`. */
+export class AuthenticationError extends ProcessError {}

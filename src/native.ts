@@ -181,17 +181,30 @@ export interface NativeBinding {
   // native/connection.cc
   /** A connected AF_UNIX stream pair, both ends close-on-exec. */
   socketpair(): [number, number];
-  /** A pipe `[readFd, writeFd]`, both ends close-on-exec. */
-  streamPipe(): [number, number];
+  /** A pipe `[readFd, writeFd]`, both ends close-on-exec; `size`: its capacity in bytes, as the system allows. */
+  streamPipe(size?: number): [number, number];
   /** A close-on-exec copy of descriptor `fd` of process `pid` (pidfd_getfd). */
   takeFd(pid: number, fd: number): number;
-  Channel: new (fd: number, onFrames?: FramesCallback) => NativeChannel;
+  /** `exact`: never reads past the frame being read (readers taking turns on one pipe). */
+  Channel: new (fd: number, onFrames?: FramesCallback, exact?: boolean) => NativeChannel;
   // native/fd_wait.cc
   /** The indices of `fds` ready for `events` (an error or hang-up counts), waiting up to `timeoutMs` (< 0: no limit). */
   pollFds(fds: number[], events: FdEvents, timeoutMs: number): number[];
   /** A descriptor that becomes readable when process `pid` ends. */
   pidfdOpen(pid: number): number;
   FdWatch: new (fd: number, events: FdEvents, onReady: () => void) => NativeFdWatch;
+  // native/socket.cc (non-blocking, close-on-exec descriptors)
+  /** A listening Unix socket at `path` ('\0...': Linux's abstract namespace). */
+  listenUnix(path: string, backlog: number): number;
+  /** A listening TCP socket: `[fd, host, port]` as bound (port 0: a free one). */
+  listenTcp(host: string, port: number, backlog: number): [number, string, number];
+  /** `[fd, peer address]` of a connection accepted, or `null` when none is waiting. */
+  accept(fd: number): [number, string | [string, number]] | null;
+  /** `[fd, pending]`: when pending, wait until writable, then {@link socketError}. */
+  connectUnix(path: string): [number, boolean];
+  connectTcp(host: string, port: number): [number, boolean];
+  /** Throws the error a pending connect ended with, if any. */
+  socketError(fd: number): void;
   // end native/connection.cc
 }
 

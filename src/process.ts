@@ -79,6 +79,7 @@ export abstract class BaseProcess<A extends unknown[] = unknown[]> {
   readonly #parentPid: number;
   readonly #parentName: string;
   #popen: Popen | null = null;
+  #sentinel: number | null = null;
   #closed = false;
 
   /**
@@ -163,6 +164,18 @@ export abstract class BaseProcess<A extends unknown[] = unknown[]> {
     if (this === current) return getpid();
     this.#checkClosed();
     return this.#popen?.pid ?? null;
+  }
+
+  /**
+   * A descriptor that becomes readable once the child has ended, as Python's
+   * `sentinel`: for `mp.connection.wait()`. Closed by {@link close}. Throws
+   * before {@link start}.
+   */
+  get sentinel(): number {
+    const popen = this.#started('sentinel');
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    this.#sentinel ??= (require('./connection') as typeof import('./connection'))._openSentinel(popen.pid, popen.ended);
+    return this.#sentinel;
   }
 
   /** Same as {@link pid}, as Python's `ident`. */
@@ -287,6 +300,8 @@ export abstract class BaseProcess<A extends unknown[] = unknown[]> {
       }
       this.#popen.close();
       this.#popen = null;
+      if (this.#sentinel !== null) fs.closeSync(this.#sentinel);
+      this.#sentinel = null;
       children.delete(this);
     }
     this.#closed = true;
