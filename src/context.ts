@@ -32,6 +32,7 @@ const synchronize = onFirstUse((): typeof import('./synchronize') => require('./
 const sharedctypes = onFirstUse((): typeof import('./sharedctypes') => require('./sharedctypes'));
 const sharedMemory = onFirstUse((): typeof import('./shared_memory') => require('./shared_memory'));
 const connection = onFirstUse((): typeof import('./connection') => require('./connection'));
+const queues = onFirstUse((): typeof import('./queues') => require('./queues'));
 const native = onFirstUse((): typeof Native => require('./native'));
 const managers = onFirstUse((): typeof import('./managers') => require('./managers'));
 const forkPopen = onFirstUse((): typeof import('./popen/fork') => require('./popen/fork'));
@@ -170,11 +171,15 @@ export class BaseContext {
 
   /** See `Pipe`. */
   get Pipe() { return connection().Pipe; } // prettier-ignore
+  /** See `Queue`. */
+  get Queue() { return queues().Queue; } // prettier-ignore
+  /** See `SimpleQueue`. */
+  get SimpleQueue() { return queues().SimpleQueue; } // prettier-ignore
+  /** See `JoinableQueue`. */
+  get JoinableQueue() { return queues().JoinableQueue; } // prettier-ignore
 
-  // Pool, Queue, SimpleQueue, JoinableQueue: their modules (pool.ts,
-  // queues.ts, connection.ts) are not written yet. Each becomes one line here,
-  // e.g. `readonly Pipe = connection.Pipe;`; a factory that starts processes
-  // (Pool) passes the context on: `new pool.Pool(n, { ...options, context: this })`.
+  // Pool: its module (pool.ts) is not written yet. A factory that starts
+  // processes (Pool) passes the context on: `new pool.Pool(n, { ...options, context: this })`.
 
   /** See `Manager`: its server process starts with this context's start method. */
   Manager(options: Omit<import('./managers').ManagerOptions, 'context'> = {}): Promise<import('./managers').SyncManager> {

@@ -25,6 +25,7 @@ import type * as Managers from './managers';
 import { compileEagerly } from './eager/compilation';
 import { defineLazyExports } from './lazy';
 import type * as ProcessModule from './process';
+import type * as Queues from './queues';
 import type * as SharedCtypes from './sharedctypes';
 import type * as SharedMemoryModule from './shared_memory';
 import type * as Synchronize from './synchronize';
@@ -64,6 +65,7 @@ export type {
   Server,
 } from './managers';
 export type * from './connection';
+export type * from './queues';
 
 export declare const Process: typeof Context.Process;
 export type Process<A extends unknown[] = unknown[]> = Context.Process<A>;
@@ -137,6 +139,13 @@ export type Connection = ConnectionModule.Connection;
  */
 export declare const connection: typeof ConnectionModule;
 
+export declare const Queue: typeof Queues.Queue;
+export type Queue<T = unknown> = Queues.Queue<T>;
+export declare const SimpleQueue: typeof Queues.SimpleQueue;
+export type SimpleQueue<T = unknown> = Queues.SimpleQueue<T>;
+export declare const JoinableQueue: typeof Queues.JoinableQueue;
+export type JoinableQueue<T = unknown> = Queues.JoinableQueue<T>;
+
 /** The Process path, compiled eagerly as it loads (the fork start method's included). */
 function loadProcessPath(): typeof Context & typeof ProcessModule {
   return compileEagerly(() => {
@@ -192,3 +201,4 @@ defineLazyExports(exports, () => require('./managers') as typeof Managers, [
 defineLazyExports(exports, () => ({ managers: require('./managers') as typeof Managers }), ['managers']);
 defineLazyExports(exports, () => require('./connection') as typeof ConnectionModule, ['Pipe', 'Connection']);
 defineLazyExports(exports, () => ({ connection: require('./connection') as typeof ConnectionModule }), ['connection']);
+defineLazyExports(exports, () => require('./queues') as typeof Queues, ['Queue', 'SimpleQueue', 'JoinableQueue']);

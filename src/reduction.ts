@@ -180,7 +180,7 @@ function isReduced(value: object): value is ReducedObject {
  * register their reducers.
  */
 /** The modules that register reducers: index.ts loads some only on first use. */
-const REDUCING_MODULES = ['./heap', './synchronize', './sharedctypes', './shared_memory', './managers', './connection'];
+const REDUCING_MODULES = ['./heap', './synchronize', './sharedctypes', './shared_memory', './managers', './connection', './queues'];
 
 function reducerOfKind(kind: string): Reducer | undefined {
   if (!reducersByKind.has(kind)) for (const module of REDUCING_MODULES) require(module);
@@ -207,11 +207,56 @@ function rebuildDeep(value: unknown, seen: Set<object>): unknown {
   return value;
 }
 
+// --- the JSON fast path ------------------------------------------------------------
+//
+// Most messages (a Queue's items, a Pool's arguments and results) are plain
+// data: strings, finite numbers, booleans, null, plain objects and arrays of
+// them. JSON carries those exactly and 3-4x faster than v8.serialize plus the
+// walk for shared objects, so they travel as a 0x01 byte and JSON text
+// (v8.serialize's output starts with 0xFF).
+
+const JSON_TAG = 0x01;
+/** Nesting deeper than this (or a cycle) takes the v8 path. */
+const JSON_MAX_DEPTH = 32;
+/** Arrays longer than this take the v8 path (checking them for extra keys costs). */
+const JSON_MAX_ARRAY = 64;
+
+/** Whether JSON carries `value` exactly as structured clone would. */
+function isJsonSafe(value: unknown, depth: number): boolean {
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return true;
+    case 'number':
+      return Number.isFinite(value) && !Object.is(value, -0);
+    case 'object': {
+      if (value === null) return true;
+      if (depth > JSON_MAX_DEPTH) return false;
+      const proto = Object.getPrototypeOf(value);
+      if (proto === Array.prototype) {
+        const array = value as unknown[];
+        if (array.length > JSON_MAX_ARRAY || Object.keys(array).length !== array.length) return false;
+        for (let i = 0; i < array.length; i++) if (!isJsonSafe(array[i], depth + 1)) return false;
+        return true;
+      }
+      if (proto !== Object.prototype) return false;
+      for (const key in value as Record<string, unknown>) {
+        if (!Object.prototype.hasOwnProperty.call(value, key) || key === 'toJSON') return false;
+        if (!isJsonSafe((value as Record<string, unknown>)[key], depth + 1)) return false;
+      }
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
 /**
  * Serialises `value` for another process. `what` names it in errors, e.g.
  * `'args[1]'`: a value that cannot cross gets a TypeError naming it.
  */
 export function dumps(value: unknown, what = 'value'): Buffer {
+  if (isJsonSafe(value, 0)) return Buffer.from(`\u0001${JSON.stringify(value)}`, 'utf8');
   const reduced = reduceDeep(value, what, new Map());
   try {
     return v8().serialize(reduced);
@@ -286,5 +331,6 @@ function cannotSend(path: string, value: unknown, cause?: unknown): TypeError {
 
 /** The value `dumps` serialised, with shared objects rebuilt in this process. */
 export function loads(buffer: Buffer | Uint8Array): unknown {
+  if (buffer[0] === JSON_TAG) return JSON.parse(Buffer.from(buffer.buffer, buffer.byteOffset, buffer.byteLength).toString('utf8', 1));
   return rebuildDeep(v8().deserialize(buffer), new Set());
 }
