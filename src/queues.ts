@@ -176,14 +176,18 @@ interface PipeState {
   locks: Buffer;
 }
 
-/** One message if there is one now and the read lock is free (no waiting at all). */
-function takeNow(pipe: QueuePipe): Buffer | null {
-  if (!pipe.rlock.acquireSync({ block: false })) return null;
+/** One message if there is one now, the read lock held by the caller (and released here). */
+function readAndRelease(pipe: QueuePipe): Buffer | null {
   try {
     return pipe.readNow();
   } finally {
     pipe.rlock.release();
   }
+}
+
+/** One message if there is one now and the read lock is free (no waiting at all). */
+function takeNow(pipe: QueuePipe): Buffer | null {
+  return pipe.rlock.acquireSync({ block: false }) ? readAndRelease(pipe) : null;
 }
 
 /** Takes one message, waiting on the event loop: `undefined` once the time is up. */
@@ -198,12 +202,7 @@ async function take(pipe: QueuePipe, deadline: number | null): Promise<Buffer | 
       continue;
     }
     if (!(await pipe.rlock.acquire({ timeout: left(deadline) }))) return undefined;
-    let frame: Buffer | null;
-    try {
-      frame = pipe.readNow();
-    } finally {
-      pipe.rlock.release();
-    }
+    const frame = readAndRelease(pipe);
     if (frame !== null) return frame;
   }
 }
@@ -215,12 +214,7 @@ function takeSync(pipe: QueuePipe, deadline: number | null): Buffer | undefined 
   for (;;) {
     if (!pipe.readable(left(deadline))) return undefined;
     if (!pipe.rlock.acquireSync({ timeout: left(deadline) })) return undefined;
-    let frame: Buffer | null;
-    try {
-      frame = pipe.readNow();
-    } finally {
-      pipe.rlock.release();
-    }
+    const frame = readAndRelease(pipe);
     if (frame !== null) return frame;
   }
 }
