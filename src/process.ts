@@ -14,6 +14,7 @@
  * ```
  * @packageDocumentation
  */
+import * as fs from 'fs';
 import * as nodeOs from 'os';
 import { inspect } from 'util';
 
