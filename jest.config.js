@@ -12,15 +12,16 @@ const project = {
 
 module.exports = {
   maxWorkers: 1,
+  testSequencer: '<rootDir>/test/sequencer.js',
   testTimeout: 30000,
   projects: [
     { ...project, displayName: 'addon' },
-    // The Process suite once more without the addon, as on Windows: only the
-    // spawn start method (child_process) is there.
+    // The Process and Pool suites once more without the addon, as on Windows:
+    // only the spawn start method (child_process) is there.
     {
       ...project,
       displayName: 'no-addon',
-      testMatch: ['**/20.*.test.ts'],
+      testMatch: ['**/20.*.test.ts', '**/60.pool.test.ts'],
       setupFiles: [...project.setupFiles, '<rootDir>/test/fixtures/process_no_addon.js'],
     },
   ],

@@ -38,6 +38,7 @@ const managers = onFirstUse((): typeof import('./managers') => require('./manage
 const forkPopen = onFirstUse((): typeof import('./popen/fork') => require('./popen/fork'));
 const spawnPopen = onFirstUse((): typeof import('./popen/spawn') => require('./popen/spawn'));
 const forkServerPopen = onFirstUse((): typeof import('./popen/forkserver') => require('./popen/forkserver'));
+const pool = onFirstUse((): typeof import('./pool') => require('./pool'));
 
 export type { StartMethod } from './popen/popen';
 
@@ -178,9 +179,6 @@ export class BaseContext {
   /** See `JoinableQueue`. */
   get JoinableQueue() { return queues().JoinableQueue; } // prettier-ignore
 
-  // Pool: its module (pool.ts) is not written yet. A factory that starts
-  // processes (Pool) passes the context on: `new pool.Pool(n, { ...options, context: this })`.
-
   /** See `Manager`: its server process starts with this context's start method. */
   Manager(options: Omit<import('./managers').ManagerOptions, 'context'> = {}): Promise<import('./managers').SyncManager> {
     return managers().Manager({ ...options, context: this });
@@ -190,6 +188,8 @@ export class BaseContext {
   ManagerSync(options: Omit<import('./managers').ManagerOptions, 'context'> = {}): import('./managers').SyncManager {
     return managers().ManagerSync({ ...options, context: this });
   }
+  /** See `Pool`: this context's pools start their workers with its start method. */
+  get Pool(): typeof import('./pool').Pool { return pool().Pool._ofContext(this); } // prettier-ignore
 
   /** @param method the start method of this context; `null` for the default context. */
   constructor(private readonly method: StartMethod | null) {

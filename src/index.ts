@@ -24,6 +24,7 @@ import type * as Context from './context';
 import type * as Managers from './managers';
 import { compileEagerly } from './eager/compilation';
 import { defineLazyExports } from './lazy';
+import type * as PoolModule from './pool';
 import type * as ProcessModule from './process';
 import type * as Queues from './queues';
 import type * as SharedCtypes from './sharedctypes';
@@ -66,6 +67,7 @@ export type {
 } from './managers';
 export type * from './connection';
 export type * from './queues';
+export type * from './pool';
 
 export declare const Process: typeof Context.Process;
 export type Process<A extends unknown[] = unknown[]> = Context.Process<A>;
@@ -145,6 +147,14 @@ export declare const SimpleQueue: typeof Queues.SimpleQueue;
 export type SimpleQueue<T = unknown> = Queues.SimpleQueue<T>;
 export declare const JoinableQueue: typeof Queues.JoinableQueue;
 export type JoinableQueue<T = unknown> = Queues.JoinableQueue<T>;
+export declare const Pool: typeof PoolModule.Pool;
+export type Pool = PoolModule.Pool;
+export declare const AsyncResult: typeof PoolModule.AsyncResult;
+export type AsyncResult<T> = PoolModule.AsyncResult<T>;
+export declare const MapResult: typeof PoolModule.MapResult;
+export type MapResult<T> = PoolModule.MapResult<T>;
+export declare const IMapIterator: typeof PoolModule.IMapIterator;
+export type IMapIterator<T> = PoolModule.IMapIterator<T>;
 
 /** The Process path, compiled eagerly as it loads (the fork start method's included). */
 function loadProcessPath(): typeof Context & typeof ProcessModule {
@@ -202,3 +212,4 @@ defineLazyExports(exports, () => ({ managers: require('./managers') as typeof Ma
 defineLazyExports(exports, () => require('./connection') as typeof ConnectionModule, ['Pipe', 'Connection']);
 defineLazyExports(exports, () => ({ connection: require('./connection') as typeof ConnectionModule }), ['connection']);
 defineLazyExports(exports, () => require('./queues') as typeof Queues, ['Queue', 'SimpleQueue', 'JoinableQueue']);
+defineLazyExports(exports, () => require('./pool') as typeof PoolModule, ['Pool', 'AsyncResult', 'MapResult', 'IMapIterator']);

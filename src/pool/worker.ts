@@ -1,0 +1,228 @@
+/**
+ * What a pool worker runs, as CPython's `pool.worker()`: it connects to its
+ * pool, runs the initializer, says it is ready, then runs the tasks it is
+ * given one at a time and sends each result back, until it is told to stop
+ * or its pool is gone (end of file on its socket: the parent died). It is the
+ * target of a Process of the pool's start method: under spawn and
+ * forkserver it is found by module reference, as any target.
+ * @internal
+ */
+import * as net from 'net';
+
+import { Reference, resolveCommonJs, resolveReference } from '../reference';
+import { Channel, closeInheritedHandles, decodePayload, encodeMessage, encodePayload, Header } from './channel';
+import { describeError } from './remote_error';
+
+type AnyFunction = (...args: never[]) => unknown;
+
+/** The kinds of messages (the first item of a header). */
+export const MESSAGE = {
+  /** worker → pool: `[HELLO, token, workerId]`, once ready. */
+  HELLO: 0,
+  /** pool → worker: `[TASK, taskId, functionId, kind, reference?]` + the arguments as payload (the reference the first time only). */
+  TASK: 1,
+  /** pool → worker: `[STOP]`: leave. */
+  STOP: 2,
+  /** worker → pool: `[RESULT, taskId]` + the result as payload. */
+  RESULT: 3,
+  /** worker → pool: `[ERROR, taskId, ErrorDescription]`. */
+  ERROR: 4,
+  /** worker → pool: `[INIT_ERROR, ErrorDescription]`: the initializer threw; the worker leaves. */
+  INIT_ERROR: 5,
+} as const;
+
+/** How a task's payload is applied: `fn(...args)`, `items.map(fn)`, `argsList.map(args => fn(...args))`. */
+export const TASK_KIND = { APPLY: 0, MAP: 1, STARMAP: 2 } as const;
+
+/** What a worker is started with. */
+export interface WorkerConfig {
+  /** The pool's listening socket. */
+  address: string;
+  /** Proves to the pool that the connection is its worker's. */
+  token: string;
+  workerId: number;
+  /** The initializer: the function itself under fork, a module reference otherwise. */
+  initializer: AnyFunction | Reference | null;
+  initargs: unknown[];
+  /** Under fork: the pool's table of task functions, as it was when this worker was forked. */
+  functions: readonly AnyFunction[] | null;
+}
+
+let prepared = false;
+
+/**
+ * In the parent, before its first pool forks: compiles what a forked worker
+ * runs first (V8 compiles a function on its first call: in every worker
+ * otherwise, ~10 ms each), its client side of Node's `net` included, by
+ * connecting once to the pool's own socket.
+ */
+export function prepareForkedWorkers(address: string, precompile: ((fn: (...args: never[]) => unknown) => void) | null): void {
+  if (prepared) return;
+  prepared = true;
+  if (precompile !== null) {
+    for (const fn of [poolWorker, apply, isPromise, encodeMessage, encodePayload, decodePayload, describeError]) precompile(fn);
+    for (const method of Object.getOwnPropertyNames(TaskRunner.prototype)) {
+      const fn = (TaskRunner.prototype as unknown as Record<string, unknown>)[method];
+      if (typeof fn === 'function') precompile(fn as (...args: never[]) => unknown);
+    }
+  }
+  const probe = net.connect(address);
+  probe.on('error', () => {});
+  probe.once('connect', () => probe.destroy());
+}
+
+/** The worker's main function: resolves when the worker is done. */
+export function poolWorker(config: WorkerConfig): Promise<void> {
+  // A forked worker has copies of the parent's pool sockets: its event loop
+  // would read what is meant for the parent.
+  if (config.functions !== null) closeInheritedHandles();
+  return new Promise((resolve) => {
+    const runner = new TaskRunner(config);
+    const socket = net.connect(config.address);
+    const channel = new Channel(socket, (header, payload) => runner.receive(header, payload), resolve);
+    runner.channel = channel;
+    socket.once('connect', () => {
+      void runner.start();
+    });
+  });
+}
+
+class TaskRunner {
+  channel: Channel | null = null;
+  readonly #config: WorkerConfig;
+  readonly #functions = new Map<number, AnyFunction>();
+  readonly #queue: Array<[Header, Buffer]> = [];
+  #busy = true; // until the initializer has run
+
+  constructor(config: WorkerConfig) {
+    this.#config = config;
+  }
+
+  async start(): Promise<void> {
+    const channel = this.channel as Channel;
+    try {
+      const { initializer, initargs } = this.#config;
+      if (initializer !== null) {
+        const fn = typeof initializer === 'function' ? initializer : await resolveReference(initializer, 'initializer');
+        await (fn as (...args: unknown[]) => unknown)(...initargs);
+      }
+    } catch (error) {
+      channel.send(encodeMessage([MESSAGE.INIT_ERROR, describeError(error)]));
+      channel.socket.end();
+      return;
+    }
+    channel.send(encodeMessage([MESSAGE.HELLO, this.#config.token, this.#config.workerId]));
+    this.#busy = false;
+    this.#drain();
+  }
+
+  receive(header: Header, payload: Buffer): void {
+    if (header[0] === MESSAGE.STOP) {
+      this.channel?.close();
+      return;
+    }
+    this.#queue.push([header, payload]);
+    if (!this.#busy) this.#drain();
+  }
+
+  /** Runs the queued tasks; one that returns a Promise is awaited before the next. */
+  #drain(): void {
+    while (this.#queue.length > 0) {
+      const [header, payload] = this.#queue.shift() as [Header, Buffer];
+      const pending = this.#run(header, payload);
+      if (pending !== undefined) {
+        this.#busy = true;
+        void pending.then(() => {
+          this.#busy = false;
+          this.#drain();
+        });
+        return;
+      }
+    }
+  }
+
+  /** Runs one task and sends its outcome; a Promise when it has not completed yet. */
+  #run(header: Header, payload: Buffer): Promise<void> | undefined {
+    const taskId = header[1] as number;
+    let outcome: unknown;
+    try {
+      const fn = this.#function(header[2] as number, (header[4] as Reference | undefined) ?? null);
+      const args = decodePayload(payload) as unknown[];
+      const kind = header[3] as number;
+      outcome = typeof fn === 'function' ? apply(fn, kind, args) : fn.then((f) => apply(f, kind, args));
+    } catch (error) {
+      this.#fail(taskId, error);
+      return undefined;
+    }
+    if (!isPromise(outcome)) {
+      this.#succeed(taskId, outcome);
+      return undefined;
+    }
+    return Promise.resolve(outcome).then(
+      (value) => this.#succeed(taskId, value),
+      (error: unknown) => this.#fail(taskId, error),
+    );
+  }
+
+  #succeed(taskId: number, value: unknown): void {
+    let payload: Buffer;
+    try {
+      payload = encodePayload(value, 'the result');
+    } catch (error) {
+      this.#fail(taskId, error);
+      return;
+    }
+    this.channel?.send(encodeMessage([MESSAGE.RESULT, taskId], payload));
+  }
+
+  #fail(taskId: number, error: unknown): void {
+    this.channel?.send(encodeMessage([MESSAGE.ERROR, taskId, describeError(error)]));
+  }
+
+  /** The task function `id`: from the forked table, or loaded by `reference` (once). */
+  #function(id: number, reference: Reference | null): AnyFunction | Promise<AnyFunction> {
+    const known = this.#functions.get(id) ?? this.#config.functions?.[id];
+    if (known !== undefined) return known;
+    if (reference === null) throw new Error(`pool worker: task function ${id} is unknown here`);
+    if (reference.kind === 'commonjs') {
+      const fn = resolveCommonJs(reference, 'the task function');
+      this.#functions.set(id, fn);
+      return fn;
+    }
+    return resolveReference(reference, 'the task function').then((fn) => {
+      this.#functions.set(id, fn);
+      return fn;
+    });
+  }
+}
+
+function isPromise(value: unknown): value is PromiseLike<unknown> {
+  return typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function';
+}
+
+/** Applies `fn` to a task's arguments; a Promise when some call returned one (the calls of a chunk run one after another). */
+function apply(fn: AnyFunction, kind: number, args: unknown[]): unknown {
+  const call = fn as (...args: unknown[]) => unknown;
+  if (kind === TASK_KIND.APPLY) return call(...args);
+  const results = new Array<unknown>(args.length);
+  const spread = kind === TASK_KIND.STARMAP;
+  for (let i = 0; i < args.length; i++) {
+    const result = spread ? call(...(args[i] as unknown[])) : call(args[i]);
+    if (isPromise(result)) return finishAsync(call, spread, args, results, i, result);
+    results[i] = result;
+  }
+  return results;
+}
+
+async function finishAsync(
+  call: (...args: unknown[]) => unknown,
+  spread: boolean,
+  args: unknown[],
+  results: unknown[],
+  from: number,
+  first: PromiseLike<unknown>,
+): Promise<unknown[]> {
+  results[from] = await first;
+  for (let i = from + 1; i < args.length; i++) results[i] = await (spread ? call(...(args[i] as unknown[])) : call(args[i]));
+  return results;
+}
