@@ -3,6 +3,7 @@
  * of their own (standing in for machines). Every wait is for an event: a line
  * a node prints, a list a task pushes onto, a call settling, Redis state.
  */
+import * as mp from '../dist';
 import { Pool, ClusterConnectionError, TimeoutError, WorkerLostError } from '../dist/cluster';
 import { client, lineOf, NodeProcess, queueName, RedisServer, startNode, until } from './80.helpers';
 
@@ -37,6 +38,20 @@ function pool(queue: string, options: Partial<ConstructorParameters<typeof Pool>
   const created = new Pool({ connection: redis.url, queue, ...options });
   pools.push(created);
   return created;
+}
+
+/** What each step of an imap gives: the value, or the error's name and message. */
+async function outcomes(iterator: AsyncIterator<number>): Promise<Array<number | string>> {
+  const seen: Array<number | string> = [];
+  for (;;) {
+    try {
+      const step = await iterator.next();
+      if (step.done === true) return seen;
+      seen.push(step.value);
+    } catch (error) {
+      seen.push(`${(error as Error).name}: ${(error as Error).message}`);
+    }
+  }
 }
 
 /** Waits until `count` tasks pushed onto `key` (they are running) and returns what they pushed. */
@@ -100,6 +115,42 @@ describe('cluster Pool', () => {
     expect(error.code).toBe('E_TASK');
     expect(error.stack).toContain('cluster_tasks.js');
     await until(async () => (await jobCounts(queue)) === 0);
+  });
+
+  test('imap yields a task error at its place and goes on, as mp.Pool\'s imap (a failed chunk\'s other items skipped)', async () => {
+    const queue = queueName();
+    await startNodes(queue, ['A', 'B']);
+    const p = pool(queue);
+    const input = Array.from({ length: 9 }, (_, i) => i);
+    await using local = new (mp.getContext('spawn').Pool)(2);
+    for (const chunksize of [1, 2]) {
+      const expected = await outcomes(local.imap(tasks.failOdd, input, chunksize));
+      expect(await outcomes(p.imap(tasks.failOdd, input, chunksize))).toEqual(expected);
+      const unordered = await outcomes(p.imapUnordered(tasks.failOdd, input, chunksize));
+      expect(unordered.map(String).sort()).toEqual(expected.map(String).sort());
+    }
+    expect(await outcomes(p.imap(tasks.failOdd, input))).toEqual([0, 'TaskFailure: task 1 is odd', 2, 'TaskFailure: task 3 is odd', 4, 'TaskFailure: task 5 is odd', 6, 'TaskFailure: task 7 is odd', 8]);
+  });
+
+  test('a worker process killed mid-task fails its chunk with WorkerLostError; the node replaces it and goes on', async () => {
+    const queue = queueName();
+    await startNodes(queue, ['A']);
+    const p = pool(queue);
+    const error = (await p.apply(tasks.killSelfAt, [4, 4]).catch((e: unknown) => e)) as WorkerLostError;
+    expect(error).toBeInstanceOf(WorkerLostError);
+    expect(error.signal).toBe('SIGKILL');
+    expect(typeof error.pid).toBe('number');
+    expect(error.message).toMatch(/on worker node A/);
+    expect(await p.map(tasks.square, [1, 2, 3], 1)).toEqual([1, 4, 9]);
+  });
+
+  test('maxtasksperchild applies on every node: each chunk of { maxtasksperchild: 1 } runs in a fresh process', async () => {
+    const queue = queueName();
+    await startNodes(queue, ['A', 'B']);
+    const p = pool(queue, { maxtasksperchild: 1 });
+    const results = await p.map(tasks.withPid, Array.from({ length: 8 }, (_, i) => i), 1);
+    expect(results.map(([x]) => x)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    expect(new Set(results.map(([, pid]) => pid)).size).toBe(8);
   });
 
   test('a closure gets a clear error at submit time', () => {

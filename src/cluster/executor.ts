@@ -1,8 +1,16 @@
 /**
- * How a node runs the tasks of a chunk: behind one small interface, so that
- * the node's job handling does not depend on where the tasks run.
+ * How a node runs chunks: on a local mp.Pool of the node's processes, one
+ * pool per client setup (initializer, initargs, maxtasksperchild). A chunk is
+ * one task of that pool (as a chunk of mp.Pool's `map` is one task of a
+ * worker): a process runs its items one after the other, the node keeps its
+ * processes busy with several chunks at once.
  * @internal
  */
+import { getAllStartMethods, getContext } from '../context';
+import type * as PoolModule from '../pool';
+import type { Reference } from '../reference';
+import { runChunk } from './chunk';
+import type { ChunkResult } from './wire';
 
 export type Task = (...args: never[]) => unknown;
 
@@ -15,43 +23,39 @@ export interface ResolvedSetup {
 
 export interface Executor {
   /**
-   * The results of `task` on each of `items` (spread as arguments when `star`),
-   * in order; rejects with the first task error, or when `signal` aborts.
+   * Runs the chunk's tasks (`fn`: the node's reference to the task, `items`
+   * in their wire encoding) in a process of the pool: resolves with the
+   * chunk's result or first task error; rejects with `WorkerLostError` when
+   * the process died in it, or when `signal` aborts (the process is killed
+   * and replaced).
    */
-  map(task: Task, items: unknown[], star: boolean, signal: AbortSignal): Promise<unknown[]>;
-  /** Lets running tasks finish, then releases the executor's processes. */
+  run(fn: Reference, items: string, star: boolean, signal: AbortSignal): Promise<ChunkResult>;
+  /** Lets running chunks finish, then ends the pool's processes. */
   close(): Promise<void>;
 }
 
-export type ExecutorFactory = (setup: ResolvedSetup, processes: number) => Promise<Executor>;
-
 /**
- * Tasks run in the node's own process, one after the other: the stand-in until
- * the local mp.Pool serves the node (maxtasksperchild has no processes to
- * apply to; the initializer runs once).
+ * A local mp.Pool of `processes` processes of the forkserver start method
+ * (spawn where there is none). Not fork: a forked process would inherit the
+ * node's Redis sockets and its event loop would serve them too, stealing the
+ * node's replies. The fork server is a fresh process: its children load the
+ * task modules (by reference) themselves.
  */
-export const inProcessExecutor: ExecutorFactory = async (setup) => {
-  if (setup.initializer !== null) await (setup.initializer as (...args: unknown[]) => unknown)(...setup.initargs);
-  return {
-    async map(task, items, star, signal) {
-      const run = task as (...args: unknown[]) => unknown;
-      const results: unknown[] = new Array(items.length);
-      for (let i = 0; i < items.length; i++) {
-        signal.throwIfAborted();
-        const value = star ? run(...(items[i] as unknown[])) : run(items[i]);
-        results[i] = value instanceof Promise ? await abortable(value, signal) : value;
-      }
-      return results;
-    },
-    async close() {},
-  };
-};
-
-/** `promise`, or a rejection when `signal` aborts first (a task of this process cannot be stopped, only left). */
-function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+export function localPoolExecutor(setup: ResolvedSetup, processes: number): Executor {
+  // Loaded here: a client process of the cluster Pool never loads the process pool (nor the addon).
+  const { Pool } = require('../pool') as typeof PoolModule;
+  const pool = new Pool({
+    processes,
+    initializer: setup.initializer as ((...args: unknown[]) => unknown) | null,
+    initargs: setup.initargs,
+    maxtasksperchild: setup.maxtasksperchild,
+    context: getContext(getAllStartMethods().includes('forkserver') ? 'forkserver' : 'spawn'),
   });
+  return {
+    run: (fn, items, star, signal) => pool.apply(runChunk, [fn, items, star], { signal }),
+    async close() {
+      pool.close();
+      await pool.join();
+    },
+  };
 }

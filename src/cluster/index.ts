@@ -11,7 +11,7 @@ loadEngine();
 
 export { Pool, ClusterConnectionError } from './pool';
 export type { ClusterPoolOptions, CallOptions, MapOptions, ApplyAsyncOptions, MapAsyncOptions } from './pool';
-export { AsyncResult } from './async_result';
+export { AsyncResult, IMapIterator } from '../pool/results';
 export { runWorker } from './node';
 export type { WorkerNode, WorkerNodeOptions } from './node';
 export type { ConnectionOption } from './connection';

@@ -1,22 +1,23 @@
 /**
  * A worker node: a BullMQ Worker on the pool's queue whose processor runs each
- * chunk job's tasks on the node's executor, listens on the cancel channel,
- * and lets BullMQ's lock and stalled-job check hand the jobs of a lost node to
- * another one.
+ * chunk job on the node's local mp.Pool (see executor.ts), listens on the
+ * cancel channel, and lets BullMQ's lock and stalled-job check hand the jobs
+ * of a lost node to another one.
  * @packageDocumentation
  */
 import type { Job, Worker as BullWorker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { hostname } from 'os';
 
+import { WorkerLostError } from '../errors';
 import { cpuCount } from '../process';
 import { validateInteger, validateOptions } from '../validate';
 import { CancelledCalls, cancelChannel } from './cancel';
 import { bullConnection, ConnectionOption, persistent, redisOptions } from './connection';
 import { loadEngine } from './engine';
-import { Executor, ExecutorFactory, inProcessExecutor, ResolvedSetup } from './executor';
+import { Executor, localPoolExecutor, ResolvedSetup } from './executor';
 import { TaskModules } from './tasks';
-import { ChunkJob, ChunkResult, decodeValues, encodeError, encodeValues, lostResult, Setup, WIRE_VERSION } from './wire';
+import { ChunkJob, ChunkResult, decodeValues, encodeError, lostResult, Setup, WIRE_VERSION } from './wire';
 
 /** Options of {@link runWorker} (and of `node-multiprocessing worker`). */
 export interface WorkerNodeOptions {
@@ -71,9 +72,6 @@ const NODE_OPTIONS = [
 
 const DEFAULT_LOCK_DURATION = 5000;
 const DEFAULT_STALLED_INTERVAL = 5000;
-
-/** The executor the node runs tasks with (the local mp.Pool once it lands). */
-const executorFactory: ExecutorFactory = inProcessExecutor;
 
 /**
  * Starts a worker node serving `queue`: the same as `npx node-multiprocessing worker`.
@@ -143,6 +141,7 @@ class Node implements WorkerNode {
   private worker: BullWorker<ChunkJob, ChunkResult> | undefined;
   private subscriber: Redis | undefined;
   private readonly cancelled = new CancelledCalls();
+  /** The local pools, one per client setup (initializer, initargs, maxtasksperchild). */
   private readonly executors = new Map<string, Promise<Executor>>();
   private closing: Promise<void> | undefined;
 
@@ -156,6 +155,7 @@ class Node implements WorkerNode {
   async start(): Promise<void> {
     const { bullmq, Redis } = loadEngine();
     const { settings } = this;
+    void this.executor(null); // the pool of calls without a setup starts now: the first chunk finds its processes ready
     this.subscriber = new Redis(persistent(settings.connection));
     this.subscriber.on('error', settings.onError);
     await this.cancelled.listen(this.subscriber, cancelChannel(settings.prefix, settings.queue));
@@ -204,11 +204,12 @@ class Node implements WorkerNode {
     const watch = this.cancelled.watch(chunk.call, job.id ?? '');
     const { signal } = watch;
     try {
-      const [task, executor] = await Promise.all([this.tasks.resolve(chunk.fn), this.executor(chunk.setup)]);
-      const results = await executor.map(task, decodeValues(chunk.items), chunk.star, signal);
-      return { ok: encodeValues(results, 'a task result') };
+      const fn = this.tasks.locate(chunk.fn);
+      const executor = await this.executor(chunk.setup);
+      return await executor.run(fn, chunk.items, chunk.star, signal);
     } catch (error) {
       if (signal.aborted) return { cancelled: true };
+      if (error instanceof WorkerLostError) return lostResult(`${error.message} on worker node ${this.name}`, error);
       return { error: encodeError(error) };
     } finally {
       watch.release();
@@ -220,7 +221,7 @@ class Node implements WorkerNode {
     const key = setup === null ? '' : JSON.stringify(setup);
     let executor = this.executors.get(key);
     if (executor === undefined) {
-      executor = this.resolveSetup(setup).then((resolved) => executorFactory(resolved, this.settings.processes));
+      executor = this.resolveSetup(setup).then((resolved) => localPoolExecutor(resolved, this.settings.processes));
       this.executors.set(key, executor);
       executor.catch(() => this.executors.delete(key));
     }

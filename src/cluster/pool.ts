@@ -13,7 +13,7 @@ import { randomBytes } from 'crypto';
 import { ProcessError, TimeoutError, WorkerLostError } from '../errors';
 import { Reference, referenceOf } from '../reference';
 import { describe, validateFunction, validateInteger, validateOptions, validateTimeout } from '../validate';
-import { AsyncResult } from './async_result';
+import { AsyncResult, IMapIterator, validateCallbacks } from '../pool/results';
 import { cancelChannel, publishCancel } from './cancel';
 import { bullConnection, ConnectionOption, failFast, persistent, redisAddress, redisOptions } from './connection';
 import { loadEngine } from './engine';
@@ -62,14 +62,18 @@ export interface MapOptions extends CallOptions {
 
 /** Options of `applyAsync`. */
 export interface ApplyAsyncOptions<R> extends CallOptions {
-  callback?: (value: R) => void;
-  errorCallback?: (error: unknown) => void;
+  /** Called with the result once the call succeeded. */
+  callback?: ((value: R) => void) | null;
+  /** Called with the error once the call failed. */
+  errorCallback?: ((error: unknown) => void) | null;
 }
 
 /** Options of `mapAsync`/`starmapAsync`. */
 export interface MapAsyncOptions<R> extends MapOptions {
-  callback?: (value: R[]) => void;
-  errorCallback?: (error: unknown) => void;
+  /** Called with the results once the call succeeded. */
+  callback?: ((value: R[]) => void) | null;
+  /** Called with the error once the call failed. */
+  errorCallback?: ((error: unknown) => void) | null;
 }
 
 /** The connection to Redis of a cluster pool was lost while a call was in flight. */
@@ -146,19 +150,19 @@ export class Pool {
 
   /** As `apply`, returning an {@link AsyncResult}. */
   applyAsync<A extends unknown[], R>(fn: (...args: A) => R, args?: A, options: ApplyAsyncOptions<Awaited<R>> = {}): AsyncResult<Awaited<R>> {
-    const value = this.applyCall(fn as Fn, args, options, 'applyAsync()') as Promise<Awaited<R>>;
-    return new AsyncResult(value, options.callback, options.errorCallback);
+    validateCallbacks(options);
+    return asyncResult(this.applyCall(fn as Fn, args, options, 'applyAsync()') as Promise<Awaited<R>>, options);
   }
 
   /** The results of `fn` on each item of `iterable`, in order. */
   map<T, R>(fn: (item: T) => R, iterable: Items<T>, chunksize?: number | MapOptions, options?: MapOptions): Promise<Awaited<R>[]> {
-    return this.submit(fn as Fn, iterable, false, mapOptions(chunksize, options), 'map()').all() as Promise<Awaited<R>[]>;
+    return this.collect(fn as Fn, iterable, false, mapOptions(chunksize, options), 'map()') as Promise<Awaited<R>[]>;
   }
 
   /** As `map`, returning an {@link AsyncResult}. */
   mapAsync<T, R>(fn: (item: T) => R, iterable: Items<T>, options: MapAsyncOptions<Awaited<R>> = {}): AsyncResult<Awaited<R>[]> {
-    const values = this.submit(fn as Fn, iterable, false, options, 'mapAsync()').all() as Promise<Awaited<R>[]>;
-    return new AsyncResult(values, options.callback, options.errorCallback);
+    validateCallbacks(options);
+    return asyncResult(this.collect(fn as Fn, iterable, false, options, 'mapAsync()') as Promise<Awaited<R>[]>, options);
   }
 
   /** The results of `fn(...args)` for each array of arguments of `iterable`, in order. */
@@ -168,7 +172,7 @@ export class Pool {
     chunksize?: number | MapOptions,
     options?: MapOptions,
   ): Promise<Awaited<R>[]> {
-    return this.submit(fn as Fn, iterable, true, mapOptions(chunksize, options), 'starmap()').all() as Promise<Awaited<R>[]>;
+    return this.collect(fn as Fn, iterable, true, mapOptions(chunksize, options), 'starmap()') as Promise<Awaited<R>[]>;
   }
 
   /** As `starmap`, returning an {@link AsyncResult}. */
@@ -177,27 +181,22 @@ export class Pool {
     iterable: Items<A>,
     options: MapAsyncOptions<Awaited<R>> = {},
   ): AsyncResult<Awaited<R>[]> {
-    const values = this.submit(fn as Fn, iterable, true, options, 'starmapAsync()').all() as Promise<Awaited<R>[]>;
-    return new AsyncResult(values, options.callback, options.errorCallback);
+    validateCallbacks(options);
+    return asyncResult(this.collect(fn as Fn, iterable, true, options, 'starmapAsync()') as Promise<Awaited<R>[]>, options);
   }
 
-  /** The results of `fn` on each item, in order, as they come (default chunksize 1; the input is read lazily). */
-  imap<T, R>(fn: (item: T) => R, iterable: Items<T>, chunksize?: number | MapOptions, options?: MapOptions): AsyncIterableIterator<Awaited<R>> {
-    const resolved = mapOptions(chunksize, options);
-    const call = this.submit(fn as Fn, iterable, false, { chunksize: 1, ...resolved }, 'imap()');
-    return call.iterate(true) as AsyncIterableIterator<Awaited<R>>;
+  /**
+   * The results of `fn` on each item, in order, as they come (default chunksize 1; the input is read lazily, and
+   * no more than `window` chunks are read ahead of the consumer). A task's error rejects the `next()` that reaches
+   * its place, and the iteration goes on after it, as mp.Pool's (the rest of a failed chunk is skipped).
+   */
+  imap<T, R>(fn: (item: T) => R, iterable: Items<T>, chunksize?: number | MapOptions, options?: MapOptions): IMapIterator<Awaited<R>> {
+    return this.iterate(fn as Fn, iterable, mapOptions(chunksize, options), true, 'imap()') as IMapIterator<Awaited<R>>;
   }
 
   /** As `imap`, in the order the chunks complete. */
-  imapUnordered<T, R>(
-    fn: (item: T) => R,
-    iterable: Items<T>,
-    chunksize?: number | MapOptions,
-    options?: MapOptions,
-  ): AsyncIterableIterator<Awaited<R>> {
-    const resolved = mapOptions(chunksize, options);
-    const call = this.submit(fn as Fn, iterable, false, { chunksize: 1, ...resolved }, 'imapUnordered()');
-    return call.iterate(false) as AsyncIterableIterator<Awaited<R>>;
+  imapUnordered<T, R>(fn: (item: T) => R, iterable: Items<T>, chunksize?: number | MapOptions, options?: MapOptions): IMapIterator<Awaited<R>> {
+    return this.iterate(fn as Fn, iterable, mapOptions(chunksize, options), false, 'imapUnordered()') as IMapIterator<Awaited<R>>;
   }
 
   /** No more calls; the ones in flight complete. */
@@ -230,12 +229,25 @@ export class Pool {
 
   private applyCall(fn: Fn, args: unknown[] | undefined, options: CallOptions, method: string): Promise<unknown> {
     if (args !== undefined && !Array.isArray(args)) throw new TypeError(`args must be an array, got ${describe(args)}`);
-    return this.submit(fn, [args ?? []], true, { ...options, chunksize: 1 }, method)
-      .all()
-      .then((values) => values[0]);
+    return this.collect(fn, [args ?? []], true, { ...options, chunksize: 1 }, method).then((values) => values[0]);
   }
 
-  private submit(fn: Fn, items: Items<unknown>, star: boolean, options: MapOptions, method: string): Call {
+  /** A call whose results are collected, in order: the first task error rejects it. */
+  private collect(fn: Fn, items: Items<unknown>, star: boolean, options: MapOptions, method: string): Promise<unknown[]> {
+    const results = new Collected();
+    this.submit(fn, items, star, options, method, results);
+    return results.promise;
+  }
+
+  /** A call whose results are handed to an IMapIterator (chunksize 1 unless given). */
+  private iterate(fn: Fn, items: Items<unknown>, options: MapOptions, ordered: boolean, method: string): IMapIterator<unknown> {
+    const iterator = new IMapIterator<unknown>(ordered);
+    const call = this.submit(fn, items, false, { chunksize: 1, ...options }, method, iterator);
+    iterator._attach({ consumed: () => call.pump(), cancel: () => call.stop() });
+    return iterator;
+  }
+
+  private submit(fn: Fn, items: Items<unknown>, star: boolean, options: MapOptions, method: string, results: Results): Call {
     if (this.state !== 'run') throw new Error(`${method}: the pool is ${this.state === 'close' ? 'closed' : 'terminated'}`);
     validateFunction(fn, 'fn');
     validateOptions(options, CALL_OPTIONS);
@@ -246,7 +258,7 @@ export class Pool {
       throw new TypeError(`signal must be an AbortSignal, got ${describe(options.signal)}`);
     }
     if (options.onProgress !== undefined) validateFunction(options.onProgress, 'onProgress');
-    const call = new Call(this, `${this.id}-${++this.sequence}`, taskReference(fn), star, items, {
+    const call = new Call(this, `${this.id}-${++this.sequence}`, taskReference(fn), star, items, results, {
       chunksize: chunksize ?? this.options.chunksize ?? defaultChunksize(items),
       onProgress: options.onProgress,
     });
@@ -347,7 +359,7 @@ export class Pool {
     const chunk = this.jobs.get(jobId);
     if (chunk === undefined) return; // another client's job, or one of a call that ended
     this.jobs.delete(jobId);
-    chunk.call.settleChunk(chunk.index, result);
+    chunk.call.chunkDone(chunk.index, result);
   }
 
   private failChunk(jobId: string, reason: string): void {
@@ -356,7 +368,7 @@ export class Pool {
     this.jobs.delete(jobId);
     const lost = /stalled|lock/i.test(reason);
     const message = `chunk ${chunk.index} of call ${chunk.call.id} failed in BullMQ: ${reason}`;
-    chunk.call.fail(lost ? new WorkerLostError(message) : new ProcessError(message));
+    chunk.call.chunkFailed(chunk.index, lost ? new WorkerLostError(message) : new ProcessError(message));
   }
 
   private connectionLost(address: string): void {
@@ -457,12 +469,63 @@ function abortError(signal: AbortSignal): Error {
   return Object.assign(error, { code: 'ABORT_ERR' });
 }
 
+/** mp.Pool's AsyncResult of `promise`, with the call's callbacks. */
+function asyncResult<T>(promise: Promise<T>, callbacks: { callback?: ((value: T) => void) | null; errorCallback?: ((error: unknown) => void) | null }): AsyncResult<T> {
+  const result = new AsyncResult<T>(callbacks);
+  promise.then(
+    (value) => result._resolve(value),
+    (error: unknown) => result._reject(error),
+  );
+  return result;
+}
+
 // --- one call ----------------------------------------------------------------------
 
 /**
+ * The results of a map-like call, collected by chunk and joined in input order
+ * once the last chunk is in; the first error rejects them, as mp.Pool's MapResult.
+ */
+class Collected {
+  readonly promise: Promise<unknown[]>;
+  private resolve!: (values: unknown[]) => void;
+  private reject!: (error: unknown) => void;
+  private readonly chunks: unknown[][] = [];
+
+  constructor() {
+    this.promise = new Promise((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+  }
+
+  setChunk(index: number, values: unknown[]): void {
+    this.chunks[index] = values;
+  }
+
+  complete(): void {
+    this.resolve(this.chunks.length === 1 ? this.chunks[0] : this.chunks.flat());
+  }
+
+  fail(error: unknown): void {
+    this.reject(error);
+  }
+}
+
+/** Where a call's results go: collected (map family, apply) or into the IMapIterator of an imap. */
+type Results = Collected | IMapIterator<unknown>;
+
+interface ChunkInFlight {
+  jobId: string;
+  /** The index of the chunk's first item in the input. */
+  first: number;
+  size: number;
+}
+
+/**
  * One task-submitting call: reads its input in chunks, keeps at most
- * `window` of them in flight, and hands the results on in input order
- * (or in completion order for imapUnordered).
+ * `window` of them in flight (an imap also at most `window` chunks' worth of
+ * results not yet consumed), and hands the chunks' results to its
+ * {@link Results}.
  * @internal
  */
 class Call {
@@ -472,19 +535,16 @@ class Call {
   private readonly asyncInput: boolean;
   private exhausted = false;
   private reading = false;
-  private failure: { error: unknown } | null = null;
+  /** No outcome counts any more: completed, failed or stopped. */
+  private ended = false;
   private nextIndex = 0;
+  /** Items read from the input so far. */
   private total = 0;
+  /** Items whose chunk has completed (or failed, in an imap). */
   private done = 0;
-  /** Chunk index -> job id, for the chunks in flight. */
-  private readonly inFlight = new Map<number, string>();
-  /** Results not handed on yet, by chunk index. */
-  private readonly results = new Map<number, unknown[]>();
-  private nextToDeliver = 0;
-  private readonly delivered: unknown[] = [];
-  private consumer: ((value: 'changed') => void) | null = null;
-  private ordered = true;
-  private streaming = false;
+  /** imap: the items of failed chunks after their first, which the iterator skips. */
+  private skipped = 0;
+  private readonly inFlight = new Map<number, ChunkInFlight>();
   private timer: NodeJS.Timeout | undefined;
   private abort: { signal: AbortSignal; listener: () => void } | undefined;
 
@@ -494,6 +554,7 @@ class Call {
     readonly fn: Reference,
     readonly star: boolean,
     items: Items<unknown>,
+    private readonly results: Results,
     private readonly options: { chunksize: number; onProgress?: (done: number, total: number) => void },
   ) {
     this.asyncInput = typeof (items as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function';
@@ -514,113 +575,117 @@ class Call {
     if (timeout !== null) {
       this.timer = setTimeout(() => this.fail(new TimeoutError(`the call did not complete within ${timeout} ms`)), timeout);
     }
-    void this.pump();
+    this.pump();
   }
 
-  /** All results, in order. */
-  async all(): Promise<unknown[]> {
-    await this.settled;
-    if (this.failure !== null) throw this.failure.error;
-    return this.delivered;
-  }
-
-  /** The results as they are handed on (`ordered`: in input order). */
-  async *iterate(ordered: boolean): AsyncGenerator<unknown> {
-    this.ordered = ordered;
-    this.streaming = true;
+  /** A chunk's job completed: its results, its first task error, or word that its node stopped it. */
+  chunkDone(index: number, result: ChunkResult): void {
+    if (this.ended || !this.inFlight.has(index)) return;
+    if ('cancelled' in result) return this.chunkFailed(index, new ProcessError(`chunk ${index} of call ${this.id} was cancelled on its node`));
+    if ('error' in result) return this.chunkFailed(index, decodeError(result.error));
+    let values: unknown[];
     try {
-      for (;;) {
-        while (this.delivered.length > 0) yield this.delivered.shift();
-        if (this.failure !== null) throw this.failure.error;
-        if (this.isComplete()) return;
-        await new Promise((resolve) => (this.consumer = resolve));
-      }
-    } finally {
-      if (!this.isComplete() && this.failure === null) this.fail(new ProcessError('the iterator was closed before its last result'));
+      values = decodeValues(result.ok);
+    } catch (error) {
+      return this.chunkFailed(index, error);
     }
+    const chunk = this.inFlight.get(index) as ChunkInFlight;
+    this.inFlight.delete(index);
+    if (this.results instanceof Collected) this.results.setChunk(index, values);
+    else this.results._setChunk(chunk.first, values);
+    this.progressed(chunk.size);
   }
 
-  settleChunk(index: number, result: ChunkResult): void {
-    if (!this.inFlight.delete(index) || this.failure !== null) return;
-    if ('error' in result) return this.fail(decodeError(result.error));
-    if ('cancelled' in result) return this.fail(new ProcessError(`chunk ${index} of call ${this.id} was cancelled on its node`));
-    const values = decodeValues(result.ok);
-    this.done += values.length;
-    if (this.ordered) {
-      this.results.set(index, values);
-      for (let next = this.results.get(this.nextToDeliver); next !== undefined; next = this.results.get(this.nextToDeliver)) {
-        this.results.delete(this.nextToDeliver++);
-        this.deliver(next);
-      }
-    } else {
-      this.deliver(values);
-    }
-    this.options.onProgress?.(this.done, this.total);
-    if (this.isComplete()) this.end();
-    else void this.pump();
-    this.wake();
+  /**
+   * A task of the chunk failed (or the chunk did): a collected call fails;
+   * an imap yields the error at the chunk's place and goes on, as mp.Pool's.
+   */
+  chunkFailed(index: number, error: unknown): void {
+    const chunk = this.inFlight.get(index);
+    if (this.ended || chunk === undefined) return;
+    if (this.results instanceof Collected) return this.fail(error);
+    this.inFlight.delete(index);
+    this.results._setError(chunk.first, chunk.size, error);
+    this.skipped += chunk.size - 1;
+    this.progressed(chunk.size);
   }
 
+  /** The whole call fails: its jobs are removed or stopped on every node. */
   fail(error: unknown): void {
-    if (this.failure !== null || this.isSettled) return;
-    this.failure = { error };
-    const jobIds = [...this.inFlight.values()];
+    if (this.ended) return;
+    if (this.results instanceof Collected) this.results.fail(error);
+    else this.results._fail(error);
+    this.stop();
+  }
+
+  /** Ends the call without a further outcome (an imap's consumer left): its jobs are removed or stopped, its input closed. */
+  stop(): void {
+    if (this.ended) return;
+    const jobIds = [...this.inFlight.values()].map((chunk) => chunk.jobId);
     this.inFlight.clear();
     if (jobIds.length > 0) void this.pool.cancel(this, jobIds);
+    if (!this.exhausted) void Promise.resolve(this.iterator.return?.()).catch(() => undefined);
     this.end();
-    this.wake();
-  }
-
-  private isSettled = false;
-
-  private isComplete(): boolean {
-    return this.exhausted && this.inFlight.size === 0 && this.failure === null;
-  }
-
-  private deliver(values: unknown[]): void {
-    for (const value of values) this.delivered.push(value);
-  }
-
-  private wake(): void {
-    const consumer = this.consumer;
-    this.consumer = null;
-    consumer?.('changed');
-  }
-
-  private end(): void {
-    if (this.isSettled) return;
-    this.isSettled = true;
-    clearTimeout(this.timer);
-    this.abort?.signal.removeEventListener('abort', this.abort.listener);
-    if (!this.streaming && this.failure !== null) this.delivered.length = 0;
-    this.finish();
   }
 
   /** Reads chunks from the input and adds them as jobs while the window has room. */
-  private async pump(): Promise<void> {
-    if (this.reading) return;
+  pump(): void {
+    if (this.reading || this.ended) return;
     this.reading = true;
+    void this.read().finally(() => {
+      this.reading = false;
+      if (this.hasRoom()) this.pump(); // room made while the last read was ending
+    });
+  }
+
+  private progressed(size: number): void {
+    this.done += size;
+    this.options.onProgress?.(this.done, this.total);
+    if (this.exhausted && this.inFlight.size === 0) this.complete();
+    else this.pump();
+  }
+
+  private complete(): void {
+    if (this.results instanceof Collected) this.results.complete();
+    else this.results._setLength(this.total);
+    this.end();
+  }
+
+  private end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    clearTimeout(this.timer);
+    this.abort?.signal.removeEventListener('abort', this.abort.listener);
+    this.finish();
+  }
+
+  /** Whether another chunk may be read: the window has room (and an imap's consumer is not too far behind). */
+  private hasRoom(): boolean {
+    if (this.exhausted || this.ended || this.inFlight.size >= this.pool.window) return false;
+    if (this.results instanceof Collected) return true;
+    const unconsumed = this.total - this.results._yielded - this.skipped;
+    return unconsumed < this.pool.window * this.options.chunksize;
+  }
+
+  private async read(): Promise<void> {
     try {
-      while (!this.exhausted && this.failure === null && this.inFlight.size < this.pool.window) {
+      while (this.hasRoom()) {
         const jobs: ReturnType<Pool['chunkJob']>[] = [];
-        while (!this.exhausted && this.inFlight.size < this.pool.window) {
+        while (this.hasRoom()) {
           const items = await this.readChunk();
-          if (this.failure !== null) return;
+          if (this.ended) return;
           if (items.length === 0) break;
           const job = this.pool.chunkJob(this, this.nextIndex, items);
-          this.inFlight.set(this.nextIndex++, job.opts.jobId);
+          this.inFlight.set(this.nextIndex++, { jobId: job.opts.jobId, first: this.total, size: items.length });
           this.total += items.length;
           jobs.push(job);
         }
         if (jobs.length > 0) await this.pool.addJobs(jobs);
       }
-      if (this.isComplete()) this.end();
+      if (this.exhausted && this.inFlight.size === 0 && !this.ended) this.complete();
     } catch (error) {
       this.fail(error);
-    } finally {
-      this.reading = false;
     }
-    this.wake();
   }
 
   private async readChunk(): Promise<unknown[]> {

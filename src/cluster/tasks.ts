@@ -61,8 +61,8 @@ export class TaskModules {
     return task;
   }
 
-  /** `reference` pointing at this node's copy of its module. */
-  private locate(reference: Reference): Reference {
+  /** `reference` pointing at this node's copy of its module (an Error saying what to load when there is none). */
+  locate(reference: Reference): Reference {
     const file = fileOf(reference);
     if (this.loaded.includes(file)) return reference;
     const sameName = this.loaded.filter((loaded) => basename(loaded) === basename(file));

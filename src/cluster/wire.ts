@@ -1,18 +1,20 @@
 /**
  * The wire format of a cluster job: what a client puts in a BullMQ job's data
  * and what a node returns as the job's value. BullMQ stores both as JSON; the
- * task arguments and results inside are V8-serialised (the structured clone
- * algorithm, as between local processes: Map, Set, Date, BigInt, typed
- * arrays...) and base64-encoded.
+ * task arguments, results and errors inside are V8-serialised (the structured
+ * clone algorithm, as between local processes: Map, Set, Date, BigInt, typed
+ * arrays...) and base64-encoded. Errors cross as mp.Pool's do
+ * (pool/remote_error.ts): described where thrown, rebuilt by class name.
  * @internal
  */
 import { deserialize, serialize } from 'v8';
 
 import { WorkerLostError } from '../errors';
+import { describeError, ErrorDescription, rebuildError } from '../pool/remote_error';
 import type { Reference } from '../reference';
 
 /** Bumped on any incompatible change: a node refuses jobs of another version with a clear error. */
-export const WIRE_VERSION = 1;
+export const WIRE_VERSION = 2;
 
 /** What every task of a pool runs on a node first, and how long its processes live. */
 export interface Setup {
@@ -39,17 +41,11 @@ export interface ChunkJob {
   retries: number;
 }
 
-/** A task's error as it crosses back: class name, message, remote stack, own properties. */
-export interface RemoteError {
-  name: string;
-  message: string;
-  stack: string;
-  /** base64 of the serialised own enumerable properties (code, errno...), or '' when there are none. */
-  props: string;
-}
-
-/** The value a node returns for a chunk job. */
-export type ChunkResult = { ok: string } | { error: RemoteError } | { cancelled: true };
+/**
+ * The value a node returns for a chunk job: base64 of the serialised results,
+ * or of the serialised {@link ErrorDescription} of the first task error.
+ */
+export type ChunkResult = { ok: string } | { error: string } | { cancelled: true };
 
 export function encodeValues(values: unknown[], what: string): string {
   try {
@@ -63,54 +59,35 @@ export function decodeValues(base64: string): unknown[] {
   return deserialize(Buffer.from(base64, 'base64')) as unknown[];
 }
 
-export function encodeError(error: unknown): RemoteError {
-  if (!(error instanceof Error)) {
-    return { name: 'Error', message: `a task threw a non-Error value: ${String(error)}`, stack: '', props: '' };
+/** What was thrown, described as mp.Pool's workers describe it, ready for the job's value. */
+export function encodeError(thrown: unknown): string {
+  const description = describeError(thrown);
+  try {
+    return serialize(description).toString('base64');
+  } catch {
+    // A thrown non-Error value that cannot cross: its text still does.
+    return serialize({ ...description, value: undefined, props: {} }).toString('base64');
   }
-  const props: Record<string, unknown> = {};
-  for (const key of Object.keys(error)) {
-    if (key !== 'name' && key !== 'message' && key !== 'stack') props[key] = (error as unknown as Record<string, unknown>)[key];
-  }
-  let encoded = '';
-  if (Object.keys(props).length > 0) {
-    try {
-      encoded = serialize(props).toString('base64');
-    } catch {
-      encoded = ''; // properties that cannot cross are left behind; name, message and stack still do
-    }
-  }
-  return { name: error.name, message: error.message, stack: error.stack ?? '', props: encoded };
 }
 
-const BUILTIN_ERRORS: Record<string, ErrorConstructor> = {
-  Error,
-  TypeError,
-  RangeError,
-  SyntaxError,
-  ReferenceError,
-  EvalError,
-  URIError,
-};
-
-/** An Error of the remote error's class name and message, the remote stack as its stack. */
-export function decodeError(remote: RemoteError): Error {
-  const props = remote.props === '' ? {} : (deserialize(Buffer.from(remote.props, 'base64')) as Record<string, unknown>);
-  let error: Error;
-  if (remote.name === 'WorkerLostError') {
-    error = new WorkerLostError(remote.message, props as ConstructorParameters<typeof WorkerLostError>[1]);
-  } else {
-    error = new (BUILTIN_ERRORS[remote.name] ?? Error)(remote.message);
-    if (error.name !== remote.name) {
-      Object.defineProperty(error, 'name', { value: remote.name, writable: true, configurable: true });
-    }
-    Object.assign(error, props);
-  }
-  if (remote.stack !== '') error.stack = remote.stack;
+/**
+ * The error to reject with for an encoded one: as mp.Pool rebuilds a worker's
+ * (same class name, message, properties, remote stack); a `WorkerLostError`
+ * (a node's process or the node itself was lost) is one again.
+ */
+export function decodeError(base64: string): unknown {
+  const description = deserialize(Buffer.from(base64, 'base64')) as ErrorDescription;
+  const rebuilt = rebuildError(description);
+  if (description.name !== 'WorkerLostError') return rebuilt;
+  const error = new WorkerLostError(description.message, description.props as ConstructorParameters<typeof WorkerLostError>[1]);
+  Object.defineProperties(error, {
+    stack: { value: (rebuilt as Error).stack, writable: true, configurable: true },
+    remoteStack: { value: description.stack, writable: true, configurable: true },
+  });
   return error;
 }
 
 /** A WorkerLostError as a node returns it (the node knows the lost process). */
-export function lostResult(message: string, details: { pid?: number | null; exitCode?: number | null; signal?: string | null }): ChunkResult {
-  const error = new WorkerLostError(message, details as ConstructorParameters<typeof WorkerLostError>[1]);
-  return { error: encodeError(error) };
+export function lostResult(message: string, details: { pid?: number | null; exitCode?: number | null; signal?: NodeJS.Signals | null }): ChunkResult {
+  return { error: encodeError(new WorkerLostError(message, details)) };
 }
