@@ -19,7 +19,7 @@
 import { forkGeneration } from './at_fork';
 import { AuthenticationError, EOFError } from './errors';
 import type { NativeBinding, NativeChannel } from './native';
-import { requireNative } from './native';
+import { loadNative, requireNative } from './native';
 import { dumps, inheritedDescriptor, loads, passDescriptor, registerReducer } from './reduction';
 import { getpid } from './util';
 import { describe, validateInteger, validateTimeout } from './validate';
@@ -44,6 +44,9 @@ function closedError(): Error {
   return Object.assign(new Error('the connection is closed'), { code: 'ERR_CONNECTION_CLOSED' });
 }
 
+/** @internal */
+export { closedError as _connectionClosedError };
+
 /** A too-long message for `recvBytes(maxLength)`: left in place, as it was not taken. */
 function tooLong(length: number, maxLength: number): Error {
   return new RangeError(`the message is ${length} bytes long, more than maxLength (${maxLength}): it was left unread`);
@@ -55,6 +58,21 @@ function bytesOf(buffer: unknown, name: string): Uint8Array {
   if (ArrayBuffer.isView(buffer)) return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
   if (buffer instanceof ArrayBuffer || buffer instanceof SharedArrayBuffer) return new Uint8Array(buffer);
   throw new TypeError(`${name} must be a Buffer, a TypedArray, a DataView or an ArrayBuffer, got ${describe(buffer)}`);
+}
+
+/** `size` bytes of `buffer` from `offset`, as `sendBytes` takes them (validated), without copying. @internal */
+export function _bytesToSend(buffer: unknown, offset: unknown, size: unknown): Uint8Array {
+  const bytes = bytesOf(buffer, 'buffer');
+  validateInteger(offset, 'offset', 0, bytes.length);
+  const start = offset as number;
+  const length = size === undefined ? bytes.length - start : validateInteger(size, 'size', 0, bytes.length - start);
+  return start === 0 && length === bytes.length ? bytes : bytes.subarray(start, start + length);
+}
+
+/** Connections, Listener and Client without the addon (see connection/portable.ts), loaded on first use. */
+function portable(): typeof import('./connection/portable') {
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  return require('./connection/portable') as typeof import('./connection/portable');
 }
 
 /**
@@ -144,10 +162,7 @@ export class Connection {
    * peer receives them with `recv_bytes()`.
    */
   sendBytes(buffer: ArrayBufferView | ArrayBufferLike, offset = 0, size?: number): void {
-    const bytes = bytesOf(buffer, 'buffer');
-    validateInteger(offset, 'offset', 0, bytes.length);
-    const length = size === undefined ? bytes.length - offset : validateInteger(size, 'size', 0, bytes.length - offset);
-    this.writer().send(offset === 0 && length === bytes.length ? bytes : bytes.subarray(offset, offset + length));
+    this.writer().send(_bytesToSend(buffer, offset, size));
   }
 
   /**
@@ -470,7 +485,8 @@ export function _rebuildDescriptor(state: DescriptorState): number {
  */
 export function Pipe(duplex = true): [Connection, Connection] {
   if (typeof duplex !== 'boolean') throw new TypeError(`duplex must be a boolean, got ${describe(duplex)}`);
-  const binding = native();
+  const binding = loadNative();
+  if (binding === null) return portable().Pipe(duplex);
   if (duplex) {
     const [a, b] = binding.socketpair();
     return [new Connection(a), new Connection(b)];
@@ -504,10 +520,16 @@ const MESSAGE_LENGTH = 40;
 const LEGACY_LENGTHS = [20, 16];
 /** Python's digest names and Node's. */
 const DIGESTS: Record<string, string> = { md5: 'md5', sha256: 'sha256', sha384: 'sha384', sha3_256: 'sha3-256', sha3_384: 'sha3-384' };
-const MAX_HANDSHAKE_MESSAGE = 256;
+/** @internal */
+export const MAX_HANDSHAKE_MESSAGE = 256;
 
-/** A handshake step: yields when it needs the peer's next message. */
-type Handshake = Generator<void, void, Buffer>;
+/** A handshake step: yields when it needs the peer's next message. @internal */
+export type Handshake = Generator<void, void, Buffer>;
+
+/** What a handshake sends through: a Connection, or a socket of the broker's (broker/thread.ts). @internal */
+export interface HandshakePeer {
+  sendBytes(bytes: Buffer): void;
+}
 
 function crypto(): typeof import('crypto') {
   // eslint-disable-next-line @typescript-eslint/no-var-requires
@@ -530,7 +552,7 @@ function digestAndPayload(message: Buffer): [string, Buffer] {
 }
 
 /** Sends a challenge, checks the answer (as Python's `deliver_challenge`). */
-function* deliverChallenge(connection: Connection, authkey: Buffer): Handshake {
+function* deliverChallenge(connection: HandshakePeer, authkey: Buffer): Handshake {
   const message = Buffer.concat([Buffer.from('{sha256}'), crypto().randomBytes(MESSAGE_LENGTH)]);
   connection.sendBytes(Buffer.concat([CHALLENGE, message]));
   const response = yield;
@@ -547,7 +569,7 @@ function* deliverChallenge(connection: Connection, authkey: Buffer): Handshake {
 }
 
 /** Answers a challenge (as Python's `answer_challenge`). */
-function* answerChallenge(connection: Connection, authkey: Buffer): Handshake {
+function* answerChallenge(connection: HandshakePeer, authkey: Buffer): Handshake {
   const challenge = yield;
   if (!challenge.subarray(0, CHALLENGE.length).equals(CHALLENGE)) {
     throw new AuthenticationError('protocol error: expected a challenge');
@@ -561,8 +583,8 @@ function* answerChallenge(connection: Connection, authkey: Buffer): Handshake {
   if (!response.equals(WELCOME)) throw new AuthenticationError('digest sent was rejected');
 }
 
-/** The handshake of a side that first challenges (`challengeFirst`: the Listener's) or first answers (the Client's). */
-function* handshake(connection: Connection, authkey: Buffer, challengeFirst: boolean): Handshake {
+/** The handshake of a side that first challenges (`challengeFirst`: the Listener's) or first answers (the Client's). @internal */
+export function* handshake(connection: HandshakePeer, authkey: Buffer, challengeFirst: boolean): Handshake {
   if (challengeFirst) {
     yield* deliverChallenge(connection, authkey);
     yield* answerChallenge(connection, authkey);
@@ -572,8 +594,8 @@ function* handshake(connection: Connection, authkey: Buffer, challengeFirst: boo
   }
 }
 
-/** A peer that closes or sends what no handshake sends fails the handshake. */
-function handshakeError(error: unknown): Error {
+/** A peer that closes or sends what no handshake sends fails the handshake. @internal */
+export function handshakeError(error: unknown): Error {
   if (error instanceof AuthenticationError) return error;
   if (error instanceof EOFError) return new AuthenticationError('the peer closed the connection during the authkey handshake', { cause: error });
   if (error instanceof RangeError) return new AuthenticationError('a handshake message was too long', { cause: error });
@@ -656,7 +678,8 @@ function familyOf(address: Address, family: unknown): Family {
 function arbitraryUnixAddress(): string {
   // eslint-disable-next-line @typescript-eslint/no-var-requires
   const { tmpdir } = require('os') as typeof import('os');
-  return `${tmpdir()}/mp-listener-${getpid()}-${crypto().randomBytes(6).toString('hex')}`;
+  const name = `mp-listener-${getpid()}-${crypto().randomBytes(6).toString('hex')}`;
+  return process.platform === 'win32' ? `\\\\.\\pipe\\${name}` : `${tmpdir()}/${name}`;
 }
 
 function validateOptions(options: unknown): Record<string, unknown> {
@@ -681,10 +704,11 @@ function validateOptions(options: unknown): Record<string, unknown> {
  * ```
  */
 export class Listener {
-  private fd: number | null;
+  // Declared only: a Listener made without the addon (connection/portable.ts) has neither.
+  private declare fd: number | null;
   private readonly family: Family;
   private readonly authkey: Buffer | null;
-  private boundAddress: Address;
+  private declare boundAddress: Address;
   private accepted: Address | null = null;
   private readonly owner = getpid();
 
@@ -698,7 +722,8 @@ export class Listener {
     this.family = familyOf(given, family);
     validateInteger(backlog, 'options.backlog', 0);
     this.authkey = validateAuthkey(authkey);
-    const binding = native();
+    const binding = loadNative();
+    if (binding === null) return portable().newListener(given, backlog, this.authkey);
     if (typeof given === 'string') {
       this.fd = binding.listenUnix(given, backlog);
       this.boundAddress = given;
@@ -844,6 +869,7 @@ function closeFd(fd: number): void {
  */
 export function Client(address: Address, options: ClientOptions = {}): Connection {
   const [valid, authkey] = clientArguments(address, options);
+  if (loadNative() === null) return portable().clientSync(valid, authkey);
   const [fd, pending] = startConnect(valid);
   try {
     if (pending) {
@@ -862,6 +888,7 @@ export function Client(address: Address, options: ClientOptions = {}): Connectio
 /** {@link Client}, without blocking: resolves once connected (and the handshake passed). */
 export async function ClientAsync(address: Address, options: ClientOptions = {}): Promise<Connection> {
   const [valid, authkey] = clientArguments(address, options);
+  if (loadNative() === null) return portable().client(valid, authkey);
   const [fd, pending] = startConnect(valid);
   if (pending) {
     try {
@@ -923,6 +950,7 @@ function readyObjects(objects: Waitable[], timeoutMs: number): Waitable[] {
  * `timeout` (milliseconds; none: no limit) has passed.
  */
 export function wait<T extends Waitable>(objects: T[], timeout?: number | null): Promise<T[]> {
+  if (loadNative() === null) return portable().wait(objects, timeout);
   let limit: number | null;
   try {
     validateWaitables(objects);
@@ -959,6 +987,7 @@ export function wait<T extends Waitable>(objects: T[], timeout?: number | null):
 
 /** {@link wait}, blocking the thread. */
 export function waitSync<T extends Waitable>(objects: T[], timeout?: number | null): T[] {
+  if (loadNative() === null) return portable().waitSync(objects, timeout);
   validateWaitables(objects);
   const limit = validateTimeout(timeout);
   return readyObjects(objects, limit ?? -1) as T[];

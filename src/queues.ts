@@ -24,7 +24,7 @@ import { forkGeneration } from './at_fork';
 import { _rebuildDescriptor, _reduceDescriptor, DescriptorState } from './connection';
 import { Empty, Full } from './errors';
 import type { NativeBinding, NativeChannel, NativeFdWatch } from './native';
-import { requireNative } from './native';
+import { loadNative, requireNative } from './native';
 import { dumps, loads, registerReducer } from './reduction';
 import { BoundedSemaphore, Condition, Lock, Semaphore } from './synchronize';
 import { describe, validateInteger, validateTimeout } from './validate';
@@ -46,8 +46,8 @@ export interface QueueOptions {
   timeout?: number | null;
 }
 
-/** The time limit `options` ask for: `null` for none, 0 for a single try. */
-function limitOf(options: QueueOptions | undefined): number | null {
+/** The time limit `options` ask for: `null` for none, 0 for a single try. @internal */
+export function limitOf(options: QueueOptions | undefined): number | null {
   if (options === undefined) return null;
   if (typeof options !== 'object' || options === null) throw new TypeError(`options must be an object, got ${describe(options)}`);
   const { block = true, timeout } = options;
@@ -63,6 +63,15 @@ function left(deadline: number | null): number | null {
 
 function closedError(): Error {
   return Object.assign(new Error('the queue is closed'), { code: 'ERR_QUEUE_CLOSED' });
+}
+
+/** @internal */
+export { closedError as queueClosedError };
+
+/** The queues of a process without the addon (see queues/portable.ts), loaded on first use. */
+function portable(): typeof import('./queues/portable') {
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  return require('./queues/portable') as typeof import('./queues/portable');
 }
 
 /**
@@ -248,8 +257,9 @@ function deadlineOf(limit: number | null): number | null {
  * ```
  */
 export class Queue<T = unknown> {
-  /** @internal */ _pipe: QueuePipe;
-  /** @internal Free places (maxsize, or unbounded). */ _places: Semaphore;
+  // Declared only: a queue made without the addon (queues/portable.ts) has none of these.
+  /** @internal */ declare _pipe: QueuePipe;
+  /** @internal Free places (maxsize, or unbounded). */ declare _places: Semaphore;
   /** @internal */ readonly _maxsize: number;
 
   /** A queue of at most `maxsize` items; 0 (the default) or less: no limit. */
@@ -258,6 +268,7 @@ export class Queue<T = unknown> {
     this._maxsize = maxsize <= 0 ? UNBOUNDED : maxsize;
     const adopted = adoption;
     adoption = undefined;
+    if (adopted === undefined && loadNative() === null) return portable().newQueue(new.target, Math.max(maxsize, 0));
     this._pipe = adopted?.pipe ?? QueuePipe.create();
     this._places = adopted?.places ?? new BoundedSemaphore(this._maxsize);
   }
@@ -383,11 +394,12 @@ export class Queue<T = unknown> {
  * `put` writes the item before it returns; `get` waits for one.
  */
 export class SimpleQueue<T = unknown> {
-  /** @internal */ _pipe: QueuePipe;
+  /** @internal */ declare _pipe: QueuePipe;
 
   constructor() {
     const adopted = adoption;
     adoption = undefined;
+    if (adopted === undefined && loadNative() === null) return portable().newSimpleQueue(new.target);
     this._pipe = adopted?.pipe ?? QueuePipe.create();
   }
 
@@ -441,12 +453,13 @@ export class SimpleQueue<T = unknown> {
  * `join()` waits until none is left.
  */
 export class JoinableQueue<T = unknown> extends Queue<T> {
-  /** @internal */ _unfinished: Semaphore;
-  /** @internal */ _condition: Condition;
+  /** @internal */ declare _unfinished: Semaphore;
+  /** @internal */ declare _condition: Condition;
 
   constructor(maxsize = 0) {
     const adopted = adoption;
     super(maxsize);
+    if (this._pipe === undefined) return; // made without the addon, by queues/portable.ts
     this._unfinished = adopted?.unfinished ?? new Semaphore(0);
     this._condition = adopted?.condition ?? new Condition();
   }

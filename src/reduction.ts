@@ -180,7 +180,17 @@ function isReduced(value: object): value is ReducedObject {
  * register their reducers.
  */
 /** The modules that register reducers: index.ts loads some only on first use. */
-const REDUCING_MODULES = ['./heap', './synchronize', './sharedctypes', './shared_memory', './managers', './connection', './queues'];
+const REDUCING_MODULES = [
+  './heap',
+  './synchronize',
+  './sharedctypes',
+  './shared_memory',
+  './managers',
+  './connection',
+  './queues',
+  './connection/portable',
+  './queues/portable',
+];
 
 function reducerOfKind(kind: string): Reducer | undefined {
   if (!reducersByKind.has(kind)) for (const module of REDUCING_MODULES) require(module);
