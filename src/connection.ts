@@ -520,8 +520,7 @@ const MESSAGE_LENGTH = 40;
 const LEGACY_LENGTHS = [20, 16];
 /** Python's digest names and Node's. */
 const DIGESTS: Record<string, string> = { md5: 'md5', sha256: 'sha256', sha384: 'sha384', sha3_256: 'sha3-256', sha3_384: 'sha3-384' };
-/** @internal */
-export const MAX_HANDSHAKE_MESSAGE = 256;
+const MAX_HANDSHAKE_MESSAGE = 256;
 
 /** A handshake step: yields when it needs the peer's next message. @internal */
 export type Handshake = Generator<void, void, Buffer>;
@@ -584,7 +583,7 @@ function* answerChallenge(connection: HandshakePeer, authkey: Buffer): Handshake
 }
 
 /** The handshake of a side that first challenges (`challengeFirst`: the Listener's) or first answers (the Client's). @internal */
-export function* handshake(connection: HandshakePeer, authkey: Buffer, challengeFirst: boolean): Handshake {
+function* handshake(connection: HandshakePeer, authkey: Buffer, challengeFirst: boolean): Handshake {
   if (challengeFirst) {
     yield* deliverChallenge(connection, authkey);
     yield* answerChallenge(connection, authkey);
@@ -595,7 +594,7 @@ export function* handshake(connection: HandshakePeer, authkey: Buffer, challenge
 }
 
 /** A peer that closes or sends what no handshake sends fails the handshake. @internal */
-export function handshakeError(error: unknown): Error {
+function handshakeError(error: unknown): Error {
   if (error instanceof AuthenticationError) return error;
   if (error instanceof EOFError) return new AuthenticationError('the peer closed the connection during the authkey handshake', { cause: error });
   if (error instanceof RangeError) return new AuthenticationError('a handshake message was too long', { cause: error });
@@ -611,6 +610,9 @@ function shakeHandsSync(connection: Connection, authkey: Buffer, challengeFirst:
     throw handshakeError(error);
   }
 }
+
+/** For the broker's sockets without the addon (broker/objects.ts). @internal */
+export { handshake as _handshake, handshakeError as _handshakeError, MAX_HANDSHAKE_MESSAGE as _MAX_HANDSHAKE_MESSAGE };
 
 async function shakeHands(connection: Connection, authkey: Buffer, challengeFirst: boolean): Promise<void> {
   try {

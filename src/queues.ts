@@ -26,8 +26,9 @@ import { Empty, Full } from './errors';
 import type { NativeBinding, NativeChannel, NativeFdWatch } from './native';
 import { loadNative, requireNative } from './native';
 import { dumps, loads, registerReducer } from './reduction';
+import { closedError, limitOf } from './queues/options';
 import { BoundedSemaphore, Condition, Lock, Semaphore } from './synchronize';
-import { describe, validateInteger, validateTimeout } from './validate';
+import { validateInteger } from './validate';
 
 /** The capacity asked of a queue's pipe. */
 const PIPE_CAPACITY = 1024 * 1024;
@@ -46,27 +47,10 @@ export interface QueueOptions {
   timeout?: number | null;
 }
 
-/** The time limit `options` ask for: `null` for none, 0 for a single try. @internal */
-export function limitOf(options: QueueOptions | undefined): number | null {
-  if (options === undefined) return null;
-  if (typeof options !== 'object' || options === null) throw new TypeError(`options must be an object, got ${describe(options)}`);
-  const { block = true, timeout } = options;
-  if (typeof block !== 'boolean') throw new TypeError(`options.block must be a boolean, got ${describe(block)}`);
-  const limit = validateTimeout(timeout, 'options.timeout');
-  return block ? limit : 0;
-}
-
 /** Milliseconds left until `deadline` (null: no limit), never negative. */
 function left(deadline: number | null): number | null {
   return deadline === null ? null : Math.max(0, deadline - Date.now());
 }
-
-function closedError(): Error {
-  return Object.assign(new Error('the queue is closed'), { code: 'ERR_QUEUE_CLOSED' });
-}
-
-/** @internal */
-export { closedError as queueClosedError };
 
 /** The queues of a process without the addon (see queues/portable.ts), loaded on first use. */
 function portable(): typeof import('./queues/portable') {

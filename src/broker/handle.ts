@@ -46,12 +46,18 @@ export class BrokerHandle {
     return theBridge().callSync<T>({ ...request, home: this.home });
   }
 
-  /** Gives up this process's hold (after every request sent before). Twice does nothing. */
-  close(): void {
+  /**
+   * Gives up this process's hold (after every request sent before). `wait`:
+   * returns once the broker has (a Listener's path is removed then). Twice
+   * does nothing.
+   */
+  close(wait = false): void {
     if (this.closedHere) return;
     this.closedHere = true;
     unclosed.unregister(this);
-    theBridge().post({ op: 'detach', oid: this.oid, home: this.home });
+    const request = { op: 'detach', oid: this.oid, home: this.home } as const;
+    if (wait) theBridge().callSync<void>(request);
+    else theBridge().post(request);
   }
 
   /** The state the handle crosses as: the object stays held until the receiver attaches. */

@@ -9,7 +9,7 @@
  */
 import * as net from 'net';
 
-import { handshake, handshakeError, MAX_HANDSHAKE_MESSAGE } from '../connection';
+import { _handshake as handshake, _handshakeError as handshakeError, _MAX_HANDSHAKE_MESSAGE as MAX_HANDSHAKE_MESSAGE } from '../connection';
 import { EOFError } from '../errors';
 import { codedError, frameHeader, FrameReader } from './wire';
 
@@ -431,10 +431,11 @@ export class ListenerObject extends BrokerObject {
       const socket = this.arrived.shift() as net.Socket;
       const accepter = this.accepters.shift() as NonNullable<ReturnType<WaitList['shift']>>;
       const endpoint = new SocketEnd(socket);
+      const peer = socket.remoteAddress === undefined ? null : [socket.remoteAddress, socket.remotePort];
       socket.resume();
       const handshake = this.authkey === null ? Promise.resolve() : endpoint.shakeHands(this.authkey, true);
       handshake.then(
-        () => accepter.respond(null, this.register(endpoint, accepter.session)),
+        () => accepter.respond(null, { oid: this.register(endpoint, accepter.session), peer }),
         (error: Error) => accepter.respond(error),
       );
     }

@@ -68,7 +68,7 @@ function brokerAddress(): [string, string | null] {
   const name = `mp-broker-${process.pid}-${crypto.randomBytes(6).toString('hex')}`;
   if (process.platform === 'win32') return [`\\\\.\\pipe\\${name}`, null];
   if (process.platform === 'linux') return [`\0${name}`, null];
-  const directory = fs.mkdtempSync(path.join(os.tmpdir(), 'mp-'));
+  const directory = fs.mkdtempSync(path.join(os.tmpdir(), `mp-broker-${process.pid}-`));
   return [path.join(directory, 'broker'), directory];
 }
 
@@ -95,14 +95,33 @@ function mainResponder(id: number, sync: boolean): Respond {
   if (id === 0) return () => {};
   return (error, value) => {
     const reply = replyMessage(id, error, value);
-    if (!sync) {
-      mainPort.postMessage(reply);
-      return;
-    }
-    syncPort.postMessage(reply);
-    Atomics.store(syncFlag, 0, 1);
-    Atomics.notify(syncFlag, 0);
+    afterOtherProcesses(() => {
+      if (!sync) {
+        mainPort.postMessage(reply);
+        return;
+      }
+      syncPort.postMessage(reply);
+      Atomics.store(syncFlag, 0, 1);
+      Atomics.notify(syncFlag, 0);
+    });
   };
+}
+
+/** The sockets to other processes: links out, and links in. */
+const sockets = new Set<net.Socket>();
+
+/**
+ * Runs `answer` (to this process's main thread) once what this request sent
+ * to other processes is in the kernel: the main thread may end the process
+ * as soon as it has its answer (a child whose put() returned), and what the
+ * other processes were sent (the item handed to their get()) must outlive it.
+ */
+function afterOtherProcesses(answer: () => void): void {
+  queueMicrotask(() => {
+    const busy = [...sockets].filter((socket) => socket.writableLength > 0 && !socket.destroyed);
+    if (busy.length === 0) answer();
+    else Promise.all(busy.map((socket) => new Promise((resolve) => socket.once('drain', resolve).once('close', resolve)))).then(answer, answer);
+  });
 }
 
 mainPort.on('message', ({ id, sync, request }: ThreadRequest) => dispatch(MAIN, request, mainResponder(id, sync)));
@@ -293,6 +312,8 @@ function connect(session: Session, request: ConnectRequest, respond: Respond): v
 // --- other processes' links to this broker ----------------------------------------------------------
 
 function serveLink(socket: net.Socket): void {
+  sockets.add(socket);
+  socket.once('close', () => sockets.delete(socket));
   const endpoint = new SocketEnd(socket);
   const session = new Session();
   const answer =
@@ -336,6 +357,8 @@ class Link {
 
   constructor(private readonly home: BrokerAddress) {
     const socket = net.connect(home.address);
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
     this.endpoint = new SocketEnd(socket);
     socket.once('error', (error) => this.fail(error));
     socket.once('close', () => this.fail(new Error('the connection closed')));

@@ -73,6 +73,7 @@ export class PortableConnection extends Connection {
 
   /** Throws: without the addon a connection has no descriptor. */
   override fileno(): number {
+    this.openHandle();
     throw unsupported('Connection.fileno()');
   }
 
@@ -108,8 +109,8 @@ export class PortableConnection extends Connection {
   override poll(timeout: number | null): Promise<boolean>;
   override poll(timeout?: number | null): boolean | Promise<boolean> {
     if (arguments.length === 0) return this.pollSync(0);
+    const limit = validateTimeout(timeout);
     return rejecting(() => {
-      const limit = validateTimeout(timeout);
       const handle = this.readingHandle();
       return handle.call<boolean>({ op: 'poll', oid: handle.oid, timeout: limit });
     });
@@ -189,18 +190,24 @@ export function Pipe(duplex: boolean): [Connection, Connection] {
 
 // --- Listener and Client ------------------------------------------------------------------------------
 
+/** What the broker answers an accept with: the connection, and the peer's address (TCP only). */
+interface Accepted {
+  oid: number;
+  peer: Address | null;
+}
+
 /** A Listener whose server this process's I/O thread runs. */
 export class PortableListener extends Listener {
   declare _h: BrokerHandle;
   declare _address: Address;
+  declare _lastAccepted: Address | null;
 
   override get address(): Address {
     return this._address;
   }
 
-  /** Without the addon the peer's address is not known: always `null`. */
   override get lastAccepted(): Address | null {
-    return null;
+    return this._lastAccepted;
   }
 
   override get closed(): boolean {
@@ -209,16 +216,22 @@ export class PortableListener extends Listener {
 
   override async accept(): Promise<Connection> {
     const handle = this.listeningHandle();
-    return connectionOf(new BrokerHandle(null, await handle.call<number>({ op: 'accept', oid: handle.oid })));
+    return this.connectionAccepted(await handle.call<Accepted>({ op: 'accept', oid: handle.oid }));
   }
 
   override acceptSync(): Connection {
     const handle = this.listeningHandle();
-    return connectionOf(new BrokerHandle(null, handle.callSync<number>({ op: 'accept', oid: handle.oid })));
+    return this.connectionAccepted(handle.callSync<Accepted>({ op: 'accept', oid: handle.oid }));
   }
 
+  /** Stops listening; a Unix socket's path is removed when this returns. */
   override close(): void {
-    this._h.close();
+    this._h.close(true);
+  }
+
+  private connectionAccepted({ oid, peer }: Accepted): Connection {
+    this._lastAccepted = peer;
+    return connectionOf(new BrokerHandle(null, oid));
   }
 
   private listeningHandle(): BrokerHandle {
@@ -233,6 +246,7 @@ export function newListener(address: Address, backlog: number, authkey: Buffer |
   const listener = Object.create(PortableListener.prototype) as PortableListener;
   listener._h = new BrokerHandle(null, oid);
   listener._address = bound;
+  listener._lastAccepted = null;
   listener._h.watch(listener);
   return listener;
 }

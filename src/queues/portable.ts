@@ -17,7 +17,8 @@ import { theBridge } from '../broker/bridge';
 import { BrokerHandle, HandleState } from '../broker/handle';
 import type { QueueCounts } from '../broker/wire';
 import { dumps, loads, registerReducer } from '../reduction';
-import { JoinableQueue, limitOf, Queue, QueueOptions, queueClosedError, SimpleQueue } from '../queues';
+import { JoinableQueue, Queue, QueueOptions, SimpleQueue } from '../queues';
+import { closedError as queueClosedError, limitOf } from './options';
 
 /** The handle of a portable queue, and whether puts count tasks (a JoinableQueue's). */
 interface PortableState {

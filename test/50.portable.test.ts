@@ -1,0 +1,209 @@
+/**
+ * Queues and connections without the addon, as on Windows (the no-addon jest
+ * project sets NODE_MULTIPROCESSING_NO_NATIVE=1): every queue and pipe lives
+ * in the broker of the process that made it, children of the spawn start
+ * method reach it over a Unix socket with an authkey. The seeds' examples,
+ * many producers, the end of a pipe, a broker whose process has ended, a
+ * wrong authkey, and nothing left behind. (50.queues.test.ts runs in this
+ * project too.)
+ */
+import { execFile } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+
+import * as mp from '..';
+import { fdCount } from './helpers';
+
+// eslint-disable-next-line @typescript-eslint/no-var-requires
+const queueTargets = require('./fixtures/queue_targets.js') as {
+  produce(queue: mp.Queue, producer: number, count: number): void;
+  produceAsync(queue: mp.Queue, producer: number, count: number): Promise<void>;
+  consumeAndMarkDone(queue: mp.JoinableQueue, count: number): Promise<void>;
+};
+// eslint-disable-next-line @typescript-eslint/no-var-requires
+const connectionTargets = require('./fixtures/connection_targets.js') as {
+  echoSync(conn: mp.Connection): void;
+};
+// eslint-disable-next-line @typescript-eslint/no-var-requires
+const targets = require('./fixtures/portable_targets.js') as {
+  sendAndExit(conn: mp.Connection, count: number): void;
+  shareAndExit(outbox: mp.Queue): void;
+  serveQueue(outbox: mp.Queue): Promise<void>;
+};
+
+const spawn = mp.getContext('spawn');
+
+async function run(target: (...args: never[]) => unknown, args: unknown[]): Promise<mp.Process> {
+  const p = new spawn.Process({ target: target as (...args: unknown[]) => unknown, args });
+  p.start();
+  return p;
+}
+
+async function joinAll(processes: mp.Process[]): Promise<void> {
+  for (const p of processes) {
+    await p.join();
+    expect(p.exitCode).toBe(0);
+  }
+}
+
+test('this project runs without the addon', () => {
+  expect(process.env.NODE_MULTIPROCESSING_NO_NATIVE).toBe('1');
+  expect(mp.getAllStartMethods()).toEqual(['spawn']);
+});
+
+test.each(['50-queue', '51-pipe'])("the seeds' %s example runs as it is", async (demo) => {
+  const script = path.join(__dirname, '..', 'dist-scripts', 'demos', `${demo}.js`);
+  const stdout = await new Promise<string>((resolve, reject) =>
+    execFile(process.execPath, [script], (error, out) => (error === null ? resolve(out) : reject(error))),
+  );
+  expect(stdout).toBe("[ 42, null, 'hello' ]\n");
+});
+
+test('4 producers x 1,000 messages arrive exactly once, in order per producer', async () => {
+  const q = new mp.Queue<{ producer: number; i: number }>();
+  const count = 1000;
+  const producers = [0, 1, 2, 3].map((producer) => run(producer % 2 === 0 ? queueTargets.produce : queueTargets.produceAsync, [q, producer, count]));
+  const next = [0, 0, 0, 0];
+  for (let n = 0; n < 4 * count; n++) {
+    const { producer, i } = n % 2 === 0 ? await q.get() : q.getSync();
+    expect(i).toBe(next[producer]);
+    next[producer]++;
+  }
+  expect(next).toEqual([count, count, count, count]);
+  await joinAll(await Promise.all(producers));
+  expect(q.empty()).toBe(true);
+  expect(q.qsize()).toBe(0);
+  q.close();
+});
+
+test('a child echoes over a Pipe, blocking in recvSync(); once it closes, EOFError', async () => {
+  const [parentEnd, childEnd] = mp.Pipe();
+  const p = await run(connectionTargets.echoSync, [childEnd]);
+  childEnd.close(); // the child holds its own
+  const messages = [{ a: 1 }, [1, 'two', null], 12345678901234567890n, 'x'.repeat(100000)];
+  for (const message of messages) {
+    parentEnd.send(message);
+    expect(await parentEnd.recv()).toEqual(message);
+  }
+  parentEnd.send(new Map([[1, 'one']]));
+  expect([...(await parentEnd.recv<Map<number, string>>())]).toEqual([[1, 'one']]);
+  parentEnd.send('sync');
+  expect(parentEnd.recvSync()).toBe('sync');
+  parentEnd.send(null); // the child returns, closing its end
+  await expect(parentEnd.recv()).rejects.toBeInstanceOf(mp.EOFError);
+  expect(() => parentEnd.recvSync()).toThrow(mp.EOFError);
+  expect(parentEnd.poll()).toBe(true);
+  await joinAll([p]);
+  parentEnd.close();
+});
+
+test('a one-way pipe: all a child sent before it exited arrives, then EOFError', async () => {
+  const [reader, writer] = mp.Pipe(false);
+  const p = await run(targets.sendAndExit, [writer, 500]);
+  writer.close();
+  for (let i = 0; i < 500; i++) expect(await reader.recv()).toEqual({ i });
+  await expect(reader.recv()).rejects.toBeInstanceOf(mp.EOFError);
+  await joinAll([p]);
+  reader.close();
+});
+
+test('JoinableQueue: join() resolves once two children marked every item done', async () => {
+  const q = new mp.JoinableQueue<number>();
+  for (let i = 0; i < 20; i++) await q.put(i);
+  const consumers = [run(queueTargets.consumeAndMarkDone, [q, 10]), run(queueTargets.consumeAndMarkDone, [q, 10])];
+  await q.join();
+  q.joinSync();
+  expect(q.qsize()).toBe(0);
+  expect(() => q.taskDone()).toThrow(/more times/);
+  await joinAll(await Promise.all(consumers));
+  q.close();
+});
+
+test("a queue owned by a child serves the parent's puts and gets while the child lives", async () => {
+  const outbox = new mp.Queue<unknown>();
+  const p = await run(targets.serveQueue, [outbox]);
+  const childQueue = (await outbox.get()) as mp.Queue<number | string>;
+  await childQueue.put(1);
+  expect(await outbox.get()).toBe(10);
+  childQueue.putSync(2);
+  expect(outbox.getSync()).toBe(20);
+  await childQueue.put('done');
+  await joinAll([p]);
+  childQueue.close();
+  outbox.close();
+});
+
+test('a queue and a pipe whose owner has ended fail with a clear error, never hang', async () => {
+  const outbox = new mp.Queue<{ queue: mp.Queue; conn: mp.Connection }>();
+  const p = await run(targets.shareAndExit, [outbox]);
+  await joinAll([p]);
+  const { queue, conn } = await outbox.get();
+  await expect(queue.get()).rejects.toMatchObject({ code: 'ERR_MP_OWNER_GONE', message: expect.stringMatching(/has ended/) });
+  expect(() => queue.getSync()).toThrow(/has ended/);
+  await expect(conn.recv()).rejects.toBeInstanceOf(mp.EOFError);
+  expect(() => conn.send('x')).toThrow(/has ended/);
+  queue.close();
+  conn.close();
+  outbox.close();
+});
+
+test('a wrong authkey is refused with AuthenticationError, by a Listener and by a broker', async () => {
+  const listener = new mp.connection.Listener(null, { authkey: 'right' });
+  const [acceptedWrong, connectedWrong] = await Promise.allSettled([listener.accept(), mp.connection.ClientAsync(listener.address, { authkey: 'wrong' })]);
+  expect(acceptedWrong).toMatchObject({ status: 'rejected', reason: expect.any(mp.AuthenticationError) });
+  expect(connectedWrong).toMatchObject({ status: 'rejected', reason: expect.any(mp.AuthenticationError) });
+  const accepted = listener.accept();
+  const client = mp.connection.Client(listener.address, { authkey: 'right' });
+  const server = await accepted;
+  client.send({ over: 'a socket' });
+  expect(server.recvSync()).toEqual({ over: 'a socket' });
+  client.close();
+  await expect(server.recv()).rejects.toBeInstanceOf(mp.EOFError);
+  server.close();
+  listener.close();
+  expect(fs.existsSync(listener.address as string)).toBe(false);
+
+  // The broker of this process's queues takes only its own key.
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const { theBridge } = require('../dist/broker/bridge') as { theBridge(): { self: { address: string } } };
+  expect(() => mp.connection.Client(theBridge().self.address, { authkey: 'a guess' })).toThrow(mp.AuthenticationError);
+});
+
+test('misuse throws: use after close, a one-way end the other way, fileno()', async () => {
+  const [reader, writer] = mp.Pipe(false);
+  expect(() => reader.send(1)).toThrow(/read-only/);
+  expect(() => writer.recvSync()).toThrow(/write-only/);
+  expect(() => writer.fileno()).toThrow(expect.objectContaining({ code: 'ENOSYS' }));
+  reader.close();
+  expect(() => writer.send(1)).toThrow(/closed/);
+  writer.close();
+  expect(() => writer.send(1)).toThrow(/closed/);
+  await expect(reader.recv()).rejects.toThrow(/closed/);
+  const q = new mp.SimpleQueue<number>();
+  q.put(1);
+  expect(await q.get()).toBe(1);
+  q.close();
+  expect(() => q.put(2)).toThrow(/closed/);
+});
+
+test('1,000 Pipes and Queues created, used and closed leave no descriptor, thread or socket file behind', async () => {
+  const threads = (): string => /Threads:\s+(\d+)/.exec(fs.readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '';
+  const entries = (): string[] => fs.readdirSync(os.tmpdir()).filter((name) => name.startsWith('mp-') && name.includes(String(process.pid)));
+  const useOnce = async (): Promise<void> => {
+    const [a, b] = mp.Pipe();
+    a.send(1);
+    await b.recv();
+    a.close();
+    b.close();
+    const q = new mp.JoinableQueue();
+    q.putSync(1);
+    await q.get();
+    q.taskDone();
+    q.close();
+  };
+  await useOnce(); // the I/O thread starts with the first
+  const before = { fds: fdCount(), threads: threads(), entries: entries() };
+  for (let i = 0; i < 1000; i++) await useOnce();
+  expect({ fds: fdCount(), threads: threads(), entries: entries() }).toEqual(before);
+});
