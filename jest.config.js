@@ -17,12 +17,12 @@ module.exports = {
   projects: [
     // 50.portable is the queues' and connections' no-addon suite alone.
     { ...project, displayName: 'addon', testPathIgnorePatterns: ['/node_modules/', '/test/50\\.portable\\.test\\.ts$'] },
-    // The Process, Queue and Pool suites once more without the addon, as on
-    // Windows: only the spawn start method (child_process) is there.
+    // The Process and Pool suites once more without the addon, as on Windows:
+    // only the spawn start method (child_process) is there.
     {
       ...project,
       displayName: 'no-addon',
-      testMatch: ['**/20.*.test.ts', '**/50.queues.test.ts', '**/50.portable.test.ts', '**/60.pool.test.ts'],
+      testMatch: ['**/20.*.test.ts', '**/50.portable.test.ts', '**/60.pool.test.ts'],
       setupFiles: [...project.setupFiles, '<rootDir>/test/fixtures/process_no_addon.js'],
     },
   ],

@@ -4,8 +4,7 @@
  * in the broker of the process that made it, children of the spawn start
  * method reach it over a Unix socket with an authkey. The seeds' examples,
  * many producers, the end of a pipe, a broker whose process has ended, a
- * wrong authkey, and nothing left behind. (50.queues.test.ts runs in this
- * project too.)
+ * wrong authkey, and nothing left behind.
  */
 import { execFile } from 'child_process';
 import * as fs from 'fs';
@@ -30,6 +29,7 @@ const targets = require('./fixtures/portable_targets.js') as {
   sendAndExit(conn: mp.Connection, count: number): void;
   shareAndExit(outbox: mp.Queue): void;
   serveQueue(outbox: mp.Queue): Promise<void>;
+  getForever(queue: mp.Queue, ready: mp.Queue): Promise<void>;
 };
 
 const spawn = mp.getContext('spawn');
@@ -58,6 +58,47 @@ test.each(['50-queue', '51-pipe'])("the seeds' %s example runs as it is", async 
     execFile(process.execPath, [script], (error, out) => (error === null ? resolve(out) : reject(error))),
   );
   expect(stdout).toBe("[ 42, null, 'hello' ]\n");
+});
+
+test('a queue in one process: maxsize, timeouts, a waiting get() answered by a later put(), bad arguments', async () => {
+  const q = new mp.Queue<unknown>(2);
+  const waiting = q.get();
+  await q.put('late');
+  expect(await waiting).toBe('late');
+  q.putSync({ a: 1 });
+  q.putNowait([2]);
+  expect([q.qsize(), q.full(), q.empty()]).toEqual([2, true, false]);
+  expect(() => q.putNowait(3)).toThrow(mp.Full);
+  await expect(q.put(3, { timeout: 5 })).rejects.toBeInstanceOf(mp.Full);
+  const blocked = q.put('third'); // waits for a place
+  expect(q.getSync()).toEqual({ a: 1 });
+  await blocked;
+  expect(q.getNowait()).toEqual([2]);
+  expect(await q.get({ timeout: 1000 })).toBe('third');
+  expect(() => q.getNowait()).toThrow(mp.Empty);
+  expect(() => q.getSync({ timeout: 5 })).toThrow(mp.Empty);
+  await expect(q.get({ block: false })).rejects.toBeInstanceOf(mp.Empty);
+  await expect(q.get({ timeout: -1 })).rejects.toThrow(RangeError);
+  await expect(q.put((() => 1) as unknown as string)).rejects.toThrow(/obj/);
+  expect(() => new mp.Queue(1.5)).toThrow(TypeError);
+  q.close();
+  expect(q.closed).toBe(true);
+  expect(() => q.qsize()).toThrow(/closed/);
+  await expect(q.get()).rejects.toThrow(/closed/);
+});
+
+test('a consumer killed while it waits in get() takes nothing; the queue stays usable', async () => {
+  const q = new mp.Queue<string>();
+  const ready = new mp.Queue<string>();
+  const p = await run(targets.getForever, [q, ready]);
+  expect(await ready.get()).toBe('waiting');
+  p.kill();
+  await p.join();
+  expect(p.exitCode).toBe(-9);
+  await q.put('kept');
+  expect(await q.get()).toBe('kept');
+  q.close();
+  ready.close();
 });
 
 test('4 producers x 1,000 messages arrive exactly once, in order per producer', async () => {

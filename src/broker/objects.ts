@@ -13,8 +13,13 @@ import { _handshake as handshake, _handshakeError as handshakeError, _MAX_HANDSH
 import { EOFError } from '../errors';
 import { codedError, frameHeader, FrameReader } from './wire';
 
-/** Answers a request: an error, or the value. */
-export type Respond = (error: Error | null, value?: unknown) => void;
+/**
+ * Answers a request: an error, or the value. `lease`: the value is an item
+ * that stays the queue's until the client acknowledges it (see {@link Session.leases}).
+ */
+export type Respond = (error: Error | null, value?: unknown, lease?: number) => void;
+
+let nextLease = 1;
 
 /**
  * One client of the broker: this process's main thread, or another process's
@@ -25,6 +30,15 @@ export class Session {
   readonly holds = new Map<number, number>();
   /** Waiter id -> how to end that wait (`cancel`), and every wait of the session's. */
   readonly waits = new Map<number | symbol, () => void>();
+  /**
+   * Items handed to this client's `get()`s and not yet acknowledged, each with
+   * how to give it back: a client process killed while an item was on its way
+   * to it takes nothing with it.
+   */
+  readonly leases = new Map<number, () => void>();
+
+  /** @param remote another process's (its items are leased); false for this process's main thread. */
+  constructor(readonly remote: boolean) {}
 
   hold(oid: number): void {
     this.holds.set(oid, (this.holds.get(oid) ?? 0) + 1);
@@ -160,7 +174,7 @@ export class QueueObject extends BrokerObject {
     if (this.size > 0) {
       const item = this.shiftItem();
       this.admitPutters();
-      respond(null, item);
+      this.handOut(session, respond, item);
     } else if (timeout === 0) {
       respond(empty());
     } else {
@@ -201,8 +215,27 @@ export class QueueObject extends BrokerObject {
   private accept(item: Buffer, counted: boolean): void {
     if (counted) this.unfinished++;
     const getter = this.getters.shift();
-    if (getter !== undefined) getter.respond(null, item);
+    if (getter !== undefined) this.handOut(getter.session, getter.respond, item);
     else this.items.push(item);
+  }
+
+  /** Answers a get with `item`, leased to another process until it says it has it. */
+  private handOut(session: Session, respond: Respond, item: Buffer): void {
+    if (!session.remote) {
+      respond(null, item);
+      return;
+    }
+    const lease = nextLease++;
+    session.leases.set(lease, () => this.giveBack(item));
+    respond(null, item, lease);
+  }
+
+  /** An item whose consumer went away before it had it: first in line again. */
+  private giveBack(item: Buffer): void {
+    const getter = this.getters.shift();
+    if (getter !== undefined) this.handOut(getter.session, getter.respond, item);
+    else if (this.head > 0) this.items[--this.head] = item;
+    else this.items.unshift(item);
   }
 
   private shiftItem(): Buffer {
@@ -323,7 +356,7 @@ export abstract class Endpoint extends BrokerObject {
 }
 
 /** The broker's own waits (handshakes): a session that never ends. */
-const INTERNAL = new Session();
+const INTERNAL = new Session(false);
 
 /** An end of a Pipe: what it sends goes to its peer's inbox. */
 export class PipeEnd extends Endpoint {

@@ -77,7 +77,7 @@ const authkey = crypto.randomBytes(32);
 const objects = new Map<number, BrokerObject>();
 let nextOid = 1;
 let nextTicket = 1;
-const MAIN = new Session();
+const MAIN = new Session(false);
 
 const server = net.createServer((socket) => serveLink(socket));
 const listening = new Promise<void>((resolve, reject) => {
@@ -87,8 +87,9 @@ const listening = new Promise<void>((resolve, reject) => {
 
 // --- answering the main thread ---------------------------------------------------------------
 
-function replyMessage(id: number, error: Error | null, value: unknown): Reply {
-  return error === null ? { id, value } : { id, error: errorToWire(error) };
+function replyMessage(id: number, error: Error | null, value: unknown, lease?: number): Reply {
+  if (error !== null) return { id, error: errorToWire(error) };
+  return lease === undefined ? { id, value } : { id, value, lease };
 }
 
 function mainResponder(id: number, sync: boolean): Respond {
@@ -240,6 +241,9 @@ function handle(session: Session, request: Addressed, respond: Respond): void {
       session.waits.get(request.waiter)?.();
       respond(null);
       return;
+    case 'ack':
+      session.leases.delete(request.lease);
+      return;
     case 'pollAny':
       pollAny(session, request.targets, request.timeout, respond);
       return;
@@ -315,11 +319,11 @@ function serveLink(socket: net.Socket): void {
   sockets.add(socket);
   socket.once('close', () => sockets.delete(socket));
   const endpoint = new SocketEnd(socket);
-  const session = new Session();
+  const session = new Session(true);
   const answer =
     (id: number): Respond =>
-    (error, value) => {
-      if (!socket.destroyed) endpoint.sendBytes(encodePayload(replyMessage(id, error, value)));
+    (error, value, lease) => {
+      if (!socket.destroyed) endpoint.sendBytes(encodePayload(replyMessage(id, error, value, lease)));
     };
   const serve = async (): Promise<void> => {
     await endpoint.shakeHands(authkey, true);
@@ -335,6 +339,8 @@ function serveLink(socket: net.Socket): void {
 function endSession(session: Session, endpoint: Endpoint): void {
   endpoint.release();
   for (const object of objects.values()) object.dropSession(session);
+  for (const giveBack of session.leases.values()) giveBack();
+  session.leases.clear();
   for (const [oid, count] of session.holds) for (let i = 0; i < count; i++) drop(oid);
   session.holds.clear();
 }
@@ -385,7 +391,9 @@ class Link {
     for (const payload of this.backlog) this.endpoint.sendBytes(payload);
     this.backlog = [];
     for (;;) {
-      const { id, value, error } = decodeMessage<Reply>(await this.endpoint.next(Infinity));
+      const { id, value, error, lease } = decodeMessage<Reply>(await this.endpoint.next(Infinity));
+      // An item of a queue's: this process has it now, the owner may forget it.
+      if (lease !== undefined) this.endpoint.sendBytes(encodePayload({ id: 0, request: { op: 'ack', lease } }));
       const respond = this.pending.get(id);
       this.pending.delete(id);
       respond?.(error === undefined ? null : errorFromWire(error as WireError), value);

@@ -37,6 +37,7 @@ export type Request =
   | { op: 'recv'; oid: number; maxLength: number }
   | { op: 'poll'; oid: number; timeout: number | null }
   | { op: 'cancel'; oid: number; waiter: number }
+  | { op: 'ack'; lease: number }
   | { op: 'pollAny'; targets: Array<{ home: BrokerAddress | null; oid: number }>; timeout: number | null };
 
 /** A request sent to a broker, or through this process's I/O thread to one. */
@@ -60,7 +61,8 @@ export interface WireError {
   code?: string;
 }
 
-export type Reply = { id: number; value?: unknown; error?: WireError };
+/** `lease`: the value is a queue's item, the owner's until this process acknowledges it (`ack`). */
+export type Reply = { id: number; value?: unknown; error?: WireError; lease?: number };
 
 export function errorToWire(error: unknown): WireError {
   const { name = 'Error', message = String(error), code } = (error ?? {}) as Partial<Error & { code: string }>;

@@ -20,7 +20,7 @@
  */
 import { theBridge } from '../broker/bridge';
 import { BrokerHandle, HandleState } from '../broker/handle';
-import { OWNER_GONE } from '../broker/wire';
+import { Addressed, OWNER_GONE } from '../broker/wire';
 import { _bytesToSend, _connectionClosedError, Address, Connection, Listener, Waitable } from '../connection';
 import { EOFError } from '../errors';
 import { unsupported } from '../native';
@@ -272,29 +272,32 @@ function portableConnections(objects: unknown): PortableConnection[] {
 }
 
 /** The request that answers once any of `connections` is ready, or `limit` ms have passed. */
-function pollAny(connections: PortableConnection[], limit: number | null): Parameters<BrokerHandle['call']>[0] {
+function pollAny(connections: PortableConnection[], limit: number | null): Addressed {
   const targets = connections.filter((c) => !c.closed).map((c) => ({ home: c._h.home, oid: c._h.oid }));
   return { op: 'pollAny', targets, timeout: limit };
 }
 
-/** `wait(objects, timeout)` over Connections. */
-export async function wait<T extends Waitable>(objects: T[], timeout?: number | null): Promise<T[]> {
+/** What a wait() over `objects` finds now, and the request that waits for more (`null`: answer now). */
+function startWait<T extends Waitable>(objects: T[], timeout: unknown): { now: T[]; ready: () => T[]; request: Addressed | null } {
   const connections = portableConnections(objects);
   const limit = validateTimeout(timeout);
   const ready = (): T[] => objects.filter((_, i) => connections[i]._ready());
   const now = ready();
-  if (now.length > 0 || limit === 0) return now;
-  await theBridge().call<boolean>(pollAny(connections, limit));
+  return { now, ready, request: now.length > 0 || limit === 0 ? null : pollAny(connections, limit) };
+}
+
+/** `wait(objects, timeout)` over Connections. */
+export async function wait<T extends Waitable>(objects: T[], timeout?: number | null): Promise<T[]> {
+  const { now, ready, request } = startWait(objects, timeout);
+  if (request === null) return now;
+  await theBridge().call<boolean>(request);
   return ready();
 }
 
 /** `waitSync(objects, timeout)` over Connections. */
 export function waitSync<T extends Waitable>(objects: T[], timeout?: number | null): T[] {
-  const connections = portableConnections(objects);
-  const limit = validateTimeout(timeout);
-  const ready = (): T[] => objects.filter((_, i) => connections[i]._ready());
-  const now = ready();
-  if (now.length > 0 || limit === 0) return now;
-  theBridge().callSync<boolean>(pollAny(connections, limit));
+  const { now, ready, request } = startWait(objects, timeout);
+  if (request === null) return now;
+  theBridge().callSync<boolean>(request);
   return ready();
 }
