@@ -13,11 +13,12 @@ import { WorkerLostError } from '../errors';
 import { cpuCount } from '../process';
 import { validateInteger, validateOptions } from '../validate';
 import { CancelledCalls, cancelChannel } from './cancel';
-import { bullConnection, ConnectionOption, persistent, redisOptions } from './connection';
+import { bullConnection, ConnectionOption, failFast, persistent, redisOptions } from './connection';
 import { loadEngine } from './engine';
 import { Executor, localPoolExecutor, ResolvedSetup } from './executor';
 import { TaskModules } from './tasks';
-import { ChunkJob, ChunkResult, decodeValues, encodeError, lostResult, Setup, WIRE_VERSION } from './wire';
+import { publishReply } from './replies';
+import { ChunkJob, ChunkResult, decodeValues, encodeError, JobResult, lostResult, Setup, WIRE_VERSION } from './wire';
 
 /** Options of {@link runWorker} (and of `node-multiprocessing worker`). */
 export interface WorkerNodeOptions {
@@ -138,8 +139,10 @@ function printOnce(): (error: Error) => void {
 
 class Node implements WorkerNode {
   readonly name: string;
-  private worker: BullWorker<ChunkJob, ChunkResult> | undefined;
+  private worker: BullWorker<ChunkJob, JobResult> | undefined;
   private subscriber: Redis | undefined;
+  /** Publishes the chunks' replies; fails fast while Redis is away (the result then waits for BullMQ). */
+  private publisher: Redis | undefined;
   private readonly cancelled = new CancelledCalls();
   /** The local pools, one per client setup (initializer, initargs, maxtasksperchild). */
   private readonly executors = new Map<string, Promise<Executor>>();
@@ -158,8 +161,10 @@ class Node implements WorkerNode {
     void this.executor(null); // the pool of calls without a setup starts now: the first chunk finds its processes ready
     this.subscriber = new Redis(persistent(settings.connection));
     this.subscriber.on('error', settings.onError);
+    this.publisher = new Redis(failFast(settings.connection));
+    this.publisher.on('error', () => undefined); // the worker's connections report Redis errors
     await this.cancelled.listen(this.subscriber, cancelChannel(settings.prefix, settings.queue));
-    this.worker = new bullmq.Worker<ChunkJob, ChunkResult>(settings.queue, (job) => this.process(job), {
+    this.worker = new bullmq.Worker<ChunkJob, JobResult>(settings.queue, async (job) => this.reply(job, await this.process(job)), {
       connection: bullConnection(persistent(settings.connection)),
       prefix: settings.prefix,
       name: settings.name,
@@ -186,9 +191,18 @@ class Node implements WorkerNode {
     const executors = await Promise.allSettled(this.executors.values());
     await Promise.all(executors.map((result) => (result.status === 'fulfilled' ? result.value.close() : undefined)));
     await this.subscriber?.quit().catch(() => undefined);
+    await this.publisher?.quit().catch(() => this.publisher?.disconnect());
   }
 
-  private async process(job: Job<ChunkJob, ChunkResult>): Promise<ChunkResult> {
+  /** Sends `result` to the chunk's client on its reply channel; the job's value says whether it went (else it is the result). */
+  private async reply(job: Job<ChunkJob, JobResult>, result: ChunkResult): Promise<JobResult> {
+    const channel = job.data.reply;
+    if (typeof channel !== 'string' || this.publisher === undefined) return result;
+    const received = await publishReply(this.publisher, channel, job.id ?? '', result).catch(() => false);
+    return received ? { replied: true } : result;
+  }
+
+  private async process(job: Job<ChunkJob, JobResult>): Promise<ChunkResult> {
     const chunk = job.data;
     if (chunk.v !== WIRE_VERSION) {
       return { error: encodeError(new Error(`node ${this.name} speaks wire version ${WIRE_VERSION}, the job ${chunk.v}: update one of them`)) };

@@ -18,7 +18,8 @@ import { cancelChannel, publishCancel } from './cancel';
 import { bullConnection, ConnectionOption, failFast, persistent, redisAddress, redisOptions } from './connection';
 import { loadEngine } from './engine';
 import { taskLabel } from './tasks';
-import { ChunkJob, ChunkResult, decodeError, decodeValues, encodeValues, Setup, WIRE_VERSION } from './wire';
+import { parseReply, replyChannel } from './replies';
+import { ChunkJob, ChunkResult, decodeError, decodeValues, encodeValues, JobResult, Setup, WIRE_VERSION } from './wire';
 
 /** Options of a cluster {@link Pool}. */
 export interface ClusterPoolOptions {
@@ -121,6 +122,8 @@ export class Pool {
   private readonly unsentCancels = new Map<Call, string[]>();
   private readonly engine: Promise<Engine>;
   private ended: Promise<void> | undefined;
+  /** Where the nodes publish this pool's chunk results (see replies.ts). */
+  private readonly replyChannel: string;
 
   constructor(options: ClusterPoolOptions) {
     validateOptions(options ?? null, POOL_OPTIONS, 'Pool options');
@@ -137,6 +140,7 @@ export class Pool {
       cleanup: options.cleanup ?? false,
     };
     this.setup = this.makeSetup(options);
+    this.replyChannel = replyChannel(this.options.prefix, this.options.queue, this.id);
     this.engine = this.connect();
     this.engine.catch(() => undefined); // reported by the calls that need it
   }
@@ -283,6 +287,7 @@ export class Pool {
         items: encodeValues(items, 'an argument'),
         setup: this.setup,
         retries: this.options.retries,
+        reply: this.replyChannel,
       },
       opts: { jobId, removeOnComplete: true, removeOnFail: true },
     };
@@ -327,11 +332,19 @@ export class Pool {
   private async connect(): Promise<Engine> {
     const { bullmq, Redis } = loadEngine();
     const publisher = new Redis(failFast(this.redis));
+    const subscriber = new Redis(persistent(this.redis));
+    subscriber.on('error', () => undefined); // the publisher reports a lost connection
     const address = redisAddress(this.redis);
     try {
       await reachable(publisher, address);
+      subscriber.on('message', (channel: string, message: string) => {
+        if (channel !== this.replyChannel) return;
+        const { jobId, result } = parseReply(message);
+        this.settleChunk(jobId, result);
+      });
+      await subscriber.subscribe(this.replyChannel);
       const [seconds, micros] = await publisher.time();
-      const queue = new bullmq.Queue<ChunkJob, ChunkResult>(this.options.queue, { connection: publisher, prefix: this.options.prefix });
+      const queue = new bullmq.Queue<ChunkJob, JobResult>(this.options.queue, { connection: publisher, prefix: this.options.prefix });
       queue.on('error', () => undefined); // the calls report what matters: a lost connection
       // The event stream from now on: the events of every job this pool adds.
       const lastEventId = `${Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)}-0`;
@@ -342,15 +355,20 @@ export class Pool {
         lastEventId,
       });
       events.on('error', () => undefined);
-      events.on('completed', ({ jobId, returnvalue }) => this.settleChunk(jobId, returnvalue as unknown as ChunkResult));
+      events.on('completed', ({ jobId, returnvalue }) => {
+        const result = returnvalue as unknown as JobResult;
+        if (!('replied' in result)) this.settleChunk(jobId, result); // else it came on the reply channel
+      });
       events.on('failed', ({ jobId, failedReason }) => this.failChunk(jobId, failedReason));
       void events.run().catch(() => undefined);
       await events.waitUntilReady();
       publisher.on('close', () => this.connectionLost(address));
+      subscriber.on('close', () => this.connectionLost(address)); // replies published meanwhile are lost
       publisher.on('ready', () => this.resendCancels());
-      return { queue, events, publisher };
+      return { queue, events, publisher, subscriber };
     } catch (error) {
       publisher.disconnect();
+      subscriber.disconnect();
       throw error;
     }
   }
@@ -385,6 +403,7 @@ export class Pool {
     await engine.events.close().catch(() => undefined);
     await engine.queue.close().catch(() => undefined);
     await engine.publisher.quit().catch(() => engine.publisher.disconnect());
+    await engine.subscriber.quit().catch(() => engine.subscriber.disconnect());
   }
 
   /** Deletes the queue's keys when no job is left in it (another client's would be lost). */
@@ -407,9 +426,11 @@ export class Pool {
 }
 
 interface Engine {
-  queue: Queue<ChunkJob, ChunkResult>;
+  queue: Queue<ChunkJob, JobResult>;
   events: QueueEvents;
   publisher: Redis;
+  /** Receives the chunks' results on the pool's reply channel. */
+  subscriber: Redis;
 }
 
 /** Resolves once `redis` is connected; rejects with a clear error when Redis cannot be reached. */

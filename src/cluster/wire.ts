@@ -39,13 +39,18 @@ export interface ChunkJob {
   setup: Setup | null;
   /** How many times the chunk may run again after its node was lost. */
   retries: number;
+  /** The client's reply channel (see replies.ts). */
+  reply: string;
 }
 
 /**
- * The value a node returns for a chunk job: base64 of the serialised results,
- * or of the serialised {@link ErrorDescription} of the first task error.
+ * A chunk's outcome: base64 of the serialised results, or of the serialised
+ * {@link ErrorDescription} of the first task error; or that the node stopped
+ * it (cancelled). As the job's return value, `replied` says that the outcome
+ * went to the client on its reply channel.
  */
 export type ChunkResult = { ok: string } | { error: string } | { cancelled: true };
+export type JobResult = ChunkResult | { replied: true };
 
 export function encodeValues(values: unknown[], what: string): string {
   try {
