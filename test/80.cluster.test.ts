@@ -259,6 +259,21 @@ describe('cluster Pool', () => {
     expect((error as Error).message).toMatch(/retries: 0/);
   });
 
+  test('a chunk handed back from lost nodes more often than their maxStalledCount: BullMQ fails it, the call rejects with WorkerLostError', async () => {
+    const queue = queueName();
+    const strict = ['--lock-duration', '1000', '--stalled-interval', '1000', '--max-stalled-count', '0'];
+    const [a] = await startNodes(queue, ['A'], strict);
+    const p = pool(queue, { retries: 5 });
+    const key = `${queue}:started`;
+    const outcome = p.starmap(tasks.hangOn, [[1, key, 'A']], 1).catch((e: unknown) => e);
+    await started(key, 1);
+    await startNodes(queue, ['B'], strict);
+    await a.stop('SIGKILL');
+    const error = await outcome;
+    expect(error).toBeInstanceOf(WorkerLostError);
+    expect((error as Error).message).toMatch(/maxStalledCount \(0\)/);
+  });
+
   test('Redis restarted mid-map: the call rejects with ClusterConnectionError; the pool and nodes work again after', async () => {
     const queue = queueName();
     await startNodes(queue, ['A']);

@@ -20,6 +20,7 @@ Options:
       --concurrency <n>        chunk jobs worked on at once (default: 2 x processes)
       --lock-duration <ms>     a lost node's chunks are held this long at most (default 5000)
       --stalled-interval <ms>  how often lost nodes' chunks are looked for (default 5000)
+      --max-stalled-count <n>  hand-backs of a chunk from lost nodes before BullMQ fails it (default 100)
       --prefix <prefix>        BullMQ's key prefix (default bull)
       --name <name>            the node's name on the jobs it runs (default host:pid)
   -h, --help                   this text
@@ -42,6 +43,7 @@ async function worker(argv: string[]): Promise<void> {
       concurrency: { type: 'string' },
       'lock-duration': { type: 'string' },
       'stalled-interval': { type: 'string' },
+      'max-stalled-count': { type: 'string' },
       prefix: { type: 'string' },
       name: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -61,6 +63,7 @@ async function worker(argv: string[]): Promise<void> {
     concurrency: integer(values.concurrency, 'concurrency'),
     lockDuration: integer(values['lock-duration'], 'lock-duration'),
     stalledInterval: integer(values['stalled-interval'], 'stalled-interval'),
+    maxStalledCount: integer(values['max-stalled-count'], 'max-stalled-count'),
     prefix: values.prefix,
     name: values.name,
   });

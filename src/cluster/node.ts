@@ -178,6 +178,7 @@ class Node implements WorkerNode {
     });
     this.worker.on('error', settings.onError);
     this.worker.on('lockRenewalFailed', (jobIds: string[]) => this.cancelled.lose(jobIds));
+    this.worker.on('failed', (job, error) => void this.replyFailure(job, error));
     void this.worker.run().catch(settings.onError);
     await this.worker.waitUntilReady();
   }
@@ -200,6 +201,23 @@ class Node implements WorkerNode {
     if (typeof channel !== 'string' || this.publisher === undefined) return result;
     const received = await publishReply(this.publisher, channel, job.id ?? '', result).catch(() => false);
     return received ? { replied: true } : result;
+  }
+
+  /**
+   * BullMQ failed a job itself (it was handed back from lost nodes more often
+   * than maxStalledCount allows): its client hears of it on its reply channel.
+   */
+  private async replyFailure(job: Job<ChunkJob, JobResult> | undefined, error: Error): Promise<void> {
+    if (job === undefined || typeof job.data.reply !== 'string' || this.publisher === undefined) return;
+    const chunk = job.data;
+    const result = /stalled/i.test(error.message)
+      ? lostResult(
+          `chunk ${chunk.index} of call ${chunk.call} was handed back from lost worker nodes more often than their ` +
+            `maxStalledCount (${this.settings.maxStalledCount}) allows: BullMQ failed it (${error.message})`,
+          {},
+        )
+      : { error: encodeError(error) };
+    await publishReply(this.publisher, chunk.reply, job.id ?? '', result).catch(() => false);
   }
 
   private async process(job: Job<ChunkJob, JobResult>): Promise<ChunkResult> {

@@ -1,21 +1,21 @@
 /**
  * The cluster Pool: mp.Pool's API with its tasks carried by BullMQ on Redis to
  * worker nodes (see node.ts). A call chunks its input into jobs (addBulk),
- * keeps a window of chunks in flight, and learns of each chunk's end from the
- * queue's event stream (QueueEvents), where a chunk's results travel as the
- * job's return value.
+ * keeps a window of chunks in flight, and learns of each chunk's end on the
+ * pool's reply channel (see replies.ts), where the node that ran it publishes
+ * its results (or BullMQ's failure of its job).
  * @packageDocumentation
  */
-import type { Queue, QueueEvents } from 'bullmq';
+import type { Queue } from 'bullmq';
 import type { Redis, RedisOptions } from 'ioredis';
 import { randomBytes } from 'crypto';
 
-import { ProcessError, TimeoutError, WorkerLostError } from '../errors';
+import { ProcessError, TimeoutError } from '../errors';
 import { Reference, referenceOf } from '../reference';
 import { describe, validateFunction, validateInteger, validateOptions, validateTimeout } from '../validate';
 import { AsyncResult, IMapIterator, validateCallbacks } from '../pool/results';
 import { cancelChannel, publishCancel } from './cancel';
-import { bullConnection, ConnectionOption, failFast, persistent, redisAddress, redisOptions } from './connection';
+import { ConnectionOption, failFast, persistent, redisAddress, redisOptions } from './connection';
 import { loadEngine } from './engine';
 import { taskLabel } from './tasks';
 import { parseReply, replyChannel } from './replies';
@@ -98,6 +98,7 @@ const POOL_OPTIONS = [
 const CALL_OPTIONS = ['signal', 'timeout', 'chunksize', 'onProgress', 'callback', 'errorCallback'] as const;
 
 const DEFAULT_WINDOW = 64;
+
 const DEFAULT_CHUNKS = 64;
 const MAX_DEFAULT_CHUNKSIZE = 10_000;
 
@@ -295,7 +296,9 @@ export class Pool {
 
   /** @internal Adds jobs to the queue: one alone with `add` (addBulk's MULTI costs an apply() ~0.5 ms more). */
   async addJobs(jobs: ReturnType<Pool['chunkJob']>[]): Promise<void> {
-    const { queue } = await this.engine;
+    const { queue, subscriber } = await this.engine;
+    // A reply published while the pool is not subscribed would be lost: fail at once, as while Redis is away.
+    if (!subscriber.replying) throw new ClusterConnectionError(`the reply channel at ${redisAddress(this.redis)} is not subscribed (Redis is reconnecting)`);
     if (jobs.length === 1) await queue.add(jobs[0].name, jobs[0].data, jobs[0].opts);
     else await queue.addBulk(jobs);
   }
@@ -332,43 +335,22 @@ export class Pool {
   private async connect(): Promise<Engine> {
     const { bullmq, Redis } = loadEngine();
     const publisher = new Redis(failFast(this.redis));
-    const subscriber = new Redis(persistent(this.redis));
-    subscriber.on('error', () => undefined); // the publisher reports a lost connection
     const address = redisAddress(this.redis);
+    const subscriber = new ReplySubscriber(new Redis({ ...persistent(this.redis), autoResubscribe: false }), this.replyChannel, (jobId, result) =>
+      this.settleChunk(jobId, result),
+    );
     try {
       await reachable(publisher, address);
-      subscriber.on('message', (channel: string, message: string) => {
-        if (channel !== this.replyChannel) return;
-        const { jobId, result } = parseReply(message);
-        this.settleChunk(jobId, result);
-      });
-      await subscriber.subscribe(this.replyChannel);
-      const [seconds, micros] = await publisher.time();
+      await subscriber.ready;
       const queue = new bullmq.Queue<ChunkJob, JobResult>(this.options.queue, { connection: publisher, prefix: this.options.prefix });
       queue.on('error', () => undefined); // the calls report what matters: a lost connection
-      // The event stream from now on: the events of every job this pool adds.
-      const lastEventId = `${Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)}-0`;
-      const events = new bullmq.QueueEvents(this.options.queue, {
-        connection: bullConnection(persistent(this.redis)),
-        prefix: this.options.prefix,
-        autorun: false,
-        lastEventId,
-      });
-      events.on('error', () => undefined);
-      events.on('completed', ({ jobId, returnvalue }) => {
-        const result = returnvalue as unknown as JobResult;
-        if (!('replied' in result)) this.settleChunk(jobId, result); // else it came on the reply channel
-      });
-      events.on('failed', ({ jobId, failedReason }) => this.failChunk(jobId, failedReason));
-      void events.run().catch(() => undefined);
-      await events.waitUntilReady();
       publisher.on('close', () => this.connectionLost(address));
-      subscriber.on('close', () => this.connectionLost(address)); // replies published meanwhile are lost
+      subscriber.redis.on('close', () => this.connectionLost(address)); // replies published meanwhile are lost
       publisher.on('ready', () => this.resendCancels());
-      return { queue, events, publisher, subscriber };
+      return { queue, publisher, subscriber };
     } catch (error) {
       publisher.disconnect();
-      subscriber.disconnect();
+      subscriber.redis.disconnect();
       throw error;
     }
   }
@@ -378,15 +360,6 @@ export class Pool {
     if (chunk === undefined) return; // another client's job, or one of a call that ended
     this.jobs.delete(jobId);
     chunk.call.chunkDone(chunk.index, result);
-  }
-
-  private failChunk(jobId: string, reason: string): void {
-    const chunk = this.jobs.get(jobId);
-    if (chunk === undefined) return;
-    this.jobs.delete(jobId);
-    const lost = /stalled|lock/i.test(reason);
-    const message = `chunk ${chunk.index} of call ${chunk.call.id} failed in BullMQ: ${reason}`;
-    chunk.call.chunkFailed(chunk.index, lost ? new WorkerLostError(message) : new ProcessError(message));
   }
 
   private connectionLost(address: string): void {
@@ -399,17 +372,32 @@ export class Pool {
   private async disconnect(): Promise<void> {
     const engine = await this.engine.catch(() => null);
     if (engine === null) return;
-    if (this.options.cleanup) await this.removeQueueIfEmpty(engine.queue).catch(() => undefined);
-    await engine.events.close().catch(() => undefined);
+    if (this.options.cleanup) await this.removeQueueIfEmpty(engine.queue, engine.publisher).catch(() => undefined);
     await engine.queue.close().catch(() => undefined);
     await engine.publisher.quit().catch(() => engine.publisher.disconnect());
-    await engine.subscriber.quit().catch(() => engine.subscriber.disconnect());
+    await engine.subscriber.redis.quit().catch(() => engine.subscriber.redis.disconnect());
   }
 
   /** Deletes the queue's keys when no job is left in it (another client's would be lost). */
-  private async removeQueueIfEmpty(queue: Queue): Promise<void> {
+  private async removeQueueIfEmpty(queue: Queue, publisher: Redis): Promise<void> {
+    await this.finishing(queue, publisher);
     const counts = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'waiting-children');
     if (Object.values(counts).every((count) => count === 0)) await queue.obliterate();
+  }
+
+  /**
+   * Waits until this pool's jobs whose results came have left the queue: a
+   * node replies first, then tells BullMQ. One whose lock is gone (its node
+   * was lost meanwhile) is not waited for.
+   */
+  private async finishing(queue: Queue, publisher: Redis): Promise<void> {
+    for (;;) {
+      const ours = (await publisher.lrange(queue.toKey('active'), 0, -1)).filter((jobId) => jobId.startsWith(`${this.id}-`));
+      if (ours.length === 0) return;
+      const locks = await Promise.all(ours.map((jobId) => publisher.exists(`${queue.toKey(jobId)}:lock`)));
+      if (locks.every((held) => held === 0)) return;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
   }
 
   private makeSetup(options: ClusterPoolOptions): Setup | null {
@@ -427,10 +415,38 @@ export class Pool {
 
 interface Engine {
   queue: Queue<ChunkJob, JobResult>;
-  events: QueueEvents;
   publisher: Redis;
-  /** Receives the chunks' results on the pool's reply channel. */
-  subscriber: Redis;
+  subscriber: ReplySubscriber;
+}
+
+/**
+ * The pool's connection subscribed to its reply channel. It subscribes again
+ * itself after each reconnection (not ioredis's auto-resubscription, which
+ * does not say when it is done), and says whether it is subscribed.
+ */
+class ReplySubscriber {
+  /** Resolves once first subscribed; rejects if Redis cannot be reached. */
+  readonly ready: Promise<void>;
+  replying = false;
+
+  constructor(
+    readonly redis: Redis,
+    channel: string,
+    onReply: (jobId: string, result: ChunkResult) => void,
+  ) {
+    redis.on('message', (from: string, message: string) => {
+      if (from !== channel) return;
+      const { jobId, result } = parseReply(message);
+      onReply(jobId, result);
+    });
+    redis.on('close', () => (this.replying = false));
+    const subscribe = (): Promise<void> => redis.subscribe(channel).then(() => void (this.replying = true));
+    this.ready = reachable(redis, redisAddress(redis.options)).then(subscribe);
+    void this.ready.then(
+      () => redis.on('ready', () => void subscribe().catch(() => undefined)),
+      () => undefined,
+    );
+  }
 }
 
 /** Resolves once `redis` is connected; rejects with a clear error when Redis cannot be reached. */
