@@ -19,10 +19,12 @@ const queueTargets = require('./fixtures/queue_targets.js') as {
   produce(queue: mp.Queue, producer: number, count: number): void;
   produceAsync(queue: mp.Queue, producer: number, count: number): Promise<void>;
   consumeAndMarkDone(queue: mp.JoinableQueue, count: number): Promise<void>;
+  putBig(queue: mp.Queue, size: number): void;
 };
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const connectionTargets = require('./fixtures/connection_targets.js') as {
   echoSync(conn: mp.Connection): void;
+  sendBig(conn: mp.Connection, size: number): void;
 };
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const targets = require('./fixtures/portable_targets.js') as {
@@ -182,6 +184,8 @@ test('a queue and a pipe whose owner has ended fail with a clear error, never ha
   const { queue, conn } = await outbox.get();
   await expect(queue.get()).rejects.toMatchObject({ code: 'ERR_MP_OWNER_GONE', message: expect.stringMatching(/has ended/) });
   expect(() => queue.getSync()).toThrow(/has ended/);
+  expect(conn.poll()).toBe(true); // recv() answers at once
+  expect(await conn.poll(null)).toBe(true);
   await expect(conn.recv()).rejects.toBeInstanceOf(mp.EOFError);
   expect(() => conn.send('x')).toThrow(/has ended/);
   queue.close();
@@ -247,4 +251,59 @@ test('1,000 Pipes and Queues created, used and closed leave no descriptor, threa
   const before = { fds: fdCount(), threads: threads(), entries: entries() };
   for (let i = 0; i < 1000; i++) await useOnce();
   expect({ fds: fdCount(), threads: threads(), entries: entries() }).toEqual(before);
+});
+
+test('64 MiB through a Pipe and through a Queue from a child arrive intact', async () => {
+  const size = 64 * 1024 * 1024;
+  const expected = Buffer.allocUnsafe(size);
+  for (let k = 0; k < size; k++) expected[k] = k % 251;
+  const [reader, writer] = mp.Pipe(false);
+  const q = new mp.Queue<Buffer>();
+  const processes = [await run(connectionTargets.sendBig, [writer, size]), await run(queueTargets.putBig, [q, size])];
+  writer.close();
+  expect((await reader.recvBytes()).equals(expected)).toBe(true);
+  expect(Buffer.from(await q.get()).equals(expected)).toBe(true);
+  await joinAll(processes);
+  reader.close();
+  q.close();
+});
+
+test('a Python peer talks to our Listener and Client (Python 3 multiprocessing.connection)', async () => {
+  const python = (args: string[]): { port: Promise<number>; output: Promise<string> } => {
+    const child = execFile('python3', [path.join(__dirname, 'fixtures', 'connection_python.py'), ...args]);
+    let out = '';
+    const port = new Promise<number>((resolve) => child.stdout?.on('data', (chunk: string) => (out += chunk).includes('\n') && resolve(Number(out))));
+    const output = new Promise<string>((resolve, reject) => child.once('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`python3 exited with ${code}`)))));
+    return { port, output };
+  };
+  const listener = new mp.connection.Listener(['127.0.0.1', 0], { authkey: 'shared key' });
+  const connecting = python(['connect', 'shared key', '127.0.0.1', String((listener.address as [string, number])[1])]);
+  const server = await listener.accept();
+  expect((await server.recvBytes()).toString()).toBe('hello from python');
+  server.sendBytes(Buffer.from('hello from node'));
+  expect((await connecting.output).trim()).toBe('hello from node');
+  server.close();
+  listener.close();
+
+  const listening = python(['listen', 'shared key']);
+  const client = mp.connection.Client(['127.0.0.1', await listening.port], { authkey: 'shared key' });
+  client.sendBytes(Buffer.from('abc'));
+  expect(client.recvBytesSync().toString()).toBe('cba');
+  client.close();
+  await listening.output;
+});
+
+test("a subclass of Queue works, its super calls reaching this path's methods", async () => {
+  class Doubling<T> extends mp.Queue<T> {
+    override putSync(obj: T): void {
+      super.putSync(obj);
+      super.putSync(obj);
+    }
+  }
+  const q = new Doubling<number>();
+  expect(q).toBeInstanceOf(Doubling);
+  expect(q).toBeInstanceOf(mp.Queue);
+  q.putSync(7);
+  expect([await q.get(), q.getSync(), q.qsize()]).toEqual([7, 7, 0]);
+  q.close();
 });

@@ -41,6 +41,12 @@ function rejecting<T>(run: () => Promise<T>): Promise<T> {
   }
 }
 
+/** An end whose owner has ended is ready: its `recv()` answers at once (EOFError). */
+function readyIfOwnerGone(error: unknown): boolean {
+  if ((error as { code?: unknown } | null)?.code === OWNER_GONE) return true;
+  throw error;
+}
+
 function blocking<T>(run: () => T): T {
   try {
     return run();
@@ -78,14 +84,14 @@ export class PortableConnection extends Connection {
   }
 
   override send(obj: unknown): void {
-    const frame = dumps(obj, 'obj');
     const handle = this.writingHandle();
+    const frame = dumps(obj, 'obj');
     handle.callSync<void>({ op: 'send', oid: handle.oid, frame });
   }
 
   override sendBytes(buffer: ArrayBufferView | ArrayBufferLike, offset = 0, size?: number): void {
-    const frame = _bytesToSend(buffer, offset, size);
     const handle = this.writingHandle();
+    const frame = _bytesToSend(buffer, offset, size);
     handle.callSync<void>({ op: 'send', oid: handle.oid, frame });
   }
 
@@ -98,7 +104,8 @@ export class PortableConnection extends Connection {
   }
 
   override recvBytes(maxLength?: number): Promise<Buffer> {
-    return rejecting(() => this.brokerRecv(maxLengthOf(maxLength)));
+    const limit = maxLengthOf(maxLength);
+    return rejecting(() => this.brokerRecv(limit));
   }
 
   override recvBytesSync(maxLength?: number): Buffer {
@@ -112,14 +119,18 @@ export class PortableConnection extends Connection {
     const limit = validateTimeout(timeout);
     return rejecting(() => {
       const handle = this.readingHandle();
-      return handle.call<boolean>({ op: 'poll', oid: handle.oid, timeout: limit });
+      return handle.call<boolean>({ op: 'poll', oid: handle.oid, timeout: limit }).catch(readyIfOwnerGone);
     });
   }
 
   override pollSync(timeout: number | null = 0): boolean {
     const limit = validateTimeout(timeout);
     const handle = this.readingHandle();
-    return blocking(() => handle.callSync<boolean>({ op: 'poll', oid: handle.oid, timeout: limit }));
+    try {
+      return handle.callSync<boolean>({ op: 'poll', oid: handle.oid, timeout: limit });
+    } catch (error) {
+      return readyIfOwnerGone(error);
+    }
   }
 
   override close(): void {
