@@ -151,6 +151,15 @@ test('a one-way pipe: all a child sent before it exited arrives, then EOFError',
   reader.close();
 });
 
+test('a child that never uses its end of a pipe gives it up when it ends: EOFError', async () => {
+  const [reader, writer] = mp.Pipe(false);
+  const p = await run(targets.sendAndExit, [writer, 0]);
+  writer.close();
+  await expect(reader.recv()).rejects.toBeInstanceOf(mp.EOFError);
+  await joinAll([p]);
+  reader.close();
+});
+
 test('JoinableQueue: join() resolves once two children marked every item done', async () => {
   const q = new mp.JoinableQueue<number>();
   for (let i = 0; i < 20; i++) await q.put(i);

@@ -67,10 +67,19 @@ export class BrokerHandle {
     return { home: this.home ?? bridge.self, oid: this.oid, ticket };
   }
 
-  /** The handle {@link reduce} made, attached in this process. */
+  /**
+   * The handle {@link reduce} made, attached in this process before this
+   * returns: from then on the owner counts it as this process's, and this
+   * process's end gives it up, whether the process closes it, never uses it
+   * or is killed.
+   */
   static rebuild(state: HandleState): BrokerHandle {
     const home = isOwnBroker(state.home) ? null : { address: state.home.address, authkey: Buffer.from(state.home.authkey) };
-    theBridge().post({ op: 'attach', oid: state.oid, ticket: state.ticket, home });
+    try {
+      theBridge().callSync<void>({ op: 'attach', oid: state.oid, ticket: state.ticket, home });
+    } catch {
+      // The owner cannot be reached: every use of the handle will say so.
+    }
     return new BrokerHandle(home, state.oid);
   }
 }
