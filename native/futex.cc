@@ -8,6 +8,9 @@
 //   futexWait(array, index, expected, timeoutMs) -> 'ok' | 'not-equal' | 'timed-out'
 //       blocks the calling thread (the Sync twins).
 //   futexWake(array, index, count) -> number of waiters woken.
+//   gettid() -> the calling thread's id: the owner a Lock records in its word.
+//   threadAlive(tid) -> false once that thread has ended (gone, or a zombie
+//       not yet reaped): how a waiter tells that a lock's holder died.
 //   new FutexWaiter(array, index, expected, timeoutMs, onDone(error, result))
 //       the same wait on a thread of its own, reported through a
 //       ThreadSafeFunction: it never blocks the event loop and never takes a
@@ -23,13 +26,17 @@
 //
 // macOS has no futex: every call there throws an Error with code ENOSYS (the
 // private __ulock_wait API would be the way; Linux is the target).
+#include <fcntl.h>
+#include <signal.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
 #include <climits>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -39,7 +46,6 @@
 #ifdef __linux__
 #include <linux/futex.h>
 #include <sys/syscall.h>
-#include <unistd.h>
 #endif
 
 #include "errors.h"
@@ -262,6 +268,68 @@ Napi::Value FutexWake(const Napi::CallbackInfo& info) {
 }
 
 // ---------------------------------------------------------------------------
+// Owners: a robust lock records its holder's thread id; a waiter asks whether
+// that thread still lives.
+
+#ifdef __linux__
+
+// Whether /proc can tell a zombie (ended, not yet reaped) from a live thread.
+bool HaveProc() {
+  static const bool have = access("/proc/self/stat", R_OK) == 0;
+  return have;
+}
+
+// The state letter of /proc/<tid>/stat ('R', 'S', 'Z', ...), 0 when there is
+// no such thread, '?' when it cannot be read. /proc/<tid> exists for every
+// thread of every process, not only for the main ones that readdir lists.
+char ThreadState(pid_t tid) {
+  char path[32];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(tid));
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno == ENOENT || errno == ESRCH ? 0 : '?';
+  char text[512];
+  ssize_t length;
+  do {
+    length = read(fd, text, sizeof text - 1);
+  } while (length < 0 && errno == EINTR);
+  const int readErrno = errno;
+  close(fd);
+  if (length < 0) return readErrno == ESRCH ? 0 : '?';
+  text[length] = '\0';
+  // "tid (comm) S ...": the command may hold spaces and parentheses.
+  const char* end = std::strrchr(text, ')');
+  if (end == nullptr || end[1] != ' ' || end[2] == '\0') return '?';
+  return end[2];
+}
+
+bool ThreadAlive(pid_t tid) {
+  // ESRCH is final; EPERM means it exists (another user's).
+  if (kill(tid, 0) != 0 && errno == ESRCH) return false;
+  if (!HaveProc()) return true;
+  const char state = ThreadState(tid);
+  return state != 0 && state != 'Z' && state != 'X' && state != 'x';
+}
+
+pid_t CurrentTid() { return static_cast<pid_t>(syscall(SYS_gettid)); }
+
+#else
+
+bool ThreadAlive(pid_t tid) { return !(kill(tid, 0) != 0 && errno == ESRCH); }
+pid_t CurrentTid() { return getpid(); }
+
+#endif
+
+Napi::Value GetTid(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), CurrentTid()); }
+
+// threadAlive(tid): see the top of this file.
+Napi::Value ThreadAliveJs(const Napi::CallbackInfo& info) {
+  const char* usage = "threadAlive(tid: number > 0)";
+  int32_t tid = IntArg(info, 0, usage);
+  if (tid <= 0) ThrowUsage(info.Env(), usage);
+  return Napi::Boolean::New(info.Env(), ThreadAlive(static_cast<pid_t>(tid)));
+}
+
+// ---------------------------------------------------------------------------
 
 // new FutexWaiter(array, index, expected, timeoutMs, onDone(error, result)):
 // an asynchronous futexWait. The waiter holds the array (so the mapping stays
@@ -404,6 +472,8 @@ void InitFutex(Napi::Env env, Napi::Object exports) {
   exports.Set("futexWait", Napi::Function::New(env, FutexWait, "futexWait"));
   exports.Set("futexWake", Napi::Function::New(env, FutexWake, "futexWake"));
   exports.Set("FutexWaiter", FutexWaiter::Define(env));
+  exports.Set("gettid", Napi::Function::New(env, GetTid, "gettid"));
+  exports.Set("threadAlive", Napi::Function::New(env, ThreadAliveJs, "threadAlive"));
 }
 
 }  // namespace mp

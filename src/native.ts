@@ -142,6 +142,10 @@ export interface NativeBinding {
     timeoutMs: number,
     onDone: FutexCallback,
   ) => NativeFutexWaiter;
+  /** The calling thread's id (the pid on a process's main thread): what a Lock records as its holder. */
+  gettid(): number;
+  /** False once thread `tid` has ended: gone, or a zombie not yet reaped. */
+  threadAlive(tid: number): boolean;
   // end native/futex.cc
   // native/shm.cc
   /**

@@ -254,7 +254,7 @@ export class Queue<T = unknown> {
     adoption = undefined;
     if (adopted === undefined && loadNative() === null) return portable().newQueue(new.target, Math.max(maxsize, 0));
     this._pipe = adopted?.pipe ?? QueuePipe.create();
-    this._places = adopted?.places ?? new BoundedSemaphore(this._maxsize);
+    this._places = adopted?.places ?? new BoundedSemaphore(this._maxsize)._signalling(); // a getter releases what a putter took
   }
 
   /**

@@ -26,24 +26,33 @@ import { forkGeneration, registerAtFork } from './at_fork';
 import { registerReducer } from './reduction';
 import { describe, validateFunction, validateInteger, validateOptions, validateTimeout } from './validate';
 
-// --- processes -------------------------------------------------------------
+// --- owners: threads ---------------------------------------------------------
 
-/** This process's pid, from the kernel (right in a forked child, also under jest's own `process`). */
-function currentPid(): number {
-  return loadNative()?.getpid() ?? process.pid;
+/**
+ * This thread's id from the kernel: the pid on a process's main thread (right
+ * in a forked child, also under jest's own `process`), its own id on a
+ * worker thread. What a lock records as its holder.
+ */
+function currentTid(): number {
+  return loadNative()?.gettid() ?? process.pid;
 }
 
-/** The owner id of an RLock held here; a variable, as `process.pid` is slow to read on a hot path. */
-let pid = currentPid();
-let pidGeneration = forkGeneration();
+/** This thread's id; a variable, as asking the kernel is slow on a hot path. */
+let tid = currentTid();
+let tidGeneration = forkGeneration();
 
-/** {@link pid}, caught up lazily in a forked child (see at_fork.ts). */
-function ownPid(): number {
-  if (pidGeneration !== forkGeneration()) {
-    pid = currentPid();
-    pidGeneration = forkGeneration();
+/** {@link tid}, caught up lazily in a forked child (see at_fork.ts). */
+function ownTid(): number {
+  if (tidGeneration !== forkGeneration()) {
+    tid = currentTid();
+    tidGeneration = forkGeneration();
   }
-  return pid;
+  return tid;
+}
+
+/** Whether thread `owner` has ended (a zombie not yet reaped counts as ended); never this thread. */
+function hasEnded(owner: number): boolean {
+  return owner !== ownTid() && !native().threadAlive(owner);
 }
 
 /** The largest count of a semaphore, as `SEM_VALUE_MAX` on Linux. */
@@ -84,12 +93,23 @@ function msUntil(deadline: Deadline): number {
 }
 
 /**
+ * How long a sleep that waits on another thread lasts at most, while that
+ * thread may die without a word: the first sleep, then doubling up to the
+ * last. Only sleeps given a `recover` are cut so.
+ */
+const FIRST_CHECK_MS = 10;
+const LAST_CHECK_MS = 1000;
+
+/**
  * Tries `tryOnce` until it succeeds or `deadline` passes, sleeping on
  * `view[index]` while it holds `sleepOn()` in between. `sleepOn()` is asked
  * right after a failed try: the value the word had when that try failed, so
  * that a change in between ends the sleep at once ('not-equal').
  * `sleepersIndex`, when >= 0, counts the sleepers, so that wakers may skip the
- * system call when there are none.
+ * system call when there are none. `recover`, when given, is what to do when
+ * the thread waited on may have died: it is called after every sleep that
+ * timed out (each is cut to a check interval), and once when there is no
+ * time to sleep at all; it returns true when it got what was waited for.
  */
 function* sleepUntil(
   view: Int32Array,
@@ -98,12 +118,17 @@ function* sleepUntil(
   sleepOn: () => number,
   deadline: Deadline,
   sleepersIndex = -1,
+  recover?: () => boolean,
 ): Steps<boolean> {
+  let checkMs = FIRST_CHECK_MS;
   for (;;) {
     if (tryOnce()) return true;
-    const timeoutMs = msUntil(deadline);
-    if (timeoutMs === 0) return false;
+    const left = msUntil(deadline);
+    if (left === 0) return recover !== undefined && recover();
     const expected = sleepOn();
+    const cut = recover !== undefined && (left < 0 || left > checkMs);
+    const timeoutMs = cut ? checkMs : left;
+    if (cut) checkMs = Math.min(2 * checkMs, LAST_CHECK_MS);
     if (sleepersIndex >= 0) Atomics.add(view, sleepersIndex, 1);
     let result: FutexWaitResult;
     try {
@@ -111,9 +136,11 @@ function* sleepUntil(
     } finally {
       if (sleepersIndex >= 0) Atomics.sub(view, sleepersIndex, 1);
     }
+    if (result !== 'timed-out') continue;
     // A wake-up taken and then given up would be lost to the other sleepers:
     // always try once more before leaving.
-    if (result === 'timed-out') return tryOnce();
+    if (tryOnce() || (recover !== undefined && recover())) return true;
+    if (!cut) return false;
   }
 }
 
@@ -356,45 +383,73 @@ export abstract class Acquirable {
 
 // --- Lock ----------------------------------------------------------------------
 
-const FREE = 0;
-const LOCKED = 1;
-const CONTENDED = 2;
-
 /*
- * The mutex word, as Drepper's mutex but taken with exchange instead of
- * compare-and-exchange: V8 runs every Atomics call as a builtin, and
- * `Atomics.exchange` is the cheapest read-modify-write of them (~1.5x faster
- * than `compareExchange` measured here). The fast path writes LOCKED
- * unconditionally; when the word was CONTENDED that hides the sleepers, so the
- * slow path first puts CONTENDED back. A release that saw LOCKED in between
- * skipped its wake-up, but then the fix-up finds the word FREE and takes the
- * lock as CONTENDED: its own release wakes a sleeper. No wake-up is lost.
+ * The mutex word holds its holder's thread id: 0 free, `tid` held, `tid |
+ * SLEEPERS_BIT` held with (maybe) sleepers. This is Drepper's mutex ("Futexes
+ * Are Tricky") with the owner in the word, as Linux's robust futexes have it:
+ * a lock is taken by one compare-and-exchange of 0 to the taker's id, so at no
+ * instant is it held by nobody known. A waiter that finds the holder's thread
+ * ended (killed, crashed, or gone without releasing) takes the word over from
+ * it with one compare-and-exchange too, so two waiters never both do.
  */
+
+const FREE = 0;
+/** Set in a held mutex word when others may sleep on it (the sign bit). */
+const SLEEPERS_BIT = 1 << 31;
+/** The holder's thread id in a held mutex word (Linux ids stay below 2^22). */
+const OWNER_MASK = 0x3fffffff;
+
+/** How an attempt to take a mutex word ended. */
+const NOT_TAKEN = 0;
+const TAKEN = 1;
+const TAKEN_FROM_DEAD = 2;
+type Taking = typeof NOT_TAKEN | typeof TAKEN | typeof TAKEN_FROM_DEAD;
 
 /**
- * Takes the mutex word `words[index]`, the slow path: `previous` is what the
- * fast path's exchange to LOCKED returned, if it made one.
+ * Takes the mutex word `words[index]` from its holder when that thread has
+ * ended; true when this thread now holds it.
  */
-function* lockWord(
-  words: Int32Array,
-  index: number,
-  timeout: number | null,
-  previous = Atomics.exchange(words, index, LOCKED),
-): Steps<boolean> {
-  if (previous === FREE) return true;
-  if (previous === CONTENDED && Atomics.exchange(words, index, CONTENDED) === FREE) return true;
-  if (timeout === 0) return false;
-  // From now on take it as CONTENDED: we cannot know whether others sleep too.
-  const take = (): boolean => Atomics.exchange(words, index, CONTENDED) === FREE;
-  return yield* sleepUntil(words, index, take, () => CONTENDED, deadlineAfter(timeout));
+function takeFromDead(words: Int32Array, index: number, me: number): boolean {
+  let seen = Atomics.load(words, index);
+  const owner = seen & OWNER_MASK;
+  if (seen === FREE || !hasEnded(owner)) return false;
+  for (;;) {
+    // Others may sleep on it: keep the bit.
+    const now = Atomics.compareExchange(words, index, seen, me | SLEEPERS_BIT);
+    if (now === seen) return true;
+    if ((now & OWNER_MASK) !== owner) return false; // released, or taken by another waiter
+    seen = now;
+  }
+}
+
+/** Takes the mutex word `words[index]` for thread `me`, waiting up to `timeout` ms. */
+function* lockWord(words: Int32Array, index: number, timeout: number | null, me = ownTid()): Steps<Taking> {
+  if (Atomics.compareExchange(words, index, FREE, me) === FREE) return TAKEN;
+  if (timeout === 0) return takeFromDead(words, index, me) ? TAKEN_FROM_DEAD : NOT_TAKEN;
+  // From now on take it with the sleepers bit: we cannot know whether others sleep too.
+  let expected = FREE;
+  const take = (): boolean => {
+    for (;;) {
+      const seen = Atomics.load(words, index);
+      if (seen === FREE) {
+        if (Atomics.compareExchange(words, index, FREE, me | SLEEPERS_BIT) === FREE) return true;
+      } else if ((seen & SLEEPERS_BIT) !== 0 || Atomics.compareExchange(words, index, seen, seen | SLEEPERS_BIT) === seen) {
+        expected = seen | SLEEPERS_BIT;
+        return false;
+      }
+    }
+  };
+  let fromDead = false;
+  const recover = (): boolean => (fromDead = takeFromDead(words, index, me));
+  if (!(yield* sleepUntil(words, index, take, () => expected, deadlineAfter(timeout), -1, recover))) return NOT_TAKEN;
+  return fromDead ? TAKEN_FROM_DEAD : TAKEN;
 }
 
 /** Frees the mutex word; wakes one sleeper when there may be some. */
 function unlockWord(words: Int32Array, index: number, what: string): void {
   const previous = Atomics.exchange(words, index, FREE);
-  if (previous === LOCKED) return;
   if (previous === FREE) throw new Error(`release of an unlocked ${what}`);
-  wake(words, index, 1);
+  if ((previous & SLEEPERS_BIT) !== 0) wake(words, index, 1);
 }
 
 /** What a {@link Condition} needs of its lock. @internal */
@@ -408,6 +463,7 @@ interface ConditionLock {
   /** The steps of `acquire()`. */
   _acquireSteps(timeout: number | null): Steps<boolean>;
   release(): void;
+  readonly ownerDied: boolean;
 }
 
 /**
@@ -415,6 +471,10 @@ interface ConditionLock {
  * Any process (and any async function of a process) may release it, not only
  * the one that acquired it; acquiring it again while held waits, also in the
  * process that holds it.
+ *
+ * Beyond Python, a lock whose holder died is not lost: when the thread that
+ * acquired it ends without releasing it (SIGKILL, a crash, an exit), the next
+ * acquirer gets it, and {@link ownerDied} tells it so.
  *
  * @example
  * ```ts
@@ -425,13 +485,24 @@ interface ConditionLock {
  */
 export class Lock extends Acquirable implements ConditionLock {
   /** @internal */ readonly _block: SharedBlock;
-  /** @internal The mutex word: 0 free, 1 locked, 2 locked with (maybe) sleepers. */
+  /** @internal The mutex word: 0 free, else the holder's thread id (| SLEEPERS_BIT). */
   readonly _words: Int32Array;
+  /** @internal */ _ownerDied = false;
 
   /** A new, unlocked lock in shared memory. */
   constructor() {
     super();
     [this._block, this._words] = claimWords(1);
+  }
+
+  /**
+   * Whether the last acquire in this process took the lock from a holder that
+   * had ended without releasing it (killed, crashed, exited): what the lock
+   * guards may be half-updated. Read it right after the acquire; the next
+   * acquire sets it again.
+   */
+  get ownerDied(): boolean {
+    return this._ownerDied;
   }
 
   /**
@@ -444,8 +515,11 @@ export class Lock extends Acquirable implements ConditionLock {
   acquireSync(block: boolean, timeout?: number | null): boolean;
   acquireSync(options?: AcquireOptions | boolean, timeout?: number | null): boolean {
     if (options !== undefined || timeout !== undefined) return runSync(this._acquireSteps(acquireTimeout(options, timeout)));
-    const previous = Atomics.exchange(this._words, 0, LOCKED);
-    return previous === FREE || runSync(lockWord(this._words, 0, null, previous));
+    if (Atomics.compareExchange(this._words, 0, FREE, ownTid()) === FREE) {
+      this._ownerDied = false;
+      return true;
+    }
+    return runSync(this._acquireSteps(null));
   }
 
   /**
@@ -457,8 +531,11 @@ export class Lock extends Acquirable implements ConditionLock {
   acquire(block: boolean, timeout?: number | null): Promise<boolean>;
   acquire(options?: AcquireOptions | boolean, timeout?: number | null): Promise<boolean> {
     if (options !== undefined || timeout !== undefined) return runAsync(() => this._acquireSteps(acquireTimeout(options, timeout)));
-    const previous = Atomics.exchange(this._words, 0, LOCKED);
-    return previous === FREE ? RESOLVED_TRUE : runAsync(() => lockWord(this._words, 0, null, previous));
+    if (Atomics.compareExchange(this._words, 0, FREE, ownTid()) === FREE) {
+      this._ownerDied = false;
+      return RESOLVED_TRUE;
+    }
+    return runAsync(() => this._acquireSteps(null));
   }
 
   /** Releases the lock. Throws an Error when it is not locked. */
@@ -467,8 +544,11 @@ export class Lock extends Acquirable implements ConditionLock {
   }
 
   /** @internal */
-  _acquireSteps(timeout: number | null): Steps<boolean> {
-    return lockWord(this._words, 0, timeout);
+  *_acquireSteps(timeout: number | null): Steps<boolean> {
+    const taking = yield* lockWord(this._words, 0, timeout);
+    if (taking === NOT_TAKEN) return false;
+    this._ownerDied = taking === TAKEN_FROM_DEAD;
+    return true;
   }
 
   /** @internal A Lock has no owner: held by anyone is enough, as Python's check is per thread. */
@@ -490,31 +570,41 @@ export class Lock extends Acquirable implements ConditionLock {
 
 // --- RLock ---------------------------------------------------------------------
 
-const OWNER = 1;
-const COUNT = 2;
+const COUNT = 1;
 
 /**
  * A recursive lock shared between processes, as `multiprocessing.RLock`: the
- * process that holds it may acquire it again, and must release it as many
- * times. Only that process may release it.
+ * thread that holds it may acquire it again, and must release it as many
+ * times. Only that thread may release it.
  *
- * The owner is the process (Python's is a thread of a process): two async
- * functions of one process both "own" it, so an RLock does not keep them
- * apart; use a {@link Lock} for that.
+ * The owner is a thread of a process, as Python's: two async functions of one
+ * thread both "own" it, so an RLock does not keep them apart (use a
+ * {@link Lock} for that), while a worker thread is an owner of its own.
+ * When the owner ends without releasing it, the next acquirer gets it and
+ * {@link ownerDied} says so.
  */
 export class RLock extends Acquirable implements ConditionLock {
   /** @internal */ readonly _block: SharedBlock;
-  /** @internal Words: the mutex, the owner's pid, the recursion count. */
+  /** @internal Words: the mutex (the owner's thread id), the recursion count. */
   readonly _words: Int32Array;
+  /** @internal */ _ownerDied = false;
 
   /** A new, unlocked recursive lock in shared memory. */
   constructor() {
     super();
-    [this._block, this._words] = claimWords(3);
+    [this._block, this._words] = claimWords(2);
   }
 
   /**
-   * Acquires the lock (again, when this process holds it), blocking this
+   * Whether the acquire that made this thread the owner took the lock from an
+   * owner that had ended without releasing it; see {@link Lock.ownerDied}.
+   */
+  get ownerDied(): boolean {
+    return this._ownerDied;
+  }
+
+  /**
+   * Acquires the lock (again, when this thread holds it), blocking this
    * thread until it is free or `timeout` ms passed; returns whether it was.
    */
   acquireSync(options?: AcquireOptions): boolean;
@@ -523,13 +613,18 @@ export class RLock extends Acquirable implements ConditionLock {
   acquireSync(options?: AcquireOptions | boolean, timeout?: number | null): boolean {
     if (options !== undefined || timeout !== undefined) return runSync(this._acquireSteps(acquireTimeout(options, timeout)));
     const words = this._words;
-    const previous = Atomics.exchange(words, 0, LOCKED);
+    const me = ownTid();
+    const previous = Atomics.compareExchange(words, 0, FREE, me);
     if (previous === FREE) {
-      words[OWNER] = ownPid();
       words[COUNT] = 1;
+      this._ownerDied = false;
       return true;
     }
-    return this._recurse(previous) || runSync(this._lockSteps(null, previous));
+    if ((previous & OWNER_MASK) === me) {
+      words[COUNT]++;
+      return true;
+    }
+    return runSync(this._lockSteps(null, me));
   }
 
   /** Acquires the lock without blocking the event loop; resolves to whether it was acquired. */
@@ -542,48 +637,34 @@ export class RLock extends Acquirable implements ConditionLock {
 
   /**
    * Releases one level of the lock; the last release frees it. Throws an
-   * Error when this process does not hold it.
+   * Error when this thread does not hold it.
    */
   release(): void {
-    const words = this._words;
-    if (words[OWNER] !== ownPid() || words[COUNT] <= 0) {
-      throw new Error('cannot release un-acquired lock: this RLock is not held by this process');
-    }
-    if (--words[COUNT] === 0) {
-      words[OWNER] = 0;
-      unlockWord(words, 0, 'RLock');
-    }
+    if (!this._isOwned()) throw new Error('cannot release un-acquired lock: this RLock is not held by this thread');
+    if (--this._words[COUNT] === 0) unlockWord(this._words, 0, 'RLock');
   }
 
   /** @internal */
-  _acquireSteps(timeout: number | null): Steps<boolean> {
-    const words = this._words;
-    if (words[OWNER] === ownPid() && words[COUNT] > 0) return this._lockSteps(timeout, LOCKED);
-    return this._lockSteps(timeout, Atomics.exchange(words, 0, LOCKED));
+  *_acquireSteps(timeout: number | null): Steps<boolean> {
+    const me = ownTid();
+    if (this._isOwned()) {
+      this._words[COUNT]++;
+      return true;
+    }
+    return yield* this._lockSteps(timeout, me);
   }
 
-  /**
-   * Counts one more level when this process holds the lock. `previous` is what
-   * an exchange to LOCKED returned: CONTENDED is put back.
-   */
-  private _recurse(previous: number): boolean {
-    const words = this._words;
-    if (words[OWNER] !== ownPid() || words[COUNT] <= 0) return false;
-    if (previous === CONTENDED) Atomics.exchange(words, 0, CONTENDED);
-    words[COUNT]++;
-    return true;
-  }
-
-  private *_lockSteps(timeout: number | null, previous: number): Steps<boolean> {
-    if (this._recurse(previous)) return true;
-    if (!(yield* lockWord(this._words, 0, timeout, previous))) return false;
-    this._own(1);
+  private *_lockSteps(timeout: number | null, me: number): Steps<boolean> {
+    const taking = yield* lockWord(this._words, 0, timeout, me);
+    if (taking === NOT_TAKEN) return false;
+    this._own(1, taking);
     return true;
   }
 
   /** @internal */
   _isOwned(): boolean {
-    return this._words[OWNER] === ownPid() && this._words[COUNT] > 0;
+    const held = Atomics.load(this._words, 0);
+    return held !== FREE && (held & OWNER_MASK) === ownTid();
   }
 
   /** @internal Frees every level at once, for {@link Condition.wait}; returns the count. */
@@ -596,13 +677,12 @@ export class RLock extends Acquirable implements ConditionLock {
 
   /** @internal */
   *_restoreSteps(count: number): Steps<void> {
-    yield* lockWord(this._words, 0, null);
-    this._own(count);
+    this._own(count, yield* lockWord(this._words, 0, null));
   }
 
-  private _own(count: number): void {
-    Atomics.store(this._words, OWNER, ownPid());
-    Atomics.store(this._words, COUNT, count);
+  private _own(count: number, taking: Taking): void {
+    this._words[COUNT] = count;
+    this._ownerDied = taking === TAKEN_FROM_DEAD;
   }
 }
 
@@ -610,6 +690,16 @@ export class RLock extends Acquirable implements ConditionLock {
 
 const VALUE = 0;
 const SLEEPERS = 1;
+/** 1 once the semaphore is used to signal: dead holders' counts are not given back any more. */
+const SIGNALLING = 2;
+/** Counts held by threads that found no free holder slot: not given back when they die. */
+const UNTRACKED = 3;
+/** The holder slots: `[thread id, count held]` pairs from this word on. */
+const FIRST_HOLDER = 4;
+const HOLDER_SLOTS = 32;
+const HOLDERS_END = FIRST_HOLDER + 2 * HOLDER_SLOTS;
+/** A holder slot's id word while a thread gives its count back: `RECLAIMING | that thread's id`. */
+const RECLAIMING = 0x40000000;
 
 /*
  * The count is read with a plain load first, a guess that the
@@ -632,23 +722,43 @@ function tryDecrement(words: Int32Array): boolean {
  * A counting semaphore shared between processes, as
  * `multiprocessing.Semaphore`: `acquire` takes one from the count (waiting
  * while it is 0), `release` gives one back. Any process may release.
+ *
+ * Beyond Python, counts held by a thread that dies are given back: each
+ * thread's holding is recorded (32 threads at a time), and a waiter that finds
+ * a holder ended returns its count. This is for a semaphore used as a lock
+ * with several places (acquired and released by the same thread). Once a
+ * thread that holds nothing releases — the semaphore is used to signal, as a
+ * Queue's are, where a dead acquirer's count was consumed, not held — the
+ * semaphore stops recording, for good.
  */
 export class Semaphore extends Acquirable {
   /** @internal */ readonly _block: SharedBlock;
-  /** @internal Words: the count, the number of sleepers. */
+  /** @internal Words: the count, sleepers, signalling, untracked, then the holder slots. */
   readonly _words: Int32Array;
   /** @internal The largest count `release` may make. */
   readonly _bound: number;
+  /** @internal */ _ownerDied = false;
+  /** The index of this thread's holder slot last found, or -1. */
+  private _slot = -1;
 
   /** A semaphore whose count starts at `value` (an integer >= 0, default 1). */
   constructor(value = 1) {
     super();
     validateInteger(value, 'value', 0, SEM_VALUE_MAX);
-    const [block, words, adopted] = claimWords(2);
+    const [block, words, adopted] = claimWords(HOLDERS_END);
     this._block = block;
     this._words = words;
     this._bound = this._boundFor(value);
     if (adopted === undefined) Atomics.store(words, VALUE, value);
+  }
+
+  /**
+   * Whether the last acquire in this process got its count only once it gave
+   * back the counts of holders that had died: what they guarded may be
+   * half-updated. Read it right after the acquire.
+   */
+  get ownerDied(): boolean {
+    return this._ownerDied;
   }
 
   /**
@@ -659,7 +769,10 @@ export class Semaphore extends Acquirable {
   /** Python's positional form: `acquireSync(false)`, `acquireSync(true, 1000)`. */
   acquireSync(block: boolean, timeout?: number | null): boolean;
   acquireSync(options?: AcquireOptions | boolean, timeout?: number | null): boolean {
-    if (options === undefined && timeout === undefined && tryDecrement(this._words)) return true;
+    if (options === undefined && timeout === undefined && tryDecrement(this._words)) {
+      this._took(false);
+      return true;
+    }
     return runSync(this._acquireSteps(acquireTimeout(options, timeout)));
   }
 
@@ -675,6 +788,9 @@ export class Semaphore extends Acquirable {
   release(): void {
     const words = this._words;
     const bound = this._bound;
+    if (Atomics.load(words, VALUE) >= bound) throw new Error(this._overflowMessage());
+    // The holding first: a release cut short by a kill loses a count rather than giving it back twice.
+    this._letGo();
     let value = words[VALUE];
     for (;;) {
       if (value >= bound && (value = Atomics.load(words, VALUE)) >= bound) throw new Error(this._overflowMessage());
@@ -691,9 +807,26 @@ export class Semaphore extends Acquirable {
   }
 
   /** @internal */
-  _acquireSteps(timeout: number | null): Steps<boolean> {
+  *_acquireSteps(timeout: number | null): Steps<boolean> {
     const words = this._words;
-    return sleepUntil(words, VALUE, () => tryDecrement(words), () => 0, deadlineAfter(timeout), SLEEPERS);
+    let gaveBack = false;
+    const recover = (): boolean => {
+      gaveBack = this._giveBackDead() || gaveBack;
+      return tryDecrement(words);
+    };
+    const took = yield* sleepUntil(words, VALUE, () => tryDecrement(words), () => 0, deadlineAfter(timeout), SLEEPERS, recover);
+    if (took) this._took(gaveBack);
+    return took;
+  }
+
+  /**
+   * @internal Marks this semaphore as one that signals (one process acquires,
+   * another releases, as a Queue's free places): a dead acquirer's count is
+   * never given back. Returns this.
+   */
+  _signalling(): this {
+    Atomics.store(this._words, SIGNALLING, 1);
+    return this;
   }
 
   /** @internal */
@@ -704,6 +837,77 @@ export class Semaphore extends Acquirable {
   /** @internal */
   protected _overflowMessage(): string {
     return `semaphore count would exceed ${SEM_VALUE_MAX}`;
+  }
+
+  /** Records the count just taken against this thread (after taking it: a kill in between loses it, never doubles it). */
+  private _took(ownerDied: boolean): void {
+    this._ownerDied = ownerDied;
+    const words = this._words;
+    if (Atomics.load(words, SIGNALLING) !== 0) return;
+    const slot = this._slotOf(ownTid(), true);
+    Atomics.add(words, slot < 0 ? UNTRACKED : slot + 1, 1);
+  }
+
+  /** Takes one count off this thread's holding; a release by a thread holding nothing makes the semaphore a signal. */
+  private _letGo(): void {
+    const words = this._words;
+    if (Atomics.load(words, SIGNALLING) !== 0) return;
+    const me = ownTid();
+    const slot = this._slotOf(me, false);
+    if (slot >= 0 && Atomics.load(words, slot + 1) > 0) {
+      // Only this thread changes its slot while it lives.
+      if (Atomics.sub(words, slot + 1, 1) === 1) Atomics.store(words, slot, 0);
+      return;
+    }
+    for (let untracked = Atomics.load(words, UNTRACKED); untracked > 0; ) {
+      const seen = Atomics.compareExchange(words, UNTRACKED, untracked, untracked - 1);
+      if (seen === untracked) return;
+      untracked = seen;
+    }
+    Atomics.store(words, SIGNALLING, 1);
+  }
+
+  /** The index of thread `me`'s holder slot, -1 if it has none; with `claim`, a free one is claimed for it. */
+  private _slotOf(me: number, claim: boolean): number {
+    const words = this._words;
+    if (this._slot >= 0 && Atomics.load(words, this._slot) === me) return this._slot;
+    for (let i = FIRST_HOLDER; i < HOLDERS_END; i += 2) {
+      if (Atomics.load(words, i) === me) return (this._slot = i);
+    }
+    if (!claim) return -1;
+    for (let i = FIRST_HOLDER; i < HOLDERS_END; i += 2) {
+      if (Atomics.compareExchange(words, i, 0, me) === 0) return (this._slot = i);
+    }
+    return -1;
+  }
+
+  /** Gives back the counts of holders whose threads have ended; returns whether there were any. */
+  private _giveBackDead(): boolean {
+    const words = this._words;
+    if (Atomics.load(words, SIGNALLING) !== 0) return false;
+    const mark = RECLAIMING | ownTid();
+    let given = 0;
+    for (let i = FIRST_HOLDER; i < HOLDERS_END; i += 2) {
+      const holder = Atomics.load(words, i);
+      // A slot marked by a giver that died in the middle is taken over too.
+      if (holder === 0 || !hasEnded(holder & OWNER_MASK)) continue;
+      if (Atomics.compareExchange(words, i, holder, mark) !== holder) continue;
+      given += Atomics.exchange(words, i + 1, 0);
+      Atomics.store(words, i, 0);
+    }
+    if (given > 0) this._giveBack(given);
+    return given > 0;
+  }
+
+  private _giveBack(count: number): void {
+    const words = this._words;
+    let value = Atomics.load(words, VALUE);
+    for (;;) {
+      const seen = Atomics.compareExchange(words, VALUE, value, Math.min(this._bound, value + count));
+      if (seen === value) break;
+      value = seen;
+    }
+    if (Atomics.load(words, SLEEPERS) !== 0) wake(words, VALUE, count);
   }
 }
 
@@ -725,41 +929,50 @@ export class BoundedSemaphore extends Semaphore {
 
 // --- Condition -----------------------------------------------------------------------
 
+/** Changed by every notify: waiters without a slot sleep on it. */
 const SEQUENCE = 0;
+/** Waiters not yet notified. */
 const WAITERS = 1;
-const TOKENS = 2;
+/** The next waiter's ticket: notify takes the oldest waiters first. */
+const TICKETS = 2;
+/** Waiters that found no free slot (more than {@link WAITER_SLOTS} at once). */
+const OVERFLOW = 3;
+/** The waiter slots: `[state, ticket]` pairs from this word on; state is 0 (free), the waiter's thread id, or that | NOTIFIED. */
+const FIRST_WAITER = 4;
+const WAITER_SLOTS = 64;
+const WAITERS_END = FIRST_WAITER + 2 * WAITER_SLOTS;
+const NOTIFIED = 0x40000000;
 
-/** Takes one of the notifications that `notify` handed out, if any is left. */
-function takeToken(words: Int32Array): boolean {
-  for (;;) {
-    const tokens = Atomics.load(words, TOKENS);
-    if (tokens <= 0) return false;
-    if (Atomics.compareExchange(words, TOKENS, tokens, tokens - 1) === tokens) return true;
-  }
+/** Whether ticket `a` was handed out before ticket `b` (tickets wrap around). */
+function before(a: number, b: number): boolean {
+  return ((a - b) | 0) < 0;
 }
 
 /**
  * A condition variable shared between processes, as
  * `multiprocessing.Condition`: `wait` releases the lock, sleeps until
- * notified, and takes the lock again. `notify(n)` wakes at most `n` waiters.
+ * notified, and takes the lock again. `notify(n)` wakes at most `n` waiters,
+ * the oldest first.
  *
- * State: a sequence number that every notify changes (the futex word waiters
- * sleep on), the number of waiters not yet notified, and the notifications
- * handed out but not yet taken. The last two change only under the lock, a
- * waiter takes a notification only from a notify made after it began to wait,
- * and it leaves only with one or after its time ran out: `notify(n)` never
- * wakes more than `n`, and never one that came after it.
+ * Each waiter has a slot of the shared block holding its thread id and its
+ * ticket, and sleeps on that slot; `notify` marks the slots of the waiters it
+ * wakes. Slots change under the lock, but for a waiter whose time ran out,
+ * which withdraws with a compare-and-exchange that a notify may beat (then it
+ * was notified). A waiter that died is counted out by the next notify instead
+ * of taking a notification. Beyond 64 waiters at once, the others wait on a
+ * shared word that every notify changes: they may wake without being the
+ * ones notified, as POSIX condition variables may.
  */
 export class Condition extends Acquirable {
   /** @internal */ readonly _block: SharedBlock;
-  /** @internal Words: sequence, waiters, notifications. */
+  /** @internal Words: sequence, waiters, tickets, overflow, then the waiter slots. */
   readonly _words: Int32Array;
   /** @internal */ readonly _lock: Lock | RLock;
 
   /** A condition on `lock` (a {@link Lock} or {@link RLock}; a new RLock by default). */
   constructor(lock?: Lock | RLock) {
     super();
-    const [block, words, adopted] = claimWords(3);
+    const [block, words, adopted] = claimWords(WAITERS_END);
     this._block = block;
     this._words = words;
     const given = adopted?.lock ?? lock;
@@ -767,6 +980,11 @@ export class Condition extends Acquirable {
       throw new TypeError(`lock must be a Lock or an RLock, got ${describe(given)}`);
     }
     this._lock = given ?? new RLock();
+  }
+
+  /** Whether the last acquire (or the end of a wait) took the lock from a holder that had died: see {@link Lock.ownerDied}. */
+  get ownerDied(): boolean {
+    return this._lock.ownerDied;
   }
 
   /** Acquires the underlying lock, blocking this thread; see {@link Lock.acquireSync}. */
@@ -819,17 +1037,29 @@ export class Condition extends Acquirable {
     return runSync(this._waitForSteps(predicate, validateTimeout(timeout)));
   }
 
-  /** Wakes at most `n` (default 1) waiting processes. The lock must be held. */
+  /** Wakes at most `n` (default 1) waiting processes, the oldest first. The lock must be held. */
   notify(n = 1): void {
     validateInteger(n, 'n', 0, Number.MAX_SAFE_INTEGER);
     this._checkOwned('notify');
     const words = this._words;
-    const count = Math.min(n, Atomics.load(words, WAITERS));
-    if (count <= 0) return;
-    Atomics.sub(words, WAITERS, count);
-    Atomics.add(words, TOKENS, count);
-    Atomics.add(words, SEQUENCE, 1);
-    wake(words, SEQUENCE, count);
+    if (n === 0 || Atomics.load(words, WAITERS) <= 0) return;
+    let left = n;
+    for (const slot of this._waitingOldestFirst()) {
+      const waiter = Atomics.load(words, slot);
+      if (hasEnded(waiter)) {
+        if (Atomics.compareExchange(words, slot, waiter, 0) === waiter) Atomics.sub(words, WAITERS, 1);
+        continue;
+      }
+      // Fails when the waiter has just withdrawn (its time ran out).
+      if (Atomics.compareExchange(words, slot, waiter, waiter | NOTIFIED) !== waiter) continue;
+      Atomics.sub(words, WAITERS, 1);
+      wake(words, slot, 1);
+      if (--left === 0) break;
+    }
+    if (Atomics.load(words, OVERFLOW) > 0) {
+      Atomics.add(words, SEQUENCE, 1);
+      wake(words, SEQUENCE, SEM_VALUE_MAX);
+    }
   }
 
   /** Wakes every waiting process. The lock must be held. */
@@ -842,26 +1072,68 @@ export class Condition extends Acquirable {
     this._checkOwned('wait');
     const words = this._words;
     const lock: ConditionLock = this._lock;
+    const me = ownTid();
+    // Counted first: a waiter killed before it took its slot leaves the count
+    // too high (a notify then looks for nobody), never too low.
     Atomics.add(words, WAITERS, 1);
-    // Only a notify after this point is for us: a waiter must not take the
-    // notification of one that waited before it.
+    const slot = this._claimSlot(me);
+    if (slot < 0) Atomics.add(words, OVERFLOW, 1);
     const start = Atomics.load(words, SEQUENCE);
     const saved = lock._releaseAll();
-    let sequence = start;
-    const notified = (): boolean => {
-      sequence = Atomics.load(words, SEQUENCE); // read first: a notify after it ends the sleep at once
-      return sequence !== start && takeToken(words);
-    };
-    let done = false;
+    let notified = false;
+    let withdrawn = false;
     try {
-      done = yield* sleepUntil(words, SEQUENCE, notified, () => sequence, deadlineAfter(timeout));
+      if (slot >= 0) {
+        const isNotified = (): boolean => Atomics.load(words, slot) !== me;
+        notified = yield* sleepUntil(words, slot, isNotified, () => me, deadlineAfter(timeout));
+        // Out of time: withdraw, unless a notify came first.
+        withdrawn = !notified && Atomics.compareExchange(words, slot, me, 0) === me;
+        notified = !withdrawn;
+        if (notified) Atomics.store(words, slot, 0);
+      } else {
+        notified = yield* sleepUntil(words, SEQUENCE, () => Atomics.load(words, SEQUENCE) !== start, () => start, deadlineAfter(timeout));
+      }
     } finally {
       yield* lock._restoreSteps(saved);
-      // Under the lock again: a notification may have come with the timeout.
-      if (!done) done = notified();
-      if (!done) Atomics.sub(words, WAITERS, 1);
+      if (slot < 0) {
+        Atomics.sub(words, OVERFLOW, 1);
+        Atomics.sub(words, WAITERS, 1);
+      } else if (withdrawn || !notified) {
+        // Withdrawn, or left by an error: free the slot unless a notify took it first.
+        if (withdrawn || Atomics.compareExchange(words, slot, me, 0) === me) Atomics.sub(words, WAITERS, 1);
+        else Atomics.store(words, slot, 0);
+      }
     }
-    return done;
+    return notified;
+  }
+
+  /** Claims a free waiter slot for thread `me` (the lock held), freeing those of waiters that died notified; -1 when all are taken. */
+  private _claimSlot(me: number): number {
+    const words = this._words;
+    let free = -1;
+    for (let slot = FIRST_WAITER; slot < WAITERS_END && free < 0; slot += 2) {
+      const state = Atomics.load(words, slot);
+      if (state === 0) free = slot;
+      else if ((state & NOTIFIED) !== 0 && hasEnded(state & OWNER_MASK)) {
+        Atomics.store(words, slot, 0);
+        free = slot;
+      }
+    }
+    if (free < 0) return -1;
+    words[free + 1] = Atomics.add(words, TICKETS, 1);
+    Atomics.store(words, free, me);
+    return free;
+  }
+
+  /** The state words of the slots of waiters not yet notified, the oldest first. */
+  private _waitingOldestFirst(): number[] {
+    const words = this._words;
+    const waiting: number[] = [];
+    for (let slot = FIRST_WAITER; slot < WAITERS_END; slot += 2) {
+      const state = Atomics.load(words, slot);
+      if (state !== 0 && (state & NOTIFIED) === 0) waiting.push(slot);
+    }
+    return waiting.sort((a, b) => (before(words[a + 1], words[b + 1]) ? -1 : 1));
   }
 
   /** @internal */
@@ -882,6 +1154,7 @@ export class Condition extends Acquirable {
     if (!(this._lock as ConditionLock)._isOwned()) throw new Error(`cannot ${what} on un-acquired lock`);
   }
 }
+
 
 // --- Event ---------------------------------------------------------------------------
 
@@ -959,6 +1232,9 @@ export class Event {
 
 const BARRIER_STATE = 0;
 const BARRIER_COUNT = 1;
+/** The slots of the parties inside (their thread ids) from this word on, for the first 1024 parties. */
+const FIRST_PARTY = 2;
+const PARTY_SLOTS = 1024;
 const FILLING = 0;
 const DRAINING = 1;
 const RESETTING = -1;
@@ -977,10 +1253,16 @@ export interface BarrierOptions {
  * `multiprocessing.Barrier` (Python's `threading.Barrier` algorithm, on a
  * {@link Condition} and two shared words: its state and how many wait).
  * Each `wait` returns a distinct index in `[0, parties)`.
+ *
+ * A party that dies inside the barrier is counted out by the next one to
+ * arrive (or, while the barrier drains, by those waiting to enter), so that
+ * the barrier waits for a live party in its place instead of releasing the
+ * others one short, or staying drained for ever. Each party inside has a slot
+ * with its thread id, for the first 1024 parties.
  */
 export class Barrier {
   /** @internal */ readonly _block: SharedBlock;
-  /** @internal Words: state (filling, draining, resetting, broken), count. */
+  /** @internal Words: state (filling, draining, resetting, broken), count, then the party slots. */
   readonly _words: Int32Array;
   /** @internal */ readonly _condition: Condition;
   /** @internal */ readonly _action: (() => void) | undefined;
@@ -992,7 +1274,7 @@ export class Barrier {
     validateInteger(parties, 'parties', 1);
     validateOptions(options, ['action', 'timeout'] as const);
     if (options.action !== undefined) validateFunction(options.action, 'options.action');
-    const [block, words, adopted] = claimWords(2);
+    const [block, words, adopted] = claimWords(FIRST_PARTY + Math.min(parties, PARTY_SLOTS));
     this._block = block;
     this._words = words;
     this._parties = parties;
@@ -1058,12 +1340,15 @@ export class Barrier {
     try {
       yield* this._enterSteps();
       const index = this._count();
+      // Counted before it takes a slot: a party killed in between is one too many, never one too few.
       this._setCount(index + 1);
+      const slot = this._claimSlot();
       try {
         if (index + 1 === this._parties) this._release();
         else yield* this._sleepSteps(timeout);
         return index;
       } finally {
+        if (slot >= 0) Atomics.store(this._words, slot, 0);
         this._setCount(this._count() - 1);
         this._exit();
       }
@@ -1072,10 +1357,43 @@ export class Barrier {
     }
   }
 
-  /** Waits while the barrier drains or resets. */
+  /** Counts out the parties that died inside, then waits while the barrier drains or resets. */
   private *_enterSteps(): Steps<void> {
-    while (this._state() === RESETTING || this._state() === DRAINING) yield* this._condition._waitSteps(null);
+    let checkMs = FIRST_CHECK_MS;
+    for (;;) {
+      if (this._countOutDead() > 0) this._exit();
+      if (this._state() !== RESETTING && this._state() !== DRAINING) break;
+      // Those still inside may die before they leave: look again now and then.
+      yield* this._condition._waitSteps(checkMs);
+      checkMs = Math.min(2 * checkMs, LAST_CHECK_MS);
+    }
     if (this._state() < 0) throw new BrokenBarrierError('the barrier is broken');
+  }
+
+  /** Frees the slots of the parties inside whose threads have ended and counts them out; returns how many. */
+  private _countOutDead(): number {
+    const words = this._words;
+    let dead = 0;
+    for (let slot = FIRST_PARTY; slot < words.length; slot++) {
+      const party = Atomics.load(words, slot);
+      if (party === 0 || !hasEnded(party)) continue;
+      Atomics.store(words, slot, 0);
+      dead++;
+    }
+    if (dead > 0) this._setCount(Math.max(0, this._count() - dead));
+    return dead;
+  }
+
+  /** Records this thread in a free party slot; returns the slot, or -1 past the first 1024 parties. */
+  private _claimSlot(): number {
+    const words = this._words;
+    for (let slot = FIRST_PARTY; slot < words.length; slot++) {
+      if (Atomics.load(words, slot) === 0) {
+        Atomics.store(words, slot, ownTid());
+        return slot;
+      }
+    }
+    return -1;
   }
 
   /** The last party: run the action, then let everyone go. */

@@ -190,7 +190,7 @@ describe('RLock', () => {
         lock.release();
         return 1;
       } catch (error) {
-        return /not held by this process/.test((error as Error).message) ? 0 : 2;
+        return /not held by this thread/.test((error as Error).message) ? 0 : 2;
       }
     });
     expect(exitcodeOf(pid)).toBe(0);
