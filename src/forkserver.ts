@@ -30,6 +30,7 @@ import * as path from 'path';
 
 import { requireNative } from './native';
 import { ExitWatch, watchExit } from './exit_watch';
+import { FrameReader } from './frames';
 import type { NativeBinding } from './native';
 import * as os from './os';
 import { childExecArgv } from './popen/spawn';
@@ -276,16 +277,9 @@ export function serve(): void {
     waits: new Map(),
   };
   state.events.on('error', () => process.exit(0));
-  let buffered: Buffer = Buffer.alloc(0);
+  const frames = new FrameReader();
   state.requests.on('data', (data: Buffer) => {
-    buffered = buffered.length === 0 ? data : Buffer.concat([buffered, data]);
-    while (buffered.length >= 4 && buffered.length >= 4 + buffered.readUInt32LE(0)) {
-      const length = buffered.readUInt32LE(0);
-      const op = buffered.readUInt8(4) as Op;
-      const body = Buffer.from(buffered.subarray(5, 4 + length));
-      buffered = buffered.subarray(4 + length);
-      enqueue(state, op, body);
-    }
+    for (const frame of frames.push(data)) enqueue(state, frame.readUInt8(0) as Op, frame.subarray(1));
   });
   // End of file: the parent has exited (even killed). Its children go on.
   state.requests.on('end', () => process.exit(0));

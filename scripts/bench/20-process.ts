@@ -34,6 +34,61 @@ if __name__ == '__main__':
     print(json.dumps(median(samples(once, ${runs}, 5))))`);
 }
 
+const LARGE_ARGUMENT_MIB = [4, 16];
+const LARGE_ARGUMENT_RUNS = 3;
+
+function pythonLargeArgument(method: mp.StartMethod, mebibytes: number): number | null {
+  return runPython<number>(`${PYTHON_TIMING}
+import multiprocessing, os
+if __name__ == '__main__':
+    ctx = multiprocessing.get_context('${method}')
+    data = bytes(${mebibytes} * 1024 * 1024)
+    def once():
+        p = ctx.Process(target=len, args=(data,))
+        p.start()
+        p.join()
+    print(json.dumps(median(samples(once, ${LARGE_ARGUMENT_RUNS}, 1))))`);
+}
+
+function timesSpawn(forkserver: number | undefined, spawn: number | undefined): string {
+  return forkserver !== undefined && spawn !== undefined ? `${(forkserver / spawn).toFixed(2)}x spawn's` : '';
+}
+
+/**
+ * start() and start + joinSync() with a 4 and a 16 MiB argument, spawn and
+ * forkserver side by side (the forkserver's request used to be read in time
+ * quadratic in its size), and Python's forkserver with the same bytes.
+ */
+function largeArgumentRows(): Row[] {
+  const rows: Row[] = [];
+  for (const mebibytes of LARGE_ARGUMENT_MIB) {
+    const spawn = inFreshNode<[number, number]>('large-argument', ['spawn', mebibytes, LARGE_ARGUMENT_RUNS]);
+    const forkserver = inFreshNode<[number, number]>('large-argument', ['forkserver', mebibytes, LARGE_ARGUMENT_RUNS]);
+    rows.push({ name: `start(), ${mebibytes} MiB, spawn`, value: spawn?.[0] ?? null, unit: 'ms' });
+    rows.push({ name: `start() + joinSync(), ${mebibytes} MiB, spawn`, value: spawn?.[1] ?? null, unit: 'ms' });
+    rows.push({
+      name: `start(), ${mebibytes} MiB, forkserver`,
+      value: forkserver?.[0] ?? null,
+      unit: 'ms',
+      note: timesSpawn(forkserver?.[0], spawn?.[0]),
+      target: '<= 2x spawn',
+    });
+    rows.push({
+      name: `start() + joinSync(), ${mebibytes} MiB, forkserver`,
+      value: forkserver?.[1] ?? null,
+      unit: 'ms',
+      note: timesSpawn(forkserver?.[1], spawn?.[1]),
+    });
+    rows.push({
+      name: `Python start + join, ${mebibytes} MiB, forkserver`,
+      value: pythonLargeArgument('forkserver', mebibytes),
+      unit: 'ms',
+      baseline: forkserver?.[1],
+    });
+  }
+  return rows;
+}
+
 async function main(): Promise<void> {
   const rows: Row[] = [];
   const targets: Record<mp.StartMethod, string> = { fork: '<= 1.5 ms', forkserver: '<= 5 ms', spawn: '<= 1.10x bare fork' };
@@ -54,6 +109,7 @@ async function main(): Promise<void> {
     }
   }
   printTable('Process start + join of an empty target, median', rows);
+  printTable('Process with one large Buffer argument (issue 13 item 7: linear, forkserver <= 2x spawn), median', largeArgumentRows());
   const spawnRow = rows.find((row) => row.name === 'Process start + join(), spawn');
   if (bare !== null && spawnRow?.value != null) {
     console.log(`\nspawn / bare child_process.fork = ${(spawnRow.value / bare).toFixed(2)} (target <= 1.10)`);
