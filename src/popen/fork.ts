@@ -14,12 +14,12 @@
 import { executionAsyncId } from 'async_hooks';
 
 import type { NativeBinding } from '../native';
-import { ExitWatch, mayReportLater, watchExit } from '../exit_watch';
 import { requireNative } from '../native';
 import * as os from '../os';
 import { createStdio, flushStdio, stdioPending, usesFork } from '../util';
 import { findNodeQueues, forgetParentCallbacks, ParentCallbacks, parentCallbacks } from './pending';
 import { BasePopen, Launchable } from './popen';
+import { Reaper } from './reaper';
 
 /** What the forked child runs. */
 export interface Bootstrappable extends Launchable {
@@ -34,80 +34,34 @@ export interface Bootstrappable extends Launchable {
 export class ForkPopen extends BasePopen {
   readonly method = 'fork';
   readonly pid: number;
-  private watch: ExitWatch | null = null;
-  private readonly native: NativeBinding;
+  private readonly reaper: Reaper;
 
   constructor(launched: Bootstrappable) {
     super();
-    this.native = requireNative('the fork start method');
-    this.pid = runForkedChild(this.native, launched);
+    const native = requireNative('the fork start method');
+    this.pid = runForkedChild(native, launched);
+    this.reaper = new Reaper(native, this.pid, (code) => this.settle(code));
   }
 
-  /**
-   * While a join() waits, the event loop watches the child (its pidfd) and
-   * reaps and reports it as it ends. Otherwise nothing does: an ended child
-   * stays a zombie until poll() or waitSync() reap it (exitCode, isAlive(),
-   * activeChildren(), the next start()), as in Python.
-   */
   protected setWaitedFor(waitedFor: boolean): void {
-    if (waitedFor && this.watch === null) this.watch = this.watchChild();
-    else if (!waitedFor) this.abandon();
-  }
-
-  /** Reaps and reports the child once it ends; `null` when it was reaped already (by someone else). */
-  private watchChild(): ExitWatch | null {
-    const onExit = (error: Error | null, _pid: number, status: number): void => {
-      this.watch = null;
-      // ECHILD: the user reaped it (os.wait()): its exit code is lost.
-      this.settle(error === null ? os.waitstatusToExitcode(status) : null);
-    };
-    try {
-      return watchExit(this.native, this.pid, onExit);
-    } catch (error) {
-      // Reaped already, by someone waiting for any child (waitpid(-1)).
-      if ((error as NodeJS.ErrnoException).code !== 'ECHILD') throw error;
-      this.settle(null);
-      return null;
-    }
+    this.reaper.setWaitedFor(waitedFor);
   }
 
   protected check(): void {
-    this.reaped(() => this.native.waitpid(this.pid, os.WNOHANG));
+    this.reaper.poll();
   }
 
   waitSync(timeoutMs: number | null): number | null {
-    if (!this.ended) this.reaped(() => this.native.waitpidTimeout(this.pid, timeoutMs ?? -1));
+    if (!this.ended) this.reaper.waitSync(timeoutMs);
     return this.returncode;
   }
 
   close(): void {
-    this.abandon();
+    this.reaper.abandon();
   }
 
   abandon(): void {
-    this.watch?.close();
-    this.watch = null;
-  }
-
-  /**
-   * Runs a waitpid; settles when it reaped the child. ECHILD: a watching
-   * thread reaped it and will report it, or someone else did (os.wait()) and
-   * its exit code is lost.
-   */
-  private reaped(waitpid: () => [number, number]): void {
-    let result: [number, number];
-    try {
-      result = waitpid();
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ECHILD') throw error;
-      if (this.watch !== null && mayReportLater(this.watch)) return;
-      this.abandon();
-      this.settle(null);
-      return;
-    }
-    if (result[0] === 0) return;
-    this.abandon();
-    this.settle(os.waitstatusToExitcode(result[1]));
+    this.reaper.abandon();
   }
 }
 
