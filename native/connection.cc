@@ -4,17 +4,35 @@
 //   streamPipe() -> [readFd, writeFd]   a pipe (one-way Pipe)
 //   streamPipe(size?) takes the pipe's capacity in bytes (F_SETPIPE_SZ, capped
 //                                by the system; a Queue's pipe holds a burst)
-//   new Channel(fd, onMessages?, exact?) the framed byte stream over `fd`,
-//                                which it owns; `exact`: never reads past the
-//                                frame being read, so that several processes
-//                                may take turns reading one pipe (a Queue's):
+//   new Channel(fd, onMessages?, exact?, textTag?) the framed byte stream over
+//                                `fd`, which it owns; `exact`: never reads past
+//                                the frame being read, so that several processes
+//                                may take turns reading one pipe (a Queue's);
+//                                `textTag`: a payload that starts with this byte
+//                                is received as the UTF-8 text after it (a
+//                                string), not as a Buffer:
 //     send(bytes)                one whole frame, blocking while the peer is full
-//     recvSync(timeoutMs)        the next frame's payload; null: timed out;
+//     trySend(bytes)             one whole frame of at most atomicWriteSize
+//                                bytes (header included) in one write(), which
+//                                a pipe takes whole or not at all: false when
+//                                there is no room for it now
+//     recvSync(timeoutMs)        the next frame's payload (or text); null: timed out;
 //                                undefined: end of file
 //     poll(timeoutMs)            whether a frame (or the end) is there to read
 //     start()/stop()             read on the event loop: every frame read goes
 //                                to onMessages(frames[], ended, error)
 //     ref()/unref(), close(), fd
+//     track(words, index)        an exact reader records its progress through
+//                                the frame it reads in words[index..index+4] of
+//                                shared memory (bytes read, then the first 12
+//                                bytes of the frame), so that another reader
+//                                can take over when this one dies mid-frame:
+//     resume()                   takes over the frame the tracked words say a
+//                                dead reader had begun: one whose payload it had
+//                                not begun is read and delivered; the rest of one
+//                                it had begun is discarded (that item died with
+//                                it: true), so the stream stays in step
+//   atomicWriteSize              PIPE_BUF: what a pipe writes whole
 //   takeFd(pid, fd) -> fd        a copy of another process's descriptor
 //                                (pidfd_getfd), as Python's resource_sharer
 //
@@ -35,6 +53,7 @@
 // ahead included, and a parent's poll that was started stops in the child the
 // first time it fires there, so that the child never reads for its parent.
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -51,6 +70,7 @@
 #include <uv.h>
 
 #include "errors.h"
+#include "fd_wait.h"
 #include "modules.h"
 #include "unique_fd.h"
 
@@ -61,26 +81,19 @@ constexpr size_t kBufferSize = 256 * 1024;     // frames that fit are read many 
 constexpr uint64_t kMaxShortLength = 0x7fffffff;  // larger: the -1 + 8-byte header
 constexpr int kReadsPerEvent = 16;             // then other handles get their turn
 constexpr int kSocketBufferSize = 1024 * 1024;
+// The words of a tracked reader's progress (see track()).
+constexpr size_t kProgressRead = 0;    // bytes of the frame read so far, high then low 32 bits
+constexpr size_t kProgressHeader = 2;  // its first 12 bytes (3 words)
+constexpr size_t kProgressWords = 5;
+constexpr size_t kLongHeader = 12;
 
 uint64_t NowMs() { return uv_hrtime() / 1000000u; }
 
 // Waits until `fd` has one of `events` (or an error, or a hang-up); false once
-// `timeoutMs` has passed (negative: no limit). Retries EINTR with the time left.
+// `timeoutMs` has passed (negative: no limit).
 bool PollFd(Napi::Env env, int fd, short events, double timeoutMs) {
-  const bool forever = timeoutMs < 0 || std::isinf(timeoutMs);
-  const uint64_t deadline = forever ? 0 : NowMs() + static_cast<uint64_t>(std::ceil(timeoutMs));
-  for (;;) {
-    int wait = -1;
-    if (!forever) {
-      const uint64_t now = NowMs();
-      wait = now >= deadline ? 0 : static_cast<int>(std::min<uint64_t>(deadline - now, INT32_MAX));
-    }
-    pollfd entry{fd, events, 0};
-    const int ready = poll(&entry, 1, wait);
-    if (ready > 0) return true;
-    if (ready == 0) return false;
-    if (errno != EINTR) ThrowErrno(env, "poll");
-  }
+  pollfd entry{fd, events, 0};
+  return PollUntil(env, &entry, 1, timeoutMs) > 0;
 }
 
 void SetNonBlocking(Napi::Env env, int fd) {
@@ -171,7 +184,9 @@ class Channel : public Napi::ObjectWrap<Channel> {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "Channel",
-                       {InstanceMethod<&Channel::Send>("send"), InstanceMethod<&Channel::RecvSync>("recvSync"),
+                       {InstanceMethod<&Channel::Send>("send"), InstanceMethod<&Channel::TrySend>("trySend"),
+                        InstanceMethod<&Channel::RecvSync>("recvSync"), InstanceMethod<&Channel::Track>("track"),
+                        InstanceMethod<&Channel::Resume>("resume"),
                         InstanceMethod<&Channel::Poll>("poll"), InstanceMethod<&Channel::Start>("start"),
                         InstanceMethod<&Channel::Stop>("stop"), InstanceMethod<&Channel::Ref>("ref"),
                         InstanceMethod<&Channel::Unref>("unref"), InstanceMethod<&Channel::Close>("close"),
@@ -180,13 +195,17 @@ class Channel : public Napi::ObjectWrap<Channel> {
 
   Channel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Channel>(info) {
     Napi::Env env = info.Env();
-    const char* usage = "new Channel(fd: number, onMessages?: Function, exact?: boolean)";
+    const char* usage = "new Channel(fd: number, onMessages?: Function, exact?: boolean, textTag?: number)";
     const int fd = IntArg(info, 0, usage);
     if (info.Length() > 1 && !info[1].IsUndefined()) {
       if (!info[1].IsFunction()) ThrowUsage(env, usage);
       onMessages_ = Napi::Persistent(info[1].As<Napi::Function>());
     }
     exact_ = info.Length() > 2 && info[2].ToBoolean().Value();
+    if (info.Length() > 3 && !info[3].IsUndefined()) {
+      textTag_ = IntArg(info, 3, usage);
+      if (textTag_ < 0 || textTag_ > 255) ThrowUsage(env, usage);
+    }
     SetNonBlocking(env, fd);
     if (napi_get_uv_event_loop(env, &loop_) != napi_ok) throw Napi::Error::New(env, "Channel: no event loop");
     if (napi_async_init(env, nullptr, Napi::String::New(env, "node-multiprocessing:Connection"), &asyncContext_) !=
@@ -194,7 +213,7 @@ class Channel : public Napi::ObjectWrap<Channel> {
       throw Napi::Error::New(env, "Channel: napi_async_init failed");
     }
     fd_ = fd;
-    owner_ = getpid();
+    generation_ = ProcessGeneration();
   }
 
   ~Channel() override {
@@ -221,6 +240,74 @@ class Channel : public Napi::ObjectWrap<Channel> {
     return env.Undefined();
   }
 
+  // trySend(bytes: Uint8Array) -> boolean: see the top of the file.
+  Napi::Value TrySend(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const char* usage = "trySend(bytes: Uint8Array of at most atomicWriteSize - 4 bytes)";
+    if (info.Length() < 1 || !info[0].IsTypedArray()) ThrowUsage(env, usage);
+    CheckOpen(env);
+    Napi::TypedArray array = info[0].As<Napi::TypedArray>();
+    const size_t length = array.ByteLength();
+    if (length + 4 > PIPE_BUF) ThrowUsage(env, usage);
+    uint8_t frame[PIPE_BUF];
+    const size_t headerSize = WriteHeader(frame, length);
+    std::memcpy(frame + headerSize, static_cast<const uint8_t*>(array.ArrayBuffer().Data()) + array.ByteOffset(), length);
+    ssize_t wrote;
+    do {
+      wrote = write(fd_, frame, headerSize + length);
+    } while (wrote < 0 && errno == EINTR);
+    if (wrote < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return Napi::Boolean::New(env, false);
+      ThrowErrno(env, "write");
+    }
+    if (static_cast<size_t>(wrote) != headerSize + length) ThrowErrno(env, EIO, "write");  // not a pipe's write
+    return Napi::Boolean::New(env, true);
+  }
+
+  // track(words: Int32Array, index: number): see the top of the file.
+  Napi::Value Track(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const char* usage = "track(words: Int32Array, index: number)";
+    if (info.Length() < 2 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+      ThrowUsage(env, usage);
+    }
+    Napi::Int32Array words = info[0].As<Napi::Int32Array>();
+    const int index = IntArg(info, 1, usage);
+    if (index < 0 || static_cast<size_t>(index) + kProgressWords > words.ElementLength()) ThrowUsage(env, usage);
+    progressWords_ = Napi::Persistent(words);
+    progress_ = reinterpret_cast<uint32_t*>(words.Data()) + index;
+    return env.Undefined();
+  }
+
+  // resume() -> boolean: see the top of the file; true when a frame is dropped.
+  Napi::Value Resume(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (progress_ == nullptr || !exact_) ThrowUsage(env, "resume() needs an exact reader given track()");
+    CheckOpen(env);
+    const uint64_t read = (uint64_t{LoadProgress(kProgressRead)} << 32) | LoadProgress(kProgressRead + 1);
+    if (read == 0) return Napi::Boolean::New(env, false);
+    uint8_t header[kLongHeader];
+    for (size_t i = 0; i < 3; i++) {
+      const uint32_t word = LoadProgress(kProgressHeader + i);
+      std::memcpy(header + 4 * i, &word, 4);
+    }
+    const size_t known = static_cast<size_t>(std::min<uint64_t>(read, kLongHeader));
+    uint64_t length = 0;
+    size_t headerSize = 0;
+    const bool whole = ParseHeader(header, known, &length, &headerSize);
+    ResetFrame();
+    if (!whole || read == headerSize) {
+      // Nothing of the payload was taken: the frame is read (and delivered) here.
+      if (!buffer_) buffer_.reset(new uint8_t[kBufferSize]);
+      std::memcpy(buffer_.get(), header, known);
+      end_ = known;
+      return Napi::Boolean::New(env, false);
+    }
+    discard_ = headerSize + length - read;
+    discarded_ = read;
+    return Napi::Boolean::New(env, true);
+  }
+
   // recvSync(timeoutMs): Buffer | null (timed out) | undefined (end of file)
   Napi::Value RecvSync(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -230,6 +317,7 @@ class Channel : public Napi::ObjectWrap<Channel> {
     const double timeoutMs = info[0].As<Napi::Number>().DoubleValue();
     const bool forever = timeoutMs < 0 || std::isinf(timeoutMs);
     const uint64_t deadline = forever ? 0 : NowMs() + static_cast<uint64_t>(std::ceil(timeoutMs));
+    if (discard_ > 0) Discard(env);
     for (;;) {
       Napi::Value frame;
       if (TakeFrame(env, &frame)) return frame;
@@ -265,33 +353,22 @@ class Channel : public Napi::ObjectWrap<Channel> {
     CheckOpen(env);
     AdoptIfForked();
     if (onMessages_.IsEmpty()) ThrowUsage(env, "start() needs the onMessages callback");
-    if (polling_ || ended_) return env.Undefined();
-    if (poll_ == nullptr) {
-      auto poll = std::make_unique<uv_poll_t>();
-      if (int err = uv_poll_init(loop_, poll.get(), fd_)) ThrowErrno(env, -err, "uv_poll_init");
-      poll_ = poll.release();
-      poll_->data = this;
-    }
-    if (int err = uv_poll_start(poll_, UV_READABLE, OnReadable)) ThrowErrno(env, -err, "uv_poll_start");
-    polling_ = true;
-    ApplyRef();
+    if (!ended_) poll_.Start(env, loop_, fd_, UV_READABLE);
     return env.Undefined();
   }
 
   Napi::Value Stop(const Napi::CallbackInfo& info) {
-    StopPolling();
+    poll_.Stop();
     return info.Env().Undefined();
   }
 
   Napi::Value Ref(const Napi::CallbackInfo& info) {
-    ref_ = true;
-    ApplyRef();
+    poll_.SetRef(true);
     return info.Env().Undefined();
   }
 
   Napi::Value Unref(const Napi::CallbackInfo& info) {
-    ref_ = false;
-    ApplyRef();
+    poll_.SetRef(false);
     return info.Env().Undefined();
   }
 
@@ -309,27 +386,91 @@ class Channel : public Napi::ObjectWrap<Channel> {
   // A channel used in a process other than the one that made it (a forked
   // child): the parent's poll is not the child's to run.
   void AdoptIfForked() {
-    const pid_t pid = getpid();
-    if (pid == owner_) return;
-    owner_ = pid;
-    StopPolling();
+    const uint32_t generation = ProcessGeneration();
+    if (generation == generation_) return;
+    generation_ = generation;
+    poll_.Stop();
   }
 
-  // Parses the header at start_; false until it is whole. Sets the length and header size.
-  bool Header(uint64_t* length, size_t* headerSize) const {
-    const size_t available = end_ - start_;
+  // Parses the header in the `available` bytes at `at`; false until it is
+  // whole. Sets the length and header size.
+  static bool ParseHeader(const uint8_t* at, size_t available, uint64_t* length, size_t* headerSize) {
     if (available < 4) return false;
-    const uint8_t* at = buffer_.get() + start_;
     const int32_t shortLength = static_cast<int32_t>(ReadBigEndian32(at));
     if (shortLength != -1) {
       *length = static_cast<uint64_t>(static_cast<uint32_t>(shortLength));
       *headerSize = 4;
       return true;
     }
-    if (available < 12) return false;
+    if (available < kLongHeader) return false;
     *length = ReadBigEndian64(at + 4);
-    *headerSize = 12;
+    *headerSize = kLongHeader;
     return true;
+  }
+
+  // The header at start_ (see ParseHeader).
+  bool Header(uint64_t* length, size_t* headerSize) const {
+    return end_ > start_ && ParseHeader(buffer_.get() + start_, end_ - start_, length, headerSize);
+  }
+
+  // --- a tracked reader's progress (track/resume) ------------------------------------
+
+  uint32_t LoadProgress(size_t word) const { return __atomic_load_n(progress_ + word, __ATOMIC_ACQUIRE); }
+  void StoreProgress(size_t word, uint32_t value) { __atomic_store_n(progress_ + word, value, __ATOMIC_RELEASE); }
+
+  void StoreRead(uint64_t read) {
+    StoreProgress(kProgressRead, static_cast<uint32_t>(read >> 32));
+    StoreProgress(kProgressRead + 1, static_cast<uint32_t>(read));
+  }
+
+  // After each read of an exact, tracked reader: how far into its frame it is.
+  void RecordProgress() {
+    if (progress_ == nullptr || !exact_) return;
+    if (big_ != nullptr) {
+      StoreRead(bigHeaderSize_ + bigFilled_);
+      return;
+    }
+    const size_t read = end_ - start_;
+    uint8_t header[kLongHeader] = {};
+    std::memcpy(header, buffer_.get() + start_, std::min(read, kLongHeader));
+    for (size_t i = 0; i < 3; i++) {
+      uint32_t word;
+      std::memcpy(&word, header + 4 * i, 4);
+      StoreProgress(kProgressHeader + i, word);
+    }
+    StoreRead(read);
+  }
+
+  // Reads and drops the rest of a frame a dead reader had begun (resume()),
+  // blocking until it is all there: the next reader starts at a frame.
+  void Discard(Napi::Env env) {
+    uint8_t scratch[16 * 1024];
+    while (discard_ > 0) {
+      ssize_t got;
+      do {
+        got = read(fd_, scratch, static_cast<size_t>(std::min<uint64_t>(discard_, sizeof scratch)));
+      } while (got < 0 && errno == EINTR);
+      if (got == 0) {
+        ended_ = true;
+        discard_ = 0;
+        break;
+      }
+      if (got < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK) ThrowErrno(env, "read");
+        PollFd(env, fd_, POLLIN, -1);
+        continue;
+      }
+      discard_ -= static_cast<uint64_t>(got);
+      discarded_ += static_cast<uint64_t>(got);
+      if (progress_ != nullptr) StoreRead(discard_ > 0 ? discarded_ : 0);
+    }
+  }
+
+  // Forgets the frame being read in this process.
+  void ResetFrame() {
+    std::free(big_);
+    big_ = nullptr;
+    start_ = end_ = 0;
   }
 
   // What the frame being read still lacks in the buffer (its header first).
@@ -352,13 +493,27 @@ class Channel : public Napi::ObjectWrap<Channel> {
     return Header(&length, &headerSize) && end_ - start_ - headerSize >= length;
   }
 
+  // Whether a payload is text (see the constructor's textTag).
+  bool IsText(const uint8_t* data, uint64_t length) const { return textTag_ >= 0 && length > 0 && data[0] == textTag_; }
+
+  // The UTF-8 text after the tag byte, as a string: no Buffer to make, then decode.
+  static Napi::Value Text(Napi::Env env, const uint8_t* data, uint64_t length) {
+    return Napi::String::New(env, reinterpret_cast<const char*>(data) + 1, static_cast<size_t>(length - 1));
+  }
+
   // Takes the next whole frame read so far, if there is one.
   bool TakeFrame(Napi::Env env, Napi::Value* frame) {
     if (big_ != nullptr) {
       if (bigFilled_ < bigSize_) return false;
       uint8_t* data = big_;
       big_ = nullptr;
-      *frame = Napi::Buffer<uint8_t>::NewOrCopy(env, data, bigSize_, [](Napi::Env, uint8_t* bytes) { std::free(bytes); });
+      if (IsText(data, bigSize_)) {
+        std::unique_ptr<uint8_t, decltype(&std::free)> owned(data, std::free);
+        *frame = Text(env, data, bigSize_);
+      } else {
+        *frame = Napi::Buffer<uint8_t>::NewOrCopy(env, data, bigSize_, [](Napi::Env, uint8_t* bytes) { std::free(bytes); });
+      }
+      FrameTaken();
       return true;
     }
     uint64_t length = 0;
@@ -366,9 +521,11 @@ class Channel : public Napi::ObjectWrap<Channel> {
     if (!Header(&length, &headerSize)) return false;
     const size_t payload = end_ - start_ - headerSize;
     if (payload >= length) {
-      *frame = Napi::Buffer<uint8_t>::Copy(env, buffer_.get() + start_ + headerSize, length);
+      const uint8_t* data = buffer_.get() + start_ + headerSize;
+      *frame = IsText(data, length) ? Text(env, data, length) : Napi::Buffer<uint8_t>::Copy(env, data, length);
       start_ += headerSize + length;
       if (start_ == end_) start_ = end_ = 0;
+      FrameTaken();
       return true;
     }
     if (headerSize + length <= kBufferSize) return false;  // the rest will fit in the buffer
@@ -380,8 +537,14 @@ class Channel : public Napi::ObjectWrap<Channel> {
     big_ = memory;
     bigSize_ = length;
     bigFilled_ = payload;
+    bigHeaderSize_ = headerSize;
     start_ = end_ = 0;
     return false;
+  }
+
+  // A whole frame is taken: a tracked reader is between frames again.
+  void FrameTaken() {
+    if (progress_ != nullptr && exact_) StoreRead(0);
   }
 
   // One read() into where the bytes belong; its result (errno set when < 0).
@@ -407,6 +570,7 @@ class Channel : public Napi::ObjectWrap<Channel> {
     if (got > 0) {
       if (big_ != nullptr) bigFilled_ += static_cast<size_t>(got);
       else end_ += static_cast<size_t>(got);
+      RecordProgress();
     }
     return got;
   }
@@ -437,15 +601,9 @@ class Channel : public Napi::ObjectWrap<Channel> {
 
   // --- the event loop's reads -------------------------------------------------------
 
-  static void OnReadable(uv_poll_t* poll, int status, int) {
-    static_cast<Channel*>(poll->data)->Readable(status);
-  }
+  static void OnReadable(void* owner, int status) { static_cast<Channel*>(owner)->Readable(status); }
 
   void Readable(int status) {
-    if (getpid() != owner_) {  // a forked child's copy of the parent's poll
-      AdoptIfForked();
-      return;
-    }
     Napi::Env env = Env();
     Napi::HandleScope scope(env);
     Napi::Array frames = Napi::Array::New(env);
@@ -471,55 +629,43 @@ class Channel : public Napi::ObjectWrap<Channel> {
       error = thrown.Value();
       ended_ = true;
     }
-    if (ended_) StopPolling();
+    if (ended_) poll_.Stop();
     if (count == 0 && !ended_) return;
     napi_value args[] = {frames, Napi::Boolean::New(env, ended_), error};
     CallFromLoop(env, asyncContext_, onMessages_.Value(), 3, args);
   }
 
-  void ApplyRef() {
-    if (poll_ == nullptr) return;
-    if (ref_ && polling_) uv_ref(reinterpret_cast<uv_handle_t*>(poll_));
-    else uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
-  }
-
-  void StopPolling() {
-    if (!polling_) return;
-    polling_ = false;
-    uv_poll_stop(poll_);
-  }
-
-  // Closes the poll handle (its memory goes once libuv is done with it), then the fd.
+  // Ends the poll, then closes the fd.
   void Release() {
-    if (poll_ != nullptr) {
-      uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* closed) { delete reinterpret_cast<uv_poll_t*>(closed); });
-      poll_ = nullptr;
-      polling_ = false;
-    }
+    poll_.Close();
     if (fd_ >= 0) {
       close(fd_);
       fd_ = -1;
     }
-    std::free(big_);
-    big_ = nullptr;
+    ResetFrame();
     buffer_.reset();
-    start_ = end_ = 0;
+    progressWords_.Reset();
+    progress_ = nullptr;
   }
 
   int fd_ = -1;
-  pid_t owner_ = 0;
+  uint32_t generation_ = 0;  // ProcessGeneration() when last used
   std::unique_ptr<uint8_t[]> buffer_;
   size_t start_ = 0;
   size_t end_ = 0;
   uint8_t* big_ = nullptr;  // a frame larger than the buffer, being read
   size_t bigSize_ = 0;
   size_t bigFilled_ = 0;
+  size_t bigHeaderSize_ = 0;
+  uint64_t discard_ = 0;    // bytes of a dead reader's frame still to drop (resume)
+  uint64_t discarded_ = 0;  // bytes of that frame read so far, by it and by us
+  uint32_t* progress_ = nullptr;  // the tracked words (track), in shared memory
+  Napi::Reference<Napi::Int32Array> progressWords_;
   bool ended_ = false;
   bool exact_ = false;
+  int textTag_ = -1;  // payloads starting with this byte are returned as the UTF-8 text after it
   uv_loop_t* loop_ = nullptr;
-  uv_poll_t* poll_ = nullptr;
-  bool polling_ = false;
-  bool ref_ = true;
+  LoopPoll poll_{this, OnReadable};
   napi_async_context asyncContext_ = nullptr;
   Napi::FunctionReference onMessages_;
 };
@@ -531,6 +677,7 @@ void InitConnection(Napi::Env env, Napi::Object exports) {
   exports.Set("streamPipe", Napi::Function::New(env, StreamPipe, "streamPipe"));
   exports.Set("takeFd", Napi::Function::New(env, TakeFd, "takeFd"));
   exports.Set("Channel", Channel::Define(env));
+  exports.Set("atomicWriteSize", Napi::Number::New(env, PIPE_BUF));
 }
 
 }  // namespace mp

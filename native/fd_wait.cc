@@ -10,23 +10,95 @@
 //       ref()/unref(): whether a started watch keeps the event loop alive.
 //   pidfdOpen(pid) -> fd   a descriptor that becomes readable when the
 //       process ends (Process.sentinel).
+#include "fd_wait.h"
+
 #include <fcntl.h>
-#include <poll.h>
+#include <pthread.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cmath>
-#include <cstdint>
 #include <memory>
+#include <mutex>
 #include <vector>
-
-#include <uv.h>
 
 #include "errors.h"
 #include "modules.h"
 
 namespace mp {
+
+namespace {
+std::atomic<uint32_t> g_generation{0};
+std::once_flag g_generationHook;
+}  // namespace
+
+uint32_t ProcessGeneration() { return g_generation.load(std::memory_order_relaxed); }
+
+int PollUntil(Napi::Env env, pollfd* entries, size_t count, double timeoutMs) {
+  const bool forever = timeoutMs < 0 || std::isinf(timeoutMs);
+  const uint64_t deadline = forever ? 0 : uv_hrtime() / 1000000u + static_cast<uint64_t>(std::ceil(timeoutMs));
+  for (;;) {
+    int wait = -1;
+    if (!forever) {
+      const uint64_t now = uv_hrtime() / 1000000u;
+      wait = now >= deadline ? 0 : static_cast<int>(std::min<uint64_t>(deadline - now, INT32_MAX));
+    }
+    const int ready = poll(entries, count, wait);
+    if (ready >= 0) return ready;
+    if (errno != EINTR) ThrowErrno(env, "poll");
+  }
+}
+
+void LoopPoll::Start(Napi::Env env, uv_loop_t* loop, int fd, int events) {
+  if (handle_ == nullptr) {
+    auto handle = std::make_unique<uv_poll_t>();
+    if (int err = uv_poll_init(loop, handle.get(), fd)) ThrowErrno(env, -err, "uv_poll_init");
+    handle_ = handle.release();
+    handle_->data = this;
+  }
+  generation_ = ProcessGeneration();
+  if (!started_) {
+    if (int err = uv_poll_start(handle_, events, OnPoll)) ThrowErrno(env, -err, "uv_poll_start");
+    started_ = true;
+  }
+  ApplyRef();
+}
+
+void LoopPoll::Stop() {
+  if (!started_) return;
+  started_ = false;
+  uv_poll_stop(handle_);
+}
+
+void LoopPoll::SetRef(bool ref) {
+  ref_ = ref;
+  ApplyRef();
+}
+
+void LoopPoll::Close() {
+  if (handle_ == nullptr) return;
+  uv_close(reinterpret_cast<uv_handle_t*>(handle_), [](uv_handle_t* closed) { delete reinterpret_cast<uv_poll_t*>(closed); });
+  handle_ = nullptr;
+  started_ = false;
+}
+
+void LoopPoll::ApplyRef() {
+  if (handle_ == nullptr) return;
+  if (ref_ && started_) uv_ref(reinterpret_cast<uv_handle_t*>(handle_));
+  else uv_unref(reinterpret_cast<uv_handle_t*>(handle_));
+}
+
+void LoopPoll::OnPoll(uv_poll_t* handle, int status, int) {
+  auto* poll = static_cast<LoopPoll*>(handle->data);
+  if (poll->generation_ != ProcessGeneration()) {  // the parent's watch, in a forked child
+    poll->Stop();
+    return;
+  }
+  poll->onReady_(poll->owner_, status);
+}
+
 namespace {
 
 constexpr int kReadable = 1;
@@ -52,20 +124,7 @@ Napi::Value PollFds(const Napi::CallbackInfo& info) {
     if (!fd.IsNumber()) ThrowUsage(env, usage);
     entries[i] = pollfd{fd.As<Napi::Number>().Int32Value(), events, 0};
   }
-  const double timeoutMs = info[2].As<Napi::Number>().DoubleValue();
-  const bool forever = timeoutMs < 0 || std::isinf(timeoutMs);
-  const uint64_t deadline = forever ? 0 : uv_hrtime() / 1000000u + static_cast<uint64_t>(std::ceil(timeoutMs));
-  int ready;
-  for (;;) {
-    int wait = -1;
-    if (!forever) {
-      const uint64_t now = uv_hrtime() / 1000000u;
-      wait = now >= deadline ? 0 : static_cast<int>(std::min<uint64_t>(deadline - now, INT32_MAX));
-    }
-    ready = poll(entries.data(), entries.size(), wait);
-    if (ready >= 0) break;
-    if (errno != EINTR) ThrowErrno(env, "poll");
-  }
+  const int ready = PollUntil(env, entries.data(), entries.size(), info[2].As<Napi::Number>().DoubleValue());
   Napi::Array indices = Napi::Array::New(env);
   uint32_t count = 0;
   for (uint32_t i = 0; i < entries.size() && ready > 0; i++) {
@@ -100,22 +159,13 @@ class FdWatch : public Napi::ObjectWrap<FdWatch> {
     Napi::Env env = info.Env();
     const char* usage = "new FdWatch(fd: number, events: 1 | 2 | 3, onReady: Function)";
     const int fd = IntArg(info, 0, usage);
-    events_ = (EventsArg(info, 1, usage) & kReadable ? UV_READABLE : 0) | (info[1].As<Napi::Number>().Int32Value() & kWritable ? UV_WRITABLE : 0);
+    const int events = EventsArg(info, 1, usage);
+    events_ = (events & kReadable ? UV_READABLE : 0) | (events & kWritable ? UV_WRITABLE : 0);
     if (info.Length() < 3 || !info[2].IsFunction()) ThrowUsage(env, usage);
     onReady_ = Napi::Persistent(info[2].As<Napi::Function>());
-    uv_loop_t* loop = nullptr;
-    if (napi_get_uv_event_loop(env, &loop) != napi_ok) throw Napi::Error::New(env, "FdWatch: no event loop");
+    if (napi_get_uv_event_loop(env, &loop_) != napi_ok) throw Napi::Error::New(env, "FdWatch: no event loop");
     fd_ = fcntl(fd, F_DUPFD_CLOEXEC, 3);
     if (fd_ < 0) ThrowErrno(env, "fcntl");
-    auto poll = std::make_unique<uv_poll_t>();
-    if (int err = uv_poll_init(loop, poll.get(), fd_)) {
-      close(fd_);
-      fd_ = -1;
-      ThrowErrno(env, -err, "uv_poll_init");
-    }
-    poll_ = poll.release();
-    poll_->data = this;
-    owner_ = getpid();
     if (napi_async_init(env, nullptr, Napi::String::New(env, "node-multiprocessing:FdWatch"), &asyncContext_) != napi_ok) {
       throw Napi::Error::New(env, "FdWatch: napi_async_init failed");
     }
@@ -129,30 +179,23 @@ class FdWatch : public Napi::ObjectWrap<FdWatch> {
  private:
   Napi::Value Start(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (poll_ == nullptr) ThrowErrno(env, EBADF, "FdWatch");
-    owner_ = getpid();
-    if (!started_) {
-      if (int err = uv_poll_start(poll_, events_, OnReady)) ThrowErrno(env, -err, "uv_poll_start");
-      started_ = true;
-    }
-    ApplyRef();
+    if (fd_ < 0) ThrowErrno(env, EBADF, "FdWatch");
+    poll_.Start(env, loop_, fd_, events_);
     return env.Undefined();
   }
 
   Napi::Value Stop(const Napi::CallbackInfo& info) {
-    StopPolling();
+    poll_.Stop();
     return info.Env().Undefined();
   }
 
   Napi::Value Ref(const Napi::CallbackInfo& info) {
-    ref_ = true;
-    ApplyRef();
+    poll_.SetRef(true);
     return info.Env().Undefined();
   }
 
   Napi::Value Unref(const Napi::CallbackInfo& info) {
-    ref_ = false;
-    ApplyRef();
+    poll_.SetRef(false);
     return info.Env().Undefined();
   }
 
@@ -161,35 +204,15 @@ class FdWatch : public Napi::ObjectWrap<FdWatch> {
     return info.Env().Undefined();
   }
 
-  static void OnReady(uv_poll_t* poll, int, int) {
-    auto* watch = static_cast<FdWatch*>(poll->data);
-    if (getpid() != watch->owner_) {  // the parent's watch, in a forked child
-      watch->StopPolling();
-      return;
-    }
+  static void OnReady(void* owner, int) {
+    auto* watch = static_cast<FdWatch*>(owner);
     Napi::Env env = watch->Env();
     Napi::HandleScope scope(env);
     CallFromLoop(env, watch->asyncContext_, watch->onReady_.Value());
   }
 
-  void ApplyRef() {
-    if (poll_ == nullptr) return;
-    if (ref_ && started_) uv_ref(reinterpret_cast<uv_handle_t*>(poll_));
-    else uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
-  }
-
-  void StopPolling() {
-    if (!started_) return;
-    started_ = false;
-    uv_poll_stop(poll_);
-  }
-
   void Release() {
-    if (poll_ != nullptr) {
-      uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* closed) { delete reinterpret_cast<uv_poll_t*>(closed); });
-      poll_ = nullptr;
-      started_ = false;
-    }
+    poll_.Close();
     if (fd_ >= 0) {
       close(fd_);
       fd_ = -1;
@@ -198,10 +221,8 @@ class FdWatch : public Napi::ObjectWrap<FdWatch> {
 
   int fd_ = -1;
   int events_ = 0;
-  pid_t owner_ = 0;
-  uv_poll_t* poll_ = nullptr;
-  bool started_ = false;
-  bool ref_ = true;
+  uv_loop_t* loop_ = nullptr;
+  LoopPoll poll_{this, OnReady};
   napi_async_context asyncContext_ = nullptr;
   Napi::FunctionReference onReady_;
 };
@@ -209,6 +230,9 @@ class FdWatch : public Napi::ObjectWrap<FdWatch> {
 }  // namespace
 
 void InitFdWait(Napi::Env env, Napi::Object exports) {
+  std::call_once(g_generationHook, [] {
+    pthread_atfork(nullptr, nullptr, [] { g_generation.fetch_add(1, std::memory_order_relaxed); });
+  });
   exports.Set("pollFds", Napi::Function::New(env, PollFds, "pollFds"));
   exports.Set("pidfdOpen", Napi::Function::New(env, PidfdOpen, "pidfdOpen"));
   exports.Set("FdWatch", FdWatch::Define(env));

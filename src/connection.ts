@@ -328,7 +328,7 @@ export class Connection {
     const channel = this.reader();
     if (this.inboxHead < this.inbox.length) return this.shift(maxLength);
     if (this.ended) throw this.endError();
-    const frame = channel.recvSync(-1);
+    const frame = channel.recvSync(-1) as Buffer | null | undefined; // no textTag: always bytes
     if (frame === undefined || frame === null) {
       this.ended = true;
       throw this.endError();

@@ -53,8 +53,28 @@ export interface NativeChannel {
   readonly fd: number;
   /** Writes one whole frame, blocking while the peer is full. */
   send(bytes: Uint8Array): void;
-  /** The next frame; `null`: timed out (timeoutMs < 0: never); `undefined`: end of file. */
-  recvSync(timeoutMs: number): Buffer | null | undefined;
+  /**
+   * Writes one whole frame of at most `atomicWriteSize` bytes (its 4-byte
+   * header included) in one write(), which a pipe takes whole or not at all;
+   * `false` when there is no room for it now.
+   */
+  trySend(bytes: Uint8Array): boolean;
+  /**
+   * An exact reader records its progress through the frame it reads in
+   * `words[index..index + 4]` (shared memory), for {@link resume}.
+   */
+  track(words: Int32Array, index: number): void;
+  /**
+   * Takes over the frame that the tracked words say a dead reader had begun:
+   * one whose payload it had not begun is delivered by the next `recvSync`;
+   * the rest of one it had begun is dropped: `true`.
+   */
+  resume(): boolean;
+  /**
+   * The next frame (its text, for a payload that starts with the channel's
+   * `textTag`); `null`: timed out (timeoutMs < 0: never); `undefined`: end of file.
+   */
+  recvSync(timeoutMs: number): Buffer | string | null | undefined;
   /** Whether a whole frame or the end of file is there, waiting up to `timeoutMs`. */
   poll(timeoutMs: number): boolean;
   /** Reads on the event loop, reporting to the callback given to the constructor. */
@@ -187,10 +207,16 @@ export interface NativeBinding {
   socketpair(): [number, number];
   /** A pipe `[readFd, writeFd]`, both ends close-on-exec; `size`: its capacity in bytes, as the system allows. */
   streamPipe(size?: number): [number, number];
+  /** PIPE_BUF: the largest write a pipe takes whole, never mixed with another writer's. */
+  atomicWriteSize: number;
   /** A close-on-exec copy of descriptor `fd` of process `pid` (pidfd_getfd). */
   takeFd(pid: number, fd: number): number;
-  /** `exact`: never reads past the frame being read (readers taking turns on one pipe). */
-  Channel: new (fd: number, onFrames?: FramesCallback, exact?: boolean) => NativeChannel;
+  /**
+   * `exact`: never reads past the frame being read (readers taking turns on
+   * one pipe); `textTag`: a payload that starts with this byte is received as
+   * the UTF-8 text after it (a string).
+   */
+  Channel: new (fd: number, onFrames?: FramesCallback, exact?: boolean, textTag?: number) => NativeChannel;
   // native/fd_wait.cc
   /** The indices of `fds` ready for `events` (an error or hang-up counts), waiting up to `timeoutMs` (< 0: no limit). */
   pollFds(fds: number[], events: FdEvents, timeoutMs: number): number[];

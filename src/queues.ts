@@ -3,16 +3,16 @@
  * {@link Queue}, {@link SimpleQueue} and {@link JoinableQueue}.
  *
  * A queue is a pipe (its capacity raised to 1 MiB where the system allows)
- * carrying framed messages, a lock per direction and, for `Queue`, a
- * semaphore counting free places, as Python's. What differs is the feeder:
- * Python's `put()` hands the object to a thread that writes it later, so an
- * item whose `put()` returned is lost if the producer exits first. Here
- * `put()` writes the whole message into the pipe before it returns (or
- * resolves): once it has, the item is in the kernel and is delivered even if
- * the producer is killed the next instant. A consumer waits for the pipe to
- * become readable without holding any lock, then takes the read lock and
- * reads exactly one message, never more: a consumer killed while it waits
- * takes nothing with it.
+ * carrying framed messages, a few words of shared memory through which its
+ * processes take turns (see QueuePipe) and, for `Queue`, a semaphore
+ * counting free places, as Python's. What differs is the feeder: Python's
+ * `put()` hands the object to a thread that writes it later, so an item whose
+ * `put()` returned is lost if the producer exits first. Here `put()` writes
+ * the whole message into the pipe before it returns (or resolves): once it
+ * has, the item is in the kernel and is delivered even if the producer is
+ * killed the next instant. A consumer waits for the pipe to become readable
+ * holding nothing, then takes the turn and reads exactly one message, never
+ * more: a consumer killed while it waits takes nothing with it.
  *
  * The price: a `put()` whose message does not fit in the pipe (1 MiB of
  * messages not yet taken) waits for a consumer, blocking the thread. A
@@ -20,13 +20,17 @@
  * would with Python's `Queue(maxsize)`.
  * @packageDocumentation
  */
+import { closeSync } from 'fs';
+
 import { forkGeneration } from './at_fork';
 import { _rebuildDescriptor, _reduceDescriptor, DescriptorState } from './connection';
 import { Empty, Full } from './errors';
 import type { NativeBinding, NativeChannel, NativeFdWatch } from './native';
 import { loadNative, requireNative } from './native';
-import { dumps, loads, registerReducer } from './reduction';
 import { closedError, limitOf } from './queues/options';
+import { dumps, JSON_TAG, loads, registerReducer } from './reduction';
+import { RawArray } from './sharedctypes';
+import { getpid } from './util';
 import { BoundedSemaphore, Condition, Lock, Semaphore } from './synchronize';
 import { validateInteger } from './validate';
 
@@ -34,6 +38,23 @@ import { validateInteger } from './validate';
 const PIPE_CAPACITY = 1024 * 1024;
 /** The largest count of a semaphore: a queue without maxsize. */
 const UNBOUNDED = 0x7fffffff;
+
+// The words a queue's processes share (an Int32Array over shared memory).
+/** Producers inside a lock-free write of a small frame. */
+const ACTIVE = 0;
+/** 1 while a producer (holding the write lock) writes a frame too large to be written whole. */
+const BIG = 1;
+/** The pid of the consumer whose turn it is to read; 0: nobody's. */
+const TURN = 2;
+/** Consumers asleep until the turn is free. */
+const SLEEPERS = 3;
+/** The reader's progress through its frame (native/connection.cc, `track`): 5 words. */
+const PROGRESS = 4;
+const WORDS = PROGRESS + 5;
+/** How long a consumer waiting for the turn sleeps before it checks that the holder still lives. */
+const TURN_CHECK_MS = 100;
+/** How long a large write waits for the small writes in flight before it checks again. */
+const DRAIN_CHECK_MS = 10;
 
 function native(): NativeBinding {
   return requireNative('Queue');
@@ -58,9 +79,62 @@ function portable(): typeof import('./queues/portable') {
   return require('./queues/portable') as typeof import('./queues/portable');
 }
 
+let pidGeneration = -1;
+let pid = 0;
+
+/** This process's pid, asked of the kernel once per fork generation (`process.pid` may be a sandbox's copy). */
+function ownPid(): number {
+  if (pidGeneration !== forkGeneration()) {
+    pid = getpid();
+    pidGeneration = forkGeneration();
+  }
+  return pid;
+}
+
+/** Whether process `pid` has not ended (a zombie has). */
+function isRunning(pid: number): boolean {
+  const binding = native();
+  let pidfd: number;
+  try {
+    pidfd = binding.pidfdOpen(pid);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ESRCH') return false;
+    if ((error as NodeJS.ErrnoException).code !== 'ENOSYS') throw error;
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch (killError) {
+      return (killError as NodeJS.ErrnoException).code !== 'ESRCH';
+    }
+  }
+  try {
+    return binding.pollFds([pidfd], 1, 0).length === 0;
+  } finally {
+    closeSync(pidfd);
+  }
+}
+
+/** Waits (on a thread of the addon's) until `words[index]` may differ from `expected`, `ms` at most. */
+function futexWaitAsync(words: Int32Array, index: number, expected: number, ms: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    new (native().FutexWaiter)(words, index, expected, ms, (error) => (error === null ? resolve() : reject(error)));
+  });
+}
+
 /**
- * The pipe of a queue in this process: its two ends, the locks that make
- * writers and readers take turns, and a watch for readers that wait.
+ * The pipe of a queue in this process: its two ends, the shared words that
+ * make writers and readers take turns, and a watch for readers that wait.
+ *
+ * Writers: a frame small enough for the pipe to write whole (`atomicWriteSize`
+ * bytes, PIPE_BUF: 4 KiB on Linux) needs no lock, as the pipe never mixes it
+ * with another write. A larger one is written in pieces, so it takes the write
+ * lock and raises BIG, then waits for the small writes in flight (ACTIVE) to
+ * end; small writers that see BIG take the lock too.
+ *
+ * Readers take the turn (TURN: the pid of the reader), read exactly one
+ * frame and give it back. A reader that finds the turn held by a process that
+ * has ended takes it over, and with it the frame that process had begun
+ * (PROGRESS): a consumer killed in `get()` leaves the stream in step.
  */
 class QueuePipe {
   private reader: NativeChannel | null;
@@ -68,37 +142,107 @@ class QueuePipe {
   private watch: NativeFdWatch | null = null;
   private waiting: Array<() => void> = [];
   private generation = forkGeneration();
+  /** Called when a reader that died mid-message took that message with it. */
+  onLost: () => void = () => {};
 
   constructor(
     readFd: number,
     writeFd: number,
-    readonly rlock: Lock,
     readonly wlock: Lock,
+    readonly words: Int32Array,
   ) {
     const binding = native();
-    this.reader = new binding.Channel(readFd, undefined, true);
+    this.reader = new binding.Channel(readFd, undefined, true, JSON_TAG);
+    this.reader.track(words, PROGRESS);
     this.writer = new binding.Channel(writeFd);
   }
 
   static create(): QueuePipe {
     const [readFd, writeFd] = native().streamPipe(PIPE_CAPACITY);
-    return new QueuePipe(readFd, writeFd, new Lock(), new Lock());
+    return new QueuePipe(readFd, writeFd, new Lock(), RawArray('i', WORDS));
   }
 
   get closed(): boolean {
     return this.reader === null;
   }
 
-  /** Writes one whole message (the write lock held by the caller). */
+  /** Writes one whole message: it is in the pipe when this returns. */
   write(bytes: Uint8Array): void {
-    this.open().writer.send(bytes);
+    const { writer } = this.open();
+    if (bytes.length + 4 <= native().atomicWriteSize) {
+      for (;;) {
+        const sent = this.trySendSmall(writer, bytes);
+        if (sent === true) return;
+        if (sent === 'big') break;
+        native().pollFds([writer.fd], 2, -1); // the pipe is full: wait for room, counted nowhere
+      }
+    }
+    this.sendLocked(writer, bytes);
   }
 
-  /** One whole message if one is there now (the read lock held by the caller). */
-  readNow(): Buffer | null {
-    const frame = this.open().reader.recvSync(0);
-    if (frame === undefined) throw closedError(); // every writer gone: only after close()
-    return frame;
+  /** A small frame without lock: true once written, false when the pipe is full, 'big' while a large write is on. */
+  private trySendSmall(writer: NativeChannel, bytes: Uint8Array): boolean | 'big' {
+    const words = this.words;
+    Atomics.add(words, ACTIVE, 1);
+    let sent: boolean | 'big' = 'big';
+    try {
+      if (Atomics.load(words, BIG) === 0) sent = writer.trySend(bytes);
+    } finally {
+      Atomics.sub(words, ACTIVE, 1);
+      if (Atomics.load(words, BIG) !== 0) native().futexWake(words, ACTIVE, 1);
+    }
+    return sent;
+  }
+
+  /** A frame written with the write lock held and BIG raised, once no small write is in flight. */
+  private sendLocked(writer: NativeChannel, bytes: Uint8Array): void {
+    const words = this.words;
+    this.wlock.acquireSync();
+    try {
+      Atomics.store(words, BIG, 1);
+      for (let active = Atomics.load(words, ACTIVE); active !== 0; active = Atomics.load(words, ACTIVE)) {
+        native().futexWait(words, ACTIVE, active, DRAIN_CHECK_MS);
+      }
+      writer.send(bytes);
+    } finally {
+      Atomics.store(words, BIG, 0);
+      this.wlock.release();
+    }
+  }
+
+  /** One whole message if one is there now and the turn is free (or its holder dead); no waiting. */
+  takeNow(): Frame | null {
+    return this.tryTurn(false) ? this.readAndGiveTurn() : null;
+  }
+
+  /** One whole message if one is there now, waiting up to `deadline` for the turn; `undefined`: time is up. */
+  takeSync(deadline: number | null): Frame | null | undefined {
+    while (!this.tryTurn(true)) {
+      const holder = Atomics.load(this.words, TURN);
+      if (holder === 0) continue;
+      const ms = left(deadline);
+      if (ms === 0) return undefined;
+      this.sleeping(() => native().futexWait(this.words, TURN, holder, Math.min(ms ?? TURN_CHECK_MS, TURN_CHECK_MS)));
+    }
+    return this.readAndGiveTurn();
+  }
+
+  /** {@link takeSync}, waiting for the turn on the event loop. */
+  async take(deadline: number | null): Promise<Frame | null | undefined> {
+    while (!this.tryTurn(true)) {
+      const holder = Atomics.load(this.words, TURN);
+      if (holder === 0) continue;
+      const ms = left(deadline);
+      if (ms === 0) return undefined;
+      Atomics.add(this.words, SLEEPERS, 1);
+      try {
+        await futexWaitAsync(this.words, TURN, holder, Math.min(ms ?? TURN_CHECK_MS, TURN_CHECK_MS));
+      } finally {
+        Atomics.sub(this.words, SLEEPERS, 1);
+      }
+      if (this.closed) throw closedError();
+    }
+    return this.readAndGiveTurn();
   }
 
   /** Whether a message is there (without taking it). */
@@ -107,7 +251,7 @@ class QueuePipe {
     return reader.poll(timeoutMs ?? -1);
   }
 
-  /** Resolves once the pipe is readable (or the queue closed here); no lock is held meanwhile. */
+  /** Resolves once the pipe is readable (or the queue closed here); no turn is held meanwhile. */
   whenReadable(): Promise<void> {
     const { reader } = this.open();
     if (this.generation !== forkGeneration()) {
@@ -141,13 +285,48 @@ class QueuePipe {
     return {
       reader: _reduceDescriptor(reader.fd),
       writer: _reduceDescriptor(writer.fd),
-      locks: dumps([this.rlock, this.wlock], 'the locks of a queue'),
+      shared: dumps([this.wlock, this.words], 'the state of a queue'),
     };
   }
 
   static rebuild(state: PipeState): QueuePipe {
-    const [rlock, wlock] = loads(state.locks) as [Lock, Lock];
-    return new QueuePipe(_rebuildDescriptor(state.reader), _rebuildDescriptor(state.writer), rlock, wlock);
+    const [wlock, words] = loads(state.shared) as [Lock, Int32Array];
+    return new QueuePipe(_rebuildDescriptor(state.reader), _rebuildDescriptor(state.writer), wlock, words);
+  }
+
+  /**
+   * Takes the turn if it is free. With `rescue`, also when its holder has
+   * ended: the frame it had begun is taken over (see the class).
+   */
+  private tryTurn(rescue: boolean): boolean {
+    const me = ownPid();
+    const holder = Atomics.compareExchange(this.words, TURN, 0, me);
+    if (holder === 0) return true;
+    if (!rescue || holder === me || isRunning(holder)) return false;
+    if (Atomics.compareExchange(this.words, TURN, holder, me) !== holder) return false;
+    if (this.open().reader.resume()) this.onLost();
+    return true;
+  }
+
+  /** Reads one whole message if one is there, then gives the turn back. */
+  private readAndGiveTurn(): Frame | null {
+    try {
+      const frame = this.open().reader.recvSync(0);
+      if (frame === undefined) throw closedError(); // every writer gone: only after close()
+      return frame;
+    } finally {
+      Atomics.store(this.words, TURN, 0);
+      if (Atomics.load(this.words, SLEEPERS) !== 0) native().futexWake(this.words, TURN, 1);
+    }
+  }
+
+  private sleeping(wait: () => void): void {
+    Atomics.add(this.words, SLEEPERS, 1);
+    try {
+      wait();
+    } finally {
+      Atomics.sub(this.words, SLEEPERS, 1);
+    }
   }
 
   private wake(): void {
@@ -163,29 +342,18 @@ class QueuePipe {
   }
 }
 
+/** A message as read: its bytes, or the text of a message in JSON (see `loads`). */
+type Frame = Buffer | string;
+
 interface PipeState {
   reader: DescriptorState;
   writer: DescriptorState;
-  locks: Buffer;
-}
-
-/** One message if there is one now, the read lock held by the caller (and released here). */
-function readAndRelease(pipe: QueuePipe): Buffer | null {
-  try {
-    return pipe.readNow();
-  } finally {
-    pipe.rlock.release();
-  }
-}
-
-/** One message if there is one now and the read lock is free (no waiting at all). */
-function takeNow(pipe: QueuePipe): Buffer | null {
-  return pipe.rlock.acquireSync({ block: false }) ? readAndRelease(pipe) : null;
+  shared: Buffer;
 }
 
 /** Takes one message, waiting on the event loop: `undefined` once the time is up. */
-async function take(pipe: QueuePipe, deadline: number | null): Promise<Buffer | undefined> {
-  const now = takeNow(pipe);
+async function take(pipe: QueuePipe, deadline: number | null): Promise<Frame | undefined> {
+  const now = pipe.takeNow();
   if (now !== null) return now;
   for (;;) {
     if (!pipe.readable(0)) {
@@ -194,20 +362,18 @@ async function take(pipe: QueuePipe, deadline: number | null): Promise<Buffer | 
       if (pipe.closed) throw closedError();
       continue;
     }
-    if (!(await pipe.rlock.acquire({ timeout: left(deadline) }))) return undefined;
-    const frame = readAndRelease(pipe);
+    const frame = await pipe.take(deadline);
     if (frame !== null) return frame;
   }
 }
 
 /** {@link take}, blocking the thread. */
-function takeSync(pipe: QueuePipe, deadline: number | null): Buffer | undefined {
-  const now = takeNow(pipe);
+function takeSync(pipe: QueuePipe, deadline: number | null): Frame | undefined {
+  const now = pipe.takeNow();
   if (now !== null) return now;
   for (;;) {
     if (!pipe.readable(left(deadline))) return undefined;
-    if (!pipe.rlock.acquireSync({ timeout: left(deadline) })) return undefined;
-    const frame = readAndRelease(pipe);
+    const frame = pipe.takeSync(deadline);
     if (frame !== null) return frame;
   }
 }
@@ -255,6 +421,7 @@ export class Queue<T = unknown> {
     if (adopted === undefined && loadNative() === null) return portable().newQueue(new.target, Math.max(maxsize, 0));
     this._pipe = adopted?.pipe ?? QueuePipe.create();
     this._places = adopted?.places ?? new BoundedSemaphore(this._maxsize)._signalling(); // a getter releases what a putter took
+    this._pipe.onLost = () => this._places.release();
   }
 
   /**
@@ -267,7 +434,6 @@ export class Queue<T = unknown> {
     const bytes = dumps(obj, 'obj');
     this.open();
     if (!(await this._places.acquire({ timeout: limit }))) throw new Full('the queue is full');
-    await this._pipe.wlock.acquire();
     this.write(bytes);
   }
 
@@ -277,7 +443,6 @@ export class Queue<T = unknown> {
     const bytes = dumps(obj, 'obj');
     this.open();
     if (!this._places.acquireSync({ timeout: limit })) throw new Full('the queue is full');
-    this._pipe.wlock.acquireSync();
     this.write(bytes);
   }
 
@@ -355,19 +520,17 @@ export class Queue<T = unknown> {
     return this._pipe;
   }
 
-  /** Writes a message with the write lock held, then releases it (and the place, if the write fails). */
+  /** Writes a message (its place taken); gives the place back if the write fails. */
   private write(bytes: Uint8Array): void {
     try {
       this._pipe.write(bytes);
     } catch (error) {
       this._places.release();
       throw error;
-    } finally {
-      this._pipe.wlock.release();
     }
   }
 
-  private taken(frame: Buffer): T {
+  private taken(frame: Frame): T {
     this._places.release();
     return loads(frame) as T;
   }
@@ -390,23 +553,17 @@ export class SimpleQueue<T = unknown> {
   /** Puts `obj` in the queue (it is there when this returns). */
   put(obj: T): void {
     const bytes = dumps(obj, 'obj');
-    const pipe = this.open();
-    pipe.wlock.acquireSync();
-    try {
-      pipe.write(bytes);
-    } finally {
-      pipe.wlock.release();
-    }
+    this.open().write(bytes);
   }
 
   /** The next item, waiting on the event loop. */
   async get(): Promise<T> {
-    return loads((await take(this.open(), null)) as Buffer) as T;
+    return loads((await take(this.open(), null)) as Frame) as T;
   }
 
   /** The next item, blocking the thread. */
   getSync(): T {
-    return loads(takeSync(this.open(), null) as Buffer) as T;
+    return loads(takeSync(this.open(), null) as Frame) as T;
   }
 
   /** Whether no item is there to get now. */

@@ -225,7 +225,8 @@ function rebuildDeep(value: unknown, seen: Set<object>): unknown {
 // walk for shared objects, so they travel as a 0x01 byte and JSON text
 // (v8.serialize's output starts with 0xFF).
 
-const JSON_TAG = 0x01;
+/** The first byte of a message in JSON: a Channel given it as `textTag` receives the JSON text. */
+export const JSON_TAG = 0x01;
 /** Nesting deeper than this (or a cycle) takes the v8 path. */
 const JSON_MAX_DEPTH = 32;
 /** Arrays longer than this take the v8 path (checking them for extra keys costs). */
@@ -339,8 +340,15 @@ function cannotSend(path: string, value: unknown, cause?: unknown): TypeError {
   return new TypeError(`${path}: ${kindOf(value)} cannot be sent to another process: ${why}`, cause === undefined ? undefined : { cause });
 }
 
-/** The value `dumps` serialised, with shared objects rebuilt in this process. */
-export function loads(buffer: Buffer | Uint8Array): unknown {
-  if (buffer[0] === JSON_TAG) return JSON.parse(Buffer.from(buffer.buffer, buffer.byteOffset, buffer.byteLength).toString('utf8', 1));
+/**
+ * The value `dumps` serialised, with shared objects rebuilt in this process;
+ * a string is the JSON text of a message in JSON, without its tag.
+ */
+export function loads(buffer: Buffer | Uint8Array | string): unknown {
+  if (typeof buffer === 'string') return JSON.parse(buffer);
+  if (buffer[0] === JSON_TAG) {
+    const bytes = buffer instanceof Buffer ? buffer : Buffer.from(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+    return JSON.parse(bytes.toString('utf8', 1));
+  }
   return rebuildDeep(v8().deserialize(buffer), new Set());
 }
