@@ -20,8 +20,6 @@
  * would with Python's `Queue(maxsize)`.
  * @packageDocumentation
  */
-import { closeSync } from 'fs';
-
 import { forkGeneration } from './at_fork';
 import { _rebuildDescriptor, _reduceDescriptor, DescriptorState } from './connection';
 import { Empty, Full } from './errors';
@@ -30,7 +28,6 @@ import { loadNative, requireNative } from './native';
 import { closedError, limitOf } from './queues/options';
 import { dumps, JSON_TAG, loads, registerReducer } from './reduction';
 import { RawArray } from './sharedctypes';
-import { getpid } from './util';
 import { BoundedSemaphore, Condition, Lock, Semaphore } from './synchronize';
 import { validateInteger } from './validate';
 
@@ -44,7 +41,7 @@ const UNBOUNDED = 0x7fffffff;
 const ACTIVE = 0;
 /** 1 while a producer (holding the write lock) writes a frame too large to be written whole. */
 const BIG = 1;
-/** The pid of the consumer whose turn it is to read; 0: nobody's. */
+/** The thread id of the consumer whose turn it is to read; 0: nobody's. */
 const TURN = 2;
 /** Consumers asleep until the turn is free. */
 const SLEEPERS = 3;
@@ -79,39 +76,16 @@ function portable(): typeof import('./queues/portable') {
   return require('./queues/portable') as typeof import('./queues/portable');
 }
 
-let pidGeneration = -1;
-let pid = 0;
+let tidGeneration = -1;
+let tid = 0;
 
-/** This process's pid, asked of the kernel once per fork generation (`process.pid` may be a sandbox's copy). */
-function ownPid(): number {
-  if (pidGeneration !== forkGeneration()) {
-    pid = getpid();
-    pidGeneration = forkGeneration();
+/** This thread's id, asked of the kernel once per fork generation. */
+function ownTid(): number {
+  if (tidGeneration !== forkGeneration()) {
+    tid = native().gettid();
+    tidGeneration = forkGeneration();
   }
-  return pid;
-}
-
-/** Whether process `pid` has not ended (a zombie has). */
-function isRunning(pid: number): boolean {
-  const binding = native();
-  let pidfd: number;
-  try {
-    pidfd = binding.pidfdOpen(pid);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ESRCH') return false;
-    if ((error as NodeJS.ErrnoException).code !== 'ENOSYS') throw error;
-    try {
-      process.kill(pid, 0);
-      return true;
-    } catch (killError) {
-      return (killError as NodeJS.ErrnoException).code !== 'ESRCH';
-    }
-  }
-  try {
-    return binding.pollFds([pidfd], 1, 0).length === 0;
-  } finally {
-    closeSync(pidfd);
-  }
+  return tid;
 }
 
 /** Waits (on a thread of the addon's) until `words[index]` may differ from `expected`, `ms` at most. */
@@ -131,9 +105,9 @@ function futexWaitAsync(words: Int32Array, index: number, expected: number, ms: 
  * lock and raises BIG, then waits for the small writes in flight (ACTIVE) to
  * end; small writers that see BIG take the lock too.
  *
- * Readers take the turn (TURN: the pid of the reader), read exactly one
- * frame and give it back. A reader that finds the turn held by a process that
- * has ended takes it over, and with it the frame that process had begun
+ * Readers take the turn (TURN: the thread id of the reader), read exactly
+ * one frame and give it back. A reader that finds the turn held by a thread
+ * that has ended takes it over, and with it the frame that thread had begun
  * (PROGRESS): a consumer killed in `get()` leaves the stream in step.
  */
 class QueuePipe {
@@ -299,10 +273,10 @@ class QueuePipe {
    * ended: the frame it had begun is taken over (see the class).
    */
   private tryTurn(rescue: boolean): boolean {
-    const me = ownPid();
+    const me = ownTid();
     const holder = Atomics.compareExchange(this.words, TURN, 0, me);
     if (holder === 0) return true;
-    if (!rescue || holder === me || isRunning(holder)) return false;
+    if (!rescue || holder === me || native().threadAlive(holder)) return false;
     if (Atomics.compareExchange(this.words, TURN, holder, me) !== holder) return false;
     if (this.open().reader.resume()) this.onLost();
     return true;
