@@ -105,7 +105,7 @@ const TERMINATE = 2;
 
 /** How many chunks an `imap` keeps submitted and not yet consumed, per worker. */
 const IMAP_CHUNKS_PER_WORKER = 2;
-/** How long a join of a starting worker waits before it looks again (it resolves at once when the worker dies). */
+/** How often the pool looks whether a worker that has not said hello yet has died. */
 const STARTUP_WATCH_MS = 200;
 /** How many queued tasks a stale worker (one forked before a function existed) looks through for one it can run. */
 const SCAN_LIMIT = 64;
@@ -905,13 +905,18 @@ export class Pool implements AsyncDisposable {
     this.#watchStartup(worker);
   }
 
-  /** Until a worker says hello, its end is seen by joining it (its socket is not connected yet). */
+  /**
+   * Until a worker says hello, its end is seen by looking at its exit code now
+   * and then (its socket is not connected yet; a join would hold a descriptor
+   * for the child and keep the event loop alive).
+   */
   #watchStartup(worker: PoolWorker): void {
-    void worker.process.join(STARTUP_WATCH_MS).then(() => {
+    const look = (): void => {
       if (worker.channel !== null || worker.state === 'gone') return;
-      if (worker.process.exitCode === null) this.#watchStartup(worker);
+      if (worker.process.exitCode === null) setTimeout(look, STARTUP_WATCH_MS).unref();
       else this.#gone(worker);
-    });
+    };
+    setTimeout(look, STARTUP_WATCH_MS).unref();
   }
 
   /** Tells an idle worker to leave (maxtasksperchild, a stale fork, the pool closed); a new one replaces it. */
@@ -924,7 +929,10 @@ export class Pool implements AsyncDisposable {
   #lost(worker: PoolWorker): void {
     if (worker.state === 'gone') return;
     if (worker.state !== 'stopping') worker.process.kill(); // a worker that hangs up without leaving
-    void worker.process.join().then(() => this.#gone(worker));
+    void worker.process.join().then(
+      () => this.#gone(worker),
+      () => this.#gone(worker), // it cannot be waited for (reaped by someone else): it has ended
+    );
   }
 
   /** The worker has ended: the task it held fails with WorkerLostError; it is replaced. */

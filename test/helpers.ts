@@ -28,6 +28,7 @@ export function runFixture(
     env: { ...process.env, ...options.env },
     timeout: options.timeoutMs ?? 20000,
     killSignal: 'SIGKILL',
+    maxBuffer: 64 * 1024 * 1024,
   });
   if (result.error) throw result.error;
   return { status: result.status, signal: result.signal, stdout: result.stdout, stderr: result.stderr };

@@ -11,6 +11,7 @@ import * as net from 'net';
 
 import { Reference, resolveCommonJs, resolveReference } from '../reference';
 import { Channel, closeInheritedHandles, decodePayload, encodeMessage, encodePayload, Header } from './channel';
+import { flushLines, writeWholeLines } from './output';
 import { describeError } from './remote_error';
 
 type AnyFunction = (...args: never[]) => unknown;
@@ -76,10 +77,15 @@ export function poolWorker(config: WorkerConfig): Promise<void> {
   // A forked worker has copies of the parent's pool sockets: its event loop
   // would read what is meant for the parent.
   if (config.functions !== null) closeInheritedHandles();
+  writeWholeLines();
   return new Promise((resolve) => {
     const runner = new TaskRunner(config);
     const socket = net.connect(config.address);
-    const channel = new Channel(socket, (header, payload) => runner.receive(header, payload), resolve);
+    const left = (): void => {
+      flushLines();
+      resolve();
+    };
+    const channel = new Channel(socket, (header, payload) => runner.receive(header, payload), left);
     runner.channel = channel;
     socket.once('connect', () => {
       void runner.start();
@@ -165,6 +171,7 @@ class TaskRunner {
   }
 
   #succeed(taskId: number, value: unknown): void {
+    flushLines();
     let payload: Buffer;
     try {
       payload = encodePayload(value, 'the result');
@@ -176,6 +183,7 @@ class TaskRunner {
   }
 
   #fail(taskId: number, error: unknown): void {
+    flushLines();
     this.channel?.send(encodeMessage([MESSAGE.ERROR, taskId, describeError(error)]));
   }
 

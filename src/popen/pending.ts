@@ -13,9 +13,20 @@
  * @internal
  */
 
+import { executionAsyncResource } from 'async_hooks';
+
 /** An entry of Node's linked lists of timers and immediates. */
 interface Linked {
   _idleNext: Linked | null;
+}
+
+/** An Immediate, as Node's loop over them (`processImmediate`) reads it. */
+interface ImmediateEntry extends Linked {
+  _idleNext: ImmediateEntry | null;
+  _idlePrev: ImmediateEntry | null;
+  _onImmediate: (() => void) | null;
+  _argv: unknown[] | undefined;
+  _destroyed: boolean;
 }
 
 interface NodeQueues {
@@ -23,7 +34,13 @@ interface NodeQueues {
   timerLists: Record<string, Linked>;
   immediates: { head: Linked | null };
   ticks: { shift(): unknown; isEmpty(): boolean };
+  /** Node's counters of immediates: `[count, refCount, hasOutstanding]`. */
+  immediateInfo: Uint32Array;
 }
+
+/** The fields of `immediateInfo` (Node's `ImmediateInfo::Fields`). */
+const IMMEDIATE_COUNT = 0;
+const HAS_OUTSTANDING = 2;
 
 /** What the parent had pending when the child was forked. */
 export interface ParentCallbacks {
@@ -31,6 +48,8 @@ export interface ParentCallbacks {
   immediates: Linked[];
   /** Whether nextTick callbacks were pending. */
   ticks: boolean;
+  /** The immediate whose callback forked, when the fork came from one (see leaveImmediateBatch()). */
+  runningImmediate: ImmediateEntry | null;
 }
 
 const KEY = 'node-multiprocessing.queues';
@@ -110,12 +129,19 @@ function lookUp(): void {
   const { post, disconnect } = connect();
   try {
     const clearTimeoutId = evaluate(post, 'clearTimeout');
-    const timers = closureVariables(post, clearTimeoutId, ['timerListMap', 'immediateQueue']);
+    const timers = closureVariables(post, clearTimeoutId, ['timerListMap', 'immediateQueue', 'immediateInfo']);
     const ticks = closureVariables(post, evaluate(post, 'process.nextTick'), ['queue']);
     post('Runtime.callFunctionOn', {
       objectId: clearTimeoutId,
-      functionDeclaration: 'function (key, timerLists, immediates, ticks) { this[Symbol.for(key)] = { timerLists, immediates, ticks }; }',
-      arguments: [{ value: KEY }, { objectId: timers.timerListMap }, { objectId: timers.immediateQueue }, { objectId: ticks.queue }],
+      functionDeclaration:
+        'function (key, timerLists, immediates, ticks, immediateInfo) { this[Symbol.for(key)] = { timerLists, immediates, ticks, immediateInfo }; }',
+      arguments: [
+        { value: KEY },
+        { objectId: timers.timerListMap },
+        { objectId: timers.immediateQueue },
+        { objectId: ticks.queue },
+        { objectId: timers.immediateInfo },
+      ],
     });
   } finally {
     disconnect();
@@ -161,7 +187,16 @@ export function parentCallbacks(): ParentCallbacks | null {
   const immediates: Linked[] = [];
   for (let immediate = queues.immediates.head; immediate !== null; immediate = immediate._idleNext) immediates.push(immediate);
   const ticks = !queues.ticks.isEmpty();
-  return timers.length > 0 || immediates.length > 0 || ticks ? { timers, immediates, ticks } : null;
+  const runningImmediate = immediateRunning(queues);
+  return timers.length > 0 || immediates.length > 0 || ticks || runningImmediate !== null ? { timers, immediates, ticks, runningImmediate } : null;
+}
+
+/** The immediate whose callback runs now (this code is called from it), or `null`. */
+function immediateRunning(nodeQueues: NodeQueues): ImmediateEntry | null {
+  if (nodeQueues.immediateInfo[HAS_OUTSTANDING] === 0) return null; // not inside Node's loop over immediates
+  const resource = executionAsyncResource() as Partial<ImmediateEntry>;
+  // Node marks an immediate destroyed just before it calls its callback.
+  return resource._destroyed === true && '_onImmediate' in resource && '_idlePrev' in resource ? (resource as ImmediateEntry) : null;
 }
 
 /**
@@ -174,4 +209,33 @@ export function forgetParentCallbacks(callbacks: ParentCallbacks | null): void {
   if (callbacks.ticks) while (queues.ticks.shift() != null);
   for (const timer of callbacks.timers) clearTimeout(timer as unknown as NodeJS.Timeout);
   for (const immediate of callbacks.immediates) clearImmediate(immediate as unknown as NodeJS.Immediate);
+  if (callbacks.runningImmediate !== null) leaveImmediateBatch(queues, callbacks.runningImmediate);
+}
+
+function doNothing(): void {}
+
+/**
+ * Forked inside `running`'s callback, the child leaves Node's loop over a
+ * batch of immediates (`processImmediate`) mid-way: the unwinding skips the
+ * loop's own bookkeeping, and Node calls the loop again at once to finish the
+ * batch. Left so, it would run the parent's immediates queued after `running`
+ * (they are in no queue the child clears), or, when `running` was not the
+ * first of its batch, restart at `running` itself, which it cannot step over
+ * (a TypeError, raised again and again: the child's loop never turns). So:
+ * the rest of the batch is cleared (its counts too, or the child's loop would
+ * never sleep), and a `running` the loop restarts at runs once more as a no-op.
+ */
+function leaveImmediateBatch(nodeQueues: NodeQueues, running: ImmediateEntry): void {
+  for (let next = running._idleNext; next !== null; ) {
+    const after = next._idleNext;
+    clearImmediate(next as unknown as NodeJS.Immediate);
+    next = after;
+  }
+  running._idleNext = null;
+  // Node restarts at `running` when it was not the first of its batch (then it has a predecessor).
+  if (running._idlePrev === null) return;
+  running._destroyed = false;
+  running._onImmediate = doNothing;
+  running._argv = undefined;
+  nodeQueues.immediateInfo[IMMEDIATE_COUNT]++; // counted down again when it runs
 }
