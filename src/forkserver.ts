@@ -129,7 +129,14 @@ export class ForkServerClient {
     const client = new ForkServerClient(server, requestsWrite, repliesRead, server.stdio[3] as net.Socket);
     // A forked child of this process does not own this server: it starts its
     // own if it needs one, and must not hold the server's request pipe open.
-    os.registerAtFork({ afterInChild: () => client.forgetInChild() });
+    // Once: the child's own children must not close those descriptor numbers
+    // again (by then the child may have reused them: a manager's sockets).
+    const forget = os.registerAtFork({
+      afterInChild: () => {
+        forget();
+        client.forgetInChild();
+      },
+    });
     return client;
   }
 

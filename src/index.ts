@@ -63,6 +63,14 @@ export type {
   ConditionProxy,
   EventProxy,
   BarrierProxy,
+  PoolProxy,
+  AsyncResultProxy,
+  IteratorProxy,
+  IteratorProxyLater,
+  ManagerPoolOptions,
+  ManagedCallOptions,
+  ManagedMapOptions,
+  ManagedCallbacks,
   Server,
 } from './managers';
 export type * from './connection';

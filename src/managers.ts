@@ -25,6 +25,8 @@ import { Reference, referenceOf, resolveReference } from './reference';
 import { describe, validateFunction, validateOptions, validateTimeout } from './validate';
 import * as objects from './managers/objects';
 import { ERROR, ObjectInfo, rebuildError, RemoteErrorState, errorState } from './managers/protocol';
+import { AsyncResultProxy, IteratorProxy, IteratorProxyLater, makePool, PoolProxy } from './managers/pool';
+import type { ManagedCallbacks, ManagedCallOptions, ManagedMapOptions } from './managers/pool';
 import * as proxies from './managers/proxies';
 import type { AcquireOptions, BlockOptions, DictKey } from './managers/proxies';
 import { Address, autoProxyType, BaseProxy, ClientConnection, connectionLayer, linkTo, ProxyClass, ProxyState, ServerLink, setProxyType } from './managers/proxy';
@@ -44,8 +46,8 @@ export {
   SemaphoreProxy,
   ValueProxy,
 } from './managers/proxies';
-export { BaseProxy, Server };
-export type { AcquireOptions, Address, BlockOptions, DictKey, ProxyClass, ProxyState };
+export { AsyncResultProxy, BaseProxy, IteratorProxy, IteratorProxyLater, PoolProxy, Server };
+export type { AcquireOptions, Address, BlockOptions, DictKey, ManagedCallbacks, ManagedCallOptions, ManagedMapOptions, ProxyClass, ProxyState };
 
 /**
  * The objects a SyncManager's server holds, for a server of your own
@@ -177,6 +179,7 @@ async function resolveTypes(types: readonly TypeSpec[]): Promise<Map<string, Ser
  * included). @internal
  */
 export async function serveManager(spec: ServerSpec, ownerLink: PipeEnd): Promise<void> {
+  allowChildren();
   let server: Server;
   try {
     const registry = await resolveTypes(spec.types);
@@ -202,6 +205,17 @@ export async function serveManager(spec: ServerSpec, ownerLink: PipeEnd): Promis
   // left behind (a timer, a socket) keeps it running. A forked server leaves through
   // _exit once this target settles; a spawned one would wait for its event loop.
   if (forkGeneration() === 0) process.exit(0);
+}
+
+/**
+ * The server is daemonic to its owner (it never keeps the owner alive and is
+ * ended with it), yet it may start children, as Python's manager process
+ * does (a Pool's workers): on its way out, by a shutdown, its owner's end or
+ * SIGTERM, it terminates and joins them as any process does.
+ */
+function allowChildren(): void {
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  (require('./process') as typeof import('./process')).currentProcess().daemon = false;
 }
 
 // --- BaseManager ---------------------------------------------------------------------
@@ -626,6 +640,26 @@ export interface SyncManager {
   /** A barrier for `parties` (a function `action` cannot cross to the server: TypeError). */
   Barrier(parties: number, options?: { timeout?: number | null }): Promise<proxies.BarrierProxy>;
   BarrierSync(parties: number, options?: { timeout?: number | null }): proxies.BarrierProxy;
+  /**
+   * A process pool in the server, as `new mp.Pool(processes, options)` there:
+   * its workers are the server's children (ended with it). The initializer
+   * and every task function cross by module reference.
+   */
+  Pool<I extends unknown[] = unknown[]>(processes?: number | null, options?: Omit<ManagerPoolOptions<I>, 'processes'>): Promise<PoolProxy>;
+  Pool<I extends unknown[] = unknown[]>(options: ManagerPoolOptions<I>): Promise<PoolProxy>;
+  PoolSync<I extends unknown[] = unknown[]>(processes?: number | null, options?: Omit<ManagerPoolOptions<I>, 'processes'>): PoolProxy;
+  PoolSync<I extends unknown[] = unknown[]>(options: ManagerPoolOptions<I>): PoolProxy;
+}
+
+/** The options of a manager's `Pool()`, as `mp.Pool`'s (the workers are the server's: no context). */
+export interface ManagerPoolOptions<I extends unknown[] = unknown[]> {
+  /** How many worker processes. Default: the server machine's `mp.cpuCount()`. */
+  processes?: number | null;
+  /** Run by each worker before its first task; exported by a module (it crosses by reference). */
+  initializer?: ((...args: I) => unknown) | null;
+  initargs?: I;
+  /** A worker leaves after this many tasks and is replaced. */
+  maxtasksperchild?: number | null;
 }
 
 const SYNC_TYPES: [string, RegisterOptions['callable'], ProxyClass][] = [
@@ -645,6 +679,52 @@ const SYNC_TYPES: [string, RegisterOptions['callable'], ProxyClass][] = [
   ['Barrier', objects.ServerBarrier, proxies.BarrierProxy],
 ];
 for (const [typeid, callable, proxytype] of SYNC_TYPES) SyncManager.register(typeid, { callable, proxytype });
+// The Pool's factory (below) sends its initializer by reference; its results stay in the server, as Python's.
+SyncManager.register('Pool', {
+  callable: makePool,
+  proxytype: PoolProxy,
+  createMethod: false,
+  methodToTypeid: { applyAsync: 'AsyncResult', mapAsync: 'AsyncResult', starmapAsync: 'AsyncResult', imap: 'Iterator', imapUnordered: 'Iterator' },
+});
+SyncManager.register('AsyncResult', { proxytype: AsyncResultProxy, createMethod: false });
+SyncManager.register('Iterator', { proxytype: IteratorProxy, createMethod: false });
+
+/** `Pool(processes?, options?)`'s arguments as they cross: the initializer by reference. */
+function poolArguments(first: unknown, second: unknown): [number | null, Record<string, unknown>] {
+  const byOptions = typeof first === 'object' && first !== null;
+  const options = validateOptions(byOptions ? first : second ?? {}, ['processes', 'initializer', 'initargs', 'maxtasksperchild'] as const);
+  if (byOptions && second !== undefined) throw new TypeError('Pool(options) takes one argument: put processes in the options');
+  const processes = (byOptions ? options.processes : first) ?? null;
+  if (processes !== null && (!Number.isInteger(processes) || (processes as number) < 1)) {
+    throw new RangeError(`processes must be a positive integer or null, got ${describe(processes)}`);
+  }
+  const { initializer = null, initargs = [], maxtasksperchild = null } = options;
+  if (initializer !== null) validateFunction(initializer, 'options.initializer');
+  if (!Array.isArray(initargs)) throw new TypeError(`options.initargs must be an array, got ${describe(initargs)}`);
+  const reference = initializer === null ? null : referenceOf(initializer as ServedCallable, 'options.initializer', 'spawn');
+  return [processes as number | null, { initializer: reference, initargs, maxtasksperchild }];
+}
+
+Object.defineProperties(SyncManager.prototype, {
+  Pool: {
+    configurable: true,
+    writable: true,
+    value: function (this: SyncManager, first?: unknown, second?: unknown) {
+      try {
+        return this._create('Pool', poolArguments(first, second));
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    },
+  },
+  PoolSync: {
+    configurable: true,
+    writable: true,
+    value: function (this: SyncManager, first?: unknown, second?: unknown) {
+      return this._createSync('Pool', poolArguments(first, second));
+    },
+  },
+});
 
 /**
  * Starts a {@link SyncManager}'s server process (default context's start

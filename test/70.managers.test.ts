@@ -270,13 +270,14 @@ describeWithConnection("a manager's end", () => {
     expect(procStat(pid)).toBeNull();
   });
 
-  test.each(methods)('its owner killed by SIGKILL (%s): the server ends, leaving no process or socket file', async (method) => {
+  test.each(methods)("its owner killed by SIGKILL (%s): the server and its Pool's workers end, leaving no process or socket file", async (method) => {
     const owner = spawn(process.execPath, [path.join(FIXTURES, 'managers_owner.js'), method], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const { serverPid, address } = (await firstLine(owner)) as { serverPid: number; address: string };
+    const { serverPid, address, poolPid } = (await firstLine(owner)) as { serverPid: number; address: string; poolPid: number };
     expect(procStat(serverPid)).not.toBeNull();
+    expect(procStat(poolPid)).not.toBeNull();
     owner.kill('SIGKILL');
     await exited(owner);
-    await until(() => procStat(serverPid) === null);
+    await until(() => procStat(serverPid) === null && procStat(poolPid) === null);
     expect(fs.existsSync(address)).toBe(false);
   });
 });

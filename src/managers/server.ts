@@ -6,6 +6,7 @@
  * once, and a call that waits (a Lock, an empty Queue) never holds up another.
  * @internal
  */
+import { forkGeneration } from '../at_fork';
 import { isThenable } from '../util';
 import { describe } from '../validate';
 import { pythonError } from './objects';
@@ -48,6 +49,23 @@ interface HeldObject {
   refcount: number;
 }
 
+/**
+ * The method a held object may have to let go of what it holds (a Pool's
+ * workers) when the server releases it: its last proxy dropped, or the
+ * server stopped.
+ */
+export const RELEASE = Symbol('release by the manager server');
+
+function release(object: object): void {
+  const hook = (object as { [RELEASE]?: unknown })[RELEASE];
+  if (typeof hook !== 'function') return;
+  try {
+    hook.call(object);
+  } catch {
+    // An object that fails to let go must not stop the server from serving the others.
+  }
+}
+
 /** A result that the server keeps and answers as a proxy. */
 class NewObject {
   constructor(readonly info: ObjectInfo) {}
@@ -66,8 +84,13 @@ export function publicMethods(object: object): string[] {
   return [...names];
 }
 
-/** The servers running in this process, by address: a proxy of theirs sent back to them is their own object. */
+/**
+ * The servers running in this process, by address: a proxy of theirs sent
+ * back to them is their own object. A forked child (a Pool's worker in the
+ * server) has a copy of this map but serves nothing: its proxies are proxies.
+ */
 const runningServers = new Map<string, Server>();
+let serversGeneration = forkGeneration();
 
 export function addressKey(address: unknown): string {
   return JSON.stringify(address);
@@ -75,7 +98,15 @@ export function addressKey(address: unknown): string {
 
 /** The server of this process at `address`, if any. */
 export function localServer(address: unknown): Server | undefined {
-  return runningServers.get(addressKey(address));
+  return servers().get(addressKey(address));
+}
+
+function servers(): Map<string, Server> {
+  if (serversGeneration !== forkGeneration()) {
+    serversGeneration = forkGeneration();
+    runningServers.clear();
+  }
+  return runningServers;
 }
 
 /** Server-level calls, as the `public` methods of Python's Server. */
@@ -108,7 +139,7 @@ export class Server {
     this.#registry = registry;
     this.#listener = listener;
     this.#stopped = new Promise((resolve) => (this.#stop = resolve));
-    runningServers.set(addressKey(listener.address), this);
+    servers().set(addressKey(listener.address), this);
   }
 
   /** The address clients connect to (a Unix socket path or `[host, port]`). */
@@ -269,6 +300,7 @@ export class Server {
     if (held.refcount > 0) return;
     this.#objects.delete(id);
     this.#ids.delete(held.object);
+    release(held.object);
   }
 
   /** The object of a proxy sent back to this server, held for as long as the server runs. */
@@ -287,10 +319,11 @@ export class Server {
   shutdown(): void {
     if (this.#closed) return;
     this.#closed = true;
-    runningServers.delete(addressKey(this.#listener.address));
+    servers().delete(addressKey(this.#listener.address));
     this.#listener.close();
     for (const connection of this.#connections) connection.close();
     this.#connections.clear();
+    for (const held of this.#objects.values()) release(held.object);
     this.#stop();
   }
 }
