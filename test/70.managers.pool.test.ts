@@ -73,7 +73,8 @@ describe.each(mp.getAllStartMethods())('a Pool of a manager of the %s start meth
     await expect(failed.get()).rejects.toBeInstanceOf(RangeError);
     await expect(pool.apply((x: number) => x, [1])).rejects.toThrow(/cannot cross to the manager's server.*module reference/);
     expect(() => pool.imap((x: number) => x, [1])).toThrow(TypeError);
-    await expect(pool.map(targets.square, [1], { signal: new AbortController().signal })).rejects.toThrow(/options.signal/);
+    const withSignal = { signal: new AbortController().signal } as unknown as mp.ManagedMapOptions; // as a JS caller could
+    await expect(pool.map(targets.square, [1], withSignal)).rejects.toThrow(/options.signal/);
     await expect(manager.Pool(0)).rejects.toBeInstanceOf(RangeError);
     // The pool still serves.
     expect(await pool.apply(targets.square, [3])).toBe(9);
