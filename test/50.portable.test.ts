@@ -32,6 +32,7 @@ const targets = require('./fixtures/portable_targets.js') as {
   shareAndExit(outbox: mp.Queue): void;
   serveQueue(outbox: mp.Queue): Promise<void>;
   getForever(queue: mp.Queue, ready: mp.Queue): Promise<void>;
+  lendPipe(outbox: mp.Queue): Promise<void>;
 };
 
 const spawn = mp.getContext('spawn');
@@ -222,6 +223,24 @@ test('a wrong authkey is refused with AuthenticationError, by a Listener and by 
   // eslint-disable-next-line @typescript-eslint/no-var-requires
   const { theBridge } = require('../dist/broker/bridge') as { theBridge(): { self: { address: string } } };
   expect(() => mp.connection.Client(theBridge().self.address, { authkey: 'a guess' })).toThrow(mp.AuthenticationError);
+});
+
+test('wait() and waitSync() over pipes of two owners: the ready ones, or [] after the timeout', async () => {
+  const [quietReader, quietWriter] = mp.Pipe(false);
+  const outbox = new mp.Queue<mp.Connection>();
+  const p = await run(targets.lendPipe, [outbox]);
+  const childsPipe = await outbox.get(); // its messages are kept by the child's broker
+  expect(mp.connection.waitSync([quietReader, childsPipe], 0)).toEqual([]);
+  expect(await mp.connection.wait([quietReader, childsPipe], 5)).toEqual([]);
+  const waiting = mp.connection.wait([quietReader, childsPipe]);
+  childsPipe.send('now');
+  expect(await waiting).toEqual([childsPipe]);
+  expect(mp.connection.waitSync([quietReader, childsPipe])).toEqual([childsPipe]);
+  expect(childsPipe.recvSync()).toBe('now!');
+  await expect(mp.connection.wait([quietReader, 3 as unknown as mp.Connection])).rejects.toThrow(TypeError);
+  childsPipe.close(); // the child ends then
+  await joinAll([p]);
+  for (const end of [quietReader, quietWriter, outbox]) end.close();
 });
 
 test('misuse throws: use after close, a one-way end the other way, fileno()', async () => {
