@@ -43,6 +43,21 @@ async function run(target: (...args: never[]) => unknown, args: unknown[]): Prom
   return p;
 }
 
+/**
+ * Starts a child that does not know the broker of this process (as a child
+ * started before this process made its first queue): what it makes lives in
+ * its own broker.
+ */
+async function runOnItsOwn(target: (...args: never[]) => unknown, args: unknown[]): Promise<mp.Process> {
+  const inherited = process.env.NODE_MULTIPROCESSING_BROKER;
+  delete process.env.NODE_MULTIPROCESSING_BROKER;
+  try {
+    return await run(target, args);
+  } finally {
+    if (inherited !== undefined) process.env.NODE_MULTIPROCESSING_BROKER = inherited;
+  }
+}
+
 async function joinAll(processes: mp.Process[]): Promise<void> {
   for (const p of processes) {
     await p.join();
@@ -173,9 +188,12 @@ test('JoinableQueue: join() resolves once two children marked every item done', 
   q.close();
 });
 
-test("a queue owned by a child serves the parent's puts and gets while the child lives", async () => {
+test.each([
+  ['this process', run],
+  ['the child', runOnItsOwn],
+])("a queue made in a child (kept by %s's broker) serves the parent's puts and gets while the child lives", async (_, start) => {
   const outbox = new mp.Queue<unknown>();
-  const p = await run(targets.serveQueue, [outbox]);
+  const p = await start(targets.serveQueue, [outbox]);
   const childQueue = (await outbox.get()) as mp.Queue<number | string>;
   await childQueue.put(1);
   expect(await outbox.get()).toBe(10);
@@ -187,9 +205,20 @@ test("a queue owned by a child serves the parent's puts and gets while the child
   outbox.close();
 });
 
-test('a queue and a pipe whose owner has ended fail with a clear error, never hang', async () => {
+test('a queue and a pipe made in a child outlive it: what it put and sent arrives, then EOFError', async () => {
   const outbox = new mp.Queue<{ queue: mp.Queue; conn: mp.Connection }>();
   const p = await run(targets.shareAndExit, [outbox]);
+  await joinAll([p]);
+  const { queue, conn } = await outbox.get();
+  expect(await queue.get()).toBe('kept by the child');
+  expect(conn.recvSync()).toBe('sent by the child');
+  await expect(conn.recv()).rejects.toBeInstanceOf(mp.EOFError);
+  for (const object of [queue, conn, outbox]) object.close();
+});
+
+test('a queue and a pipe kept by a broker whose process has ended fail with a clear error, never hang', async () => {
+  const outbox = new mp.Queue<{ queue: mp.Queue; conn: mp.Connection }>();
+  const p = await runOnItsOwn(targets.shareAndExit, [outbox]);
   await joinAll([p]);
   const { queue, conn } = await outbox.get();
   await expect(queue.get()).rejects.toMatchObject({ code: 'ERR_MP_OWNER_GONE', message: expect.stringMatching(/has ended/) });
@@ -228,7 +257,7 @@ test('a wrong authkey is refused with AuthenticationError, by a Listener and by 
 test('wait() and waitSync() over pipes of two owners: the ready ones, or [] after the timeout', async () => {
   const [quietReader, quietWriter] = mp.Pipe(false);
   const outbox = new mp.Queue<mp.Connection>();
-  const p = await run(targets.lendPipe, [outbox]);
+  const p = await runOnItsOwn(targets.lendPipe, [outbox]);
   const childsPipe = await outbox.get(); // its messages are kept by the child's broker
   expect(mp.connection.waitSync([quietReader, childsPipe], 0)).toEqual([]);
   expect(await mp.connection.wait([quietReader, childsPipe], 5)).toEqual([]);

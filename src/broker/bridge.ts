@@ -15,7 +15,17 @@ import * as path from 'path';
 import type * as WorkerThreads from 'worker_threads';
 
 import type { Hello, ThreadData, ThreadRequest } from './thread';
-import { Addressed, BrokerAddress, errorFromWire, Reply } from './wire';
+import { Addressed, BrokerAddress, errorFromWire, OWNER_GONE, Reply } from './wire';
+
+/**
+ * The broker new queues and pipes are made in, as children of the spawn start
+ * method inherit it: the first process of the tree that made one. A child's
+ * queue then lives as long as that process, not as its maker: a child may
+ * put an item or send a message and end, as with Python's kernel pipes.
+ * JSON of `{ address, authkey }` (hex); the environment of a process is
+ * readable only by its user.
+ */
+export const BROKER_ENV = 'NODE_MULTIPROCESSING_BROKER';
 
 /** A request as a handle makes it: to its broker (`home`), or this process's (`null`). */
 export type HandleRequest = Addressed;
@@ -54,10 +64,28 @@ class Bridge {
     this.worker.unref();
     const hello = this.callSync<Hello>({ op: 'hello' });
     this.self = { address: hello.address, authkey: Buffer.from(hello.authkey) };
+    process.env[BROKER_ENV] ??= JSON.stringify({ address: hello.address, authkey: this.self.authkey.toString('hex') });
     if (hello.cleanup !== null) {
       const directory = hello.cleanup;
       process.once('exit', () => fs.rmSync(directory, { recursive: true, force: true }));
     }
+  }
+
+  /**
+   * Makes a queue or pipe (`request`: `queue` or `pipe`) in the broker of
+   * {@link BROKER_ENV}, or here when there is none or it cannot be reached;
+   * answers its broker (`null`: this process's) and the answer.
+   */
+  create<T>(request: HandleRequest): [BrokerAddress | null, T] {
+    const inherited = inheritedBroker();
+    if (inherited !== null && !this.isSelf(inherited)) {
+      try {
+        return [inherited, this.callSync<T>({ ...request, home: inherited })];
+      } catch (error) {
+        if ((error as { code?: unknown }).code !== OWNER_GONE) throw error;
+      }
+    }
+    return [null, this.callSync<T>(request)];
   }
 
   /** Whether `home` is this process's broker. */
@@ -127,6 +155,19 @@ class Bridge {
     this.pending.clear();
     for (const waiting of pending) waiting.reject(error);
   }
+}
+
+/** The broker {@link BROKER_ENV} names, if it names one. */
+function inheritedBroker(): BrokerAddress | null {
+  const text = process.env[BROKER_ENV];
+  if (text === undefined) return null;
+  try {
+    const { address, authkey } = JSON.parse(text) as { address: unknown; authkey: unknown };
+    if (typeof address === 'string' && typeof authkey === 'string') return { address, authkey: Buffer.from(authkey, 'hex') };
+  } catch {
+    // not ours: ignored
+  }
+  return null;
 }
 
 let bridge: Bridge | undefined;

@@ -5,11 +5,12 @@
  * brokers.
  *
  * Without the addon there is no socketpair to hand to a child, no futex and
- * no descriptor passing, as on Windows. So a Queue's items, a Pipe end's
- * inbox, a Listener's server and a Client's socket live here, in the process
- * that made them, and every handle of them (in this process, or in a child
- * that got one as a Process argument) asks this broker over a Unix socket or
- * a Windows named pipe, after Python's authkey handshake with a key of the
+ * no descriptor passing, as on Windows. So a Queue's items and a Pipe end's
+ * inbox live in a broker (the main process's as a rule: see bridge.ts), a
+ * Listener's server and a Client's socket in the broker of the process that
+ * made them, and every handle of them (in this process, or in a child that
+ * got one as a Process argument) asks that broker over a Unix socket or a
+ * Windows named pipe, after Python's authkey handshake with a key of the
  * broker's own. Living on a thread of its own, the broker keeps answering
  * while its process's main thread blocks in a `Sync` twin.
  *

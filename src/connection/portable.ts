@@ -1,12 +1,11 @@
 /**
  * Connection, Pipe, Listener, Client and wait without the addon (on Windows,
  * or with `NODE_MULTIPROCESSING_NO_NATIVE=1`): the same classes and methods
- * over the broker of the process that made the connection
- * (broker/thread.ts), on `node:net` alone.
+ * over a broker (broker/thread.ts), on `node:net` alone.
  *
- * A Pipe's two ends are two inboxes in the broker of the process that called
- * `Pipe()`; an end passed to a child (as a Process argument, or inside a
- * message) reaches them through that broker. A Listener's server and a
+ * A Pipe's two ends are two inboxes in a broker, the main process's as a
+ * rule (see broker/bridge.ts); an end passed to a child (as a Process
+ * argument, or inside a message) reaches them through that broker. A Listener's server and a
  * Client's socket live in the I/O thread of the process that made them,
  * speaking Python's frames and handshake on the wire, so a Python peer talks
  * to them as to the addon's.
@@ -14,8 +13,8 @@
  * `send()` returns once the message is in the peer's inbox (or, for a
  * socket, in the kernel); the `Sync` twins block the thread. When every
  * handle of one end is closed (in every process), the other end reads
- * `mp.EOFError` after what was sent before; an end whose owner process has
- * ended reads `mp.EOFError` too. `fileno()` throws: there is no descriptor.
+ * `mp.EOFError` after what was sent before; an end whose broker's process
+ * has ended reads `mp.EOFError` too. `fileno()` throws: there is no descriptor.
  * @internal
  */
 import { theBridge } from '../broker/bridge';
@@ -193,10 +192,10 @@ registerReducer<PortableConnection, ConnectionState>(PortableConnection, {
   rebuild: (state) => connectionOf(BrokerHandle.rebuild(state.handle), state.readable, state.writable),
 });
 
-/** `Pipe(duplex)` in this process's broker. */
+/** `Pipe(duplex)` in the broker pipes are made in (see broker/bridge.ts). */
 export function Pipe(duplex: boolean): [Connection, Connection] {
-  const [first, second] = theBridge().callSync<[number, number]>({ op: 'pipe', duplex });
-  return [connectionOf(new BrokerHandle(null, first), true, duplex), connectionOf(new BrokerHandle(null, second), duplex, true)];
+  const [home, [first, second]] = theBridge().create<[number, number]>({ op: 'pipe', duplex });
+  return [connectionOf(new BrokerHandle(home, first), true, duplex), connectionOf(new BrokerHandle(home, second), duplex, true)];
 }
 
 // --- Listener and Client ------------------------------------------------------------------------------

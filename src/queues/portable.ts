@@ -1,14 +1,14 @@
 /**
  * Queue, SimpleQueue and JoinableQueue without the addon (on Windows, or with
  * `NODE_MULTIPROCESSING_NO_NATIVE=1`): the same classes and methods, their
- * items kept by the broker of the process that created the queue
- * (broker/thread.ts), as Python's queues keep theirs in a pipe and a named
- * semaphore on Windows.
+ * items kept by a broker (broker/thread.ts), the main process's as a rule
+ * (see broker/bridge.ts), as Python's queues keep theirs in a pipe and a
+ * named semaphore on Windows.
  *
  * `put()` resolves (and `putSync()` returns) once the owner holds the item:
  * it is delivered whatever happens to its producer next. Each item goes to
  * one `get()`, in the order each producer put them. The `Sync` twins block
- * the thread, waiting for the I/O thread's answer. A queue whose owner
+ * the thread, waiting for the I/O thread's answer. A queue whose broker's
  * process has ended fails every call with an Error whose `code` is
  * `ERR_MP_OWNER_GONE`.
  * @internal
@@ -201,13 +201,13 @@ function make<Q>(prototype: object, handle: BrokerHandle): Q {
   return queue;
 }
 
-/** A new queue of class `type` (Queue, JoinableQueue, or a subclass) in this process's broker; `maxsize` 0: no limit. */
+/** A new queue of class `type` (Queue, JoinableQueue, or a subclass) in the broker queues are made in; `maxsize` 0: no limit. */
 export function newQueue<Q>(type: abstract new (...args: never[]) => unknown, maxsize: number): Q {
-  const oid = theBridge().callSync<number>({ op: 'queue', maxsize });
-  return make<Q>(prototypeFor(type), new BrokerHandle(null, oid));
+  const [home, oid] = theBridge().create<number>({ op: 'queue', maxsize });
+  return make<Q>(prototypeFor(type), new BrokerHandle(home, oid));
 }
 
-/** A new SimpleQueue (or subclass) in this process's broker. */
+/** A new SimpleQueue (or subclass). */
 export function newSimpleQueue<Q>(type: abstract new (...args: never[]) => unknown): Q {
   return newQueue<Q>(type, 0);
 }
