@@ -10,6 +10,18 @@
 // memory) or collected by the GC. A mapping is never unmapped while any view
 // over it is reachable, and never twice.
 //
+// Blocks of the shared heap (src/heap.ts) are slices of an arena's mapping.
+// A slice made with a ShmFreeList reports its id there when V8 frees its
+// backing store: at a garbage collection, on whichever thread V8 sweeps, with
+// or without the event loop turning. The heap takes the ids before each
+// allocation and reuses those ranges, so a synchronous loop that drops its
+// blocks does not grow without bound (a FinalizationRegistry callback would
+// wait for the loop).
+//
+// shmZero(buffer, offset, length) makes a range read as zeros again: whole
+// pages go back to the system (MADV_REMOVE punches a hole in the segment),
+// the ends are cleared. A new segment is already zero and is never touched.
+//
 // The buffers are ordinary (non-shared, detachable) ArrayBuffers: Atomics.add,
 // compareExchange & co. work on Int32Arrays over them with real atomic
 // instructions (tested across forked processes); only Atomics.wait requires a
@@ -23,7 +35,9 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include <v8.h>
 
@@ -107,8 +121,28 @@ void DeleteMappingOwner(void*, size_t, void* owner) {
   delete static_cast<std::shared_ptr<Mapping>*>(owner);
 }
 
-void DeleteStoreOwner(void*, size_t, void* owner) {
-  delete static_cast<std::shared_ptr<v8::BackingStore>*>(owner);
+// The ids of the slices whose memory V8 has freed, not yet taken by the heap.
+struct FreedSlices {
+  std::mutex mutex;
+  std::vector<double> ids;
+};
+
+// What a slice's backing store holds: the arena's memory, and where to report
+// its own end (none for slices outside the heap).
+struct SliceOwner {
+  std::shared_ptr<v8::BackingStore> arena;
+  std::shared_ptr<FreedSlices> freed;
+  double id = 0;
+};
+
+// May run on a V8 sweeper thread: only the mutex is shared.
+void DeleteSliceOwner(void*, size_t, void* owner) {
+  auto* slice = static_cast<SliceOwner*>(owner);
+  if (slice->freed) {
+    std::lock_guard<std::mutex> lock(slice->freed->mutex);
+    slice->freed->ids.push_back(slice->id);
+  }
+  delete slice;
 }
 
 // An ArrayBuffer over [data, data + length) whose backing store keeps `owner`
@@ -174,21 +208,92 @@ Napi::Value ShmUnlink(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// shmSlice(buffer, offset, length): a new ArrayBuffer over part of `buffer`'s
-// memory that keeps the whole of it alive: the heap hands each block out as
-// one, so a block's views never reach its neighbours.
+// new ShmFreeList(): where slices report that V8 freed them; take() returns
+// their ids (and forgets them), or undefined when there are none.
+class ShmFreeList : public Napi::ObjectWrap<ShmFreeList> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "ShmFreeList", {InstanceMethod<&ShmFreeList::Take>("take")});
+  }
+
+  explicit ShmFreeList(const Napi::CallbackInfo& info)
+      : Napi::ObjectWrap<ShmFreeList>(info), freed_(std::make_shared<FreedSlices>()) {}
+
+  const std::shared_ptr<FreedSlices>& freed() const { return freed_; }
+
+ private:
+  Napi::Value Take(const Napi::CallbackInfo& info) {
+    std::vector<double> ids;
+    {
+      std::lock_guard<std::mutex> lock(freed_->mutex);
+      ids.swap(freed_->ids);
+    }
+    if (ids.empty()) return info.Env().Undefined();
+    Napi::Array array = Napi::Array::New(info.Env(), ids.size());
+    for (size_t i = 0; i < ids.size(); i++) array.Set(static_cast<uint32_t>(i), Napi::Number::New(info.Env(), ids[i]));
+    return array;
+  }
+
+  std::shared_ptr<FreedSlices> freed_;
+};
+
+// shmSlice(buffer, offset, length, freeList?, id?): a new ArrayBuffer over
+// part of `buffer`'s memory that keeps the whole of it alive: the heap hands
+// each block out as one, so a block's views never reach its neighbours. With
+// a ShmFreeList, `id` is reported there once V8 frees the slice.
 Napi::Value ShmSlice(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const char* usage = "shmSlice(buffer: ArrayBuffer, offset: number, length: number)";
+  const char* usage = "shmSlice(buffer: ArrayBuffer, offset: number, length: number, freeList?: ShmFreeList, id?: number)";
   v8::Local<v8::ArrayBuffer> buffer = ArrayBufferArg(info, 0, usage);
   double offset = SizeArg(info, 1, usage);
   double length = SizeArg(info, 2, usage);
-  std::shared_ptr<v8::BackingStore> store = buffer->GetBackingStore();
-  if (store->Data() == nullptr || offset + length > static_cast<double>(store->ByteLength())) {
-    ThrowErrno(env, store->Data() == nullptr ? EBADF : ERANGE, "shmSlice");
+  SliceOwner owner;
+  if (info.Length() > 3 && !info[3].IsUndefined()) {
+    if (!info[3].IsObject() || info.Length() < 5) ThrowUsage(env, usage);
+    ShmFreeList* freeList = ShmFreeList::Unwrap(info[3].As<Napi::Object>());
+    if (freeList == nullptr) ThrowUsage(env, usage);
+    owner.freed = freeList->freed();
+    owner.id = SizeArg(info, 4, usage);
   }
-  uint8_t* data = static_cast<uint8_t*>(store->Data()) + static_cast<size_t>(offset);
-  return ExternalBuffer(env, data, static_cast<size_t>(length), std::move(store), DeleteStoreOwner);
+  owner.arena = buffer->GetBackingStore();
+  if (owner.arena->Data() == nullptr || offset + length > static_cast<double>(owner.arena->ByteLength())) {
+    ThrowErrno(env, owner.arena->Data() == nullptr ? EBADF : ERANGE, "shmSlice");
+  }
+  uint8_t* data = static_cast<uint8_t*>(owner.arena->Data()) + static_cast<size_t>(offset);
+  return ExternalBuffer(env, data, static_cast<size_t>(length), std::move(owner), DeleteSliceOwner);
+}
+
+// shmZero(buffer, offset, length): [offset, offset + length) of `buffer`'s
+// memory reads as zeros again. The whole pages inside go back to the system
+// (for every process mapping the segment), the partial ones at the ends are
+// cleared.
+Napi::Value ShmZero(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* usage = "shmZero(buffer: ArrayBuffer, offset: number, length: number)";
+  v8::Local<v8::ArrayBuffer> buffer = ArrayBufferArg(info, 0, usage);
+  size_t offset = static_cast<size_t>(SizeArg(info, 1, usage));
+  size_t length = static_cast<size_t>(SizeArg(info, 2, usage));
+  std::shared_ptr<v8::BackingStore> store = buffer->GetBackingStore();
+  if (store->Data() == nullptr || offset + length > store->ByteLength()) {
+    ThrowErrno(env, store->Data() == nullptr ? EBADF : ERANGE, "shmZero");
+  }
+  uint8_t* start = static_cast<uint8_t*>(store->Data()) + offset;
+  uint8_t* end = start + length;
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  uint8_t* pagesStart = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(start) + page - 1) & ~(page - 1));
+  uint8_t* pagesEnd = reinterpret_cast<uint8_t*>(reinterpret_cast<uintptr_t>(end) & ~(page - 1));
+  if (pagesStart >= pagesEnd) {
+    std::memset(start, 0, length);
+    return env.Undefined();
+  }
+  std::memset(start, 0, static_cast<size_t>(pagesStart - start));
+  std::memset(pagesEnd, 0, static_cast<size_t>(end - pagesEnd));
+#ifdef MADV_REMOVE
+  if (madvise(pagesStart, static_cast<size_t>(pagesEnd - pagesStart), MADV_REMOVE) == 0) return env.Undefined();
+#endif
+  // No hole punching here (macOS): clear them.
+  std::memset(pagesStart, 0, static_cast<size_t>(pagesEnd - pagesStart));
+  return env.Undefined();
 }
 
 // shmRelease(buffer): detaches `buffer` at once (views over it get length 0);
@@ -207,6 +312,8 @@ void InitShm(Napi::Env env, Napi::Object exports) {
   exports.Set("shmUnlink", Napi::Function::New(env, ShmUnlink, "shmUnlink"));
   exports.Set("shmSlice", Napi::Function::New(env, ShmSlice, "shmSlice"));
   exports.Set("shmRelease", Napi::Function::New(env, ShmRelease, "shmRelease"));
+  exports.Set("shmZero", Napi::Function::New(env, ShmZero, "shmZero"));
+  exports.Set("ShmFreeList", ShmFreeList::Define(env));
 }
 
 }  // namespace mp

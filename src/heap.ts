@@ -21,8 +21,13 @@
  *   `Atomics.wait`, which needs a SharedArrayBuffer: wait with a futex) are
  *   real atomic operations on it, across processes.
  * - **Lifetime**: the block's memory is returned to its arena when
- *   `block.buffer` is garbage (no block, no view over it reachable). Keep a
- *   reference while another process may still use the block. Arenas live as
+ *   `block.buffer` is garbage (no block, no view over it reachable): reported
+ *   by the addon when V8 frees the buffer, and taken before the next
+ *   allocation, so a synchronous loop reuses what it drops without the event
+ *   loop turning (a FinalizationRegistry, which needs the loop, covers a heap
+ *   that allocates no more). A returned range is zeroed then, its whole pages
+ *   given back to the system; new arenas are zero already and never touched.
+ *   Keep a reference while another process may still use the block. Arenas live as
  *   long as the process that made them (large ones, > 4 MiB, until their block
  *   is freed); the creating process unlinks their names at exit and the
  *   resource tracker does it if that process was killed.
@@ -38,7 +43,7 @@
 import type * as Crypto from 'crypto';
 
 import { forkGeneration } from './at_fork';
-import { requireNative } from './native';
+import { NativeShmFreeList, requireNative } from './native';
 import { registerReducer } from './reduction';
 import * as tracker from './resource_tracker';
 import { validateInteger } from './validate';
@@ -220,7 +225,15 @@ class Heap {
   /** The fork generation that made this heap: in a forked child, the parent's heap is not ours. */
   private readonly generation = forkGeneration();
   private nextArenaSize = PAGE_SIZE;
-  private readonly collected = new FinalizationRegistry<Placement>((placement) => this.free(placement));
+  /** The blocks handed out and not yet freed, by id. */
+  private readonly live = new Map<number, Placement>();
+  private nextId = 1;
+  /** Where the addon reports the ids of blocks whose buffers V8 freed; made with the first block. */
+  private freedList: NativeShmFreeList | undefined;
+  private readonly collected = new FinalizationRegistry<number>((id) => {
+    this.freeId(id);
+    this.reclaim();
+  });
 
   /** Arenas by name, to rebuild a block of this process's own heap. */
   arena(name: string): Arena | undefined {
@@ -228,6 +241,7 @@ class Heap {
   }
 
   allocate(byteLength: number, alignment: number): SharedBlock {
+    this.reclaim();
     const length = alignUp(Math.max(byteLength, 1), MIN_ALIGNMENT);
     let arena: Arena | undefined;
     let offset = -1;
@@ -239,12 +253,28 @@ class Heap {
       arena = this.newArena(length);
       offset = arena.take(length, alignment);
     }
-    const buffer = requireNative('shared memory').shmSlice(arena.buffer, offset, byteLength);
-    new Uint8Array(buffer).fill(0); // a reused range still holds its last owner's data
+    const id = this.nextId++;
+    this.freedList ??= new (requireNative('shared memory').ShmFreeList)();
+    const buffer = requireNative('shared memory').shmSlice(arena.buffer, offset, byteLength, this.freedList, id);
     const block = new SharedBlock(buffer, 0, byteLength);
     remember(block, { name: arena.name, offset, length: byteLength });
-    this.collected.register(buffer, { arena, offset, length });
+    this.live.set(id, { arena, offset, length });
+    this.collected.register(buffer, id);
     return block;
+  }
+
+  /** Frees the blocks whose buffers V8 has freed since the last call. */
+  private reclaim(): void {
+    const ids = this.freedList?.take();
+    if (ids !== undefined) for (const id of ids) this.freeId(id);
+  }
+
+  /** Frees block `id`, once (the addon and the FinalizationRegistry both report it). */
+  private freeId(id: number): void {
+    const placement = this.live.get(id);
+    if (placement === undefined) return;
+    this.live.delete(id);
+    this.free(placement);
   }
 
   /** True in a forked child for its parent's heap, which it leaves as it was. */
@@ -275,7 +305,10 @@ class Heap {
     if (arena.isEmpty() && arena.size > MAX_SHARED_ARENA_SIZE) {
       this.arenas.splice(this.arenas.indexOf(arena), 1);
       arena.destroy();
+      return;
     }
+    // The next block here must find zeros; whole pages go back to the system meanwhile.
+    requireNative('shared memory').shmZero(arena.buffer, offset, length);
   }
 }
 

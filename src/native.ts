@@ -40,6 +40,12 @@ export interface NativeFutexWaiter {
 }
 // --- end native/futex.cc -----------------------------------------------------
 
+/** The ids of heap slices that V8 has freed (native/shm.cc). */
+export interface NativeShmFreeList {
+  /** The ids reported since the last call (forgotten here), or undefined when there are none. */
+  take(): number[] | undefined;
+}
+
 // --- native/connection.cc: framed byte streams --------------------------------
 
 /** Frames read on the event loop: `ended` at end of file, `error` when reading failed (then ended too). */
@@ -177,8 +183,15 @@ export interface NativeBinding {
   shmOpen(name: string, create: boolean, size: number): ArrayBuffer;
   /** Removes the name; existing mappings stay valid. ENOENT if there is none. */
   shmUnlink(name: string): void;
-  /** A new ArrayBuffer over `[offset, offset + length)` of `buffer`'s memory, keeping the mapping alive. */
-  shmSlice(buffer: ArrayBuffer, offset: number, length: number): ArrayBuffer;
+  /**
+   * A new ArrayBuffer over `[offset, offset + length)` of `buffer`'s memory, keeping the mapping alive.
+   * With a free list, `id` is reported there once V8 has freed the new buffer (at a GC, loop or not).
+   */
+  shmSlice(buffer: ArrayBuffer, offset: number, length: number, freeList?: NativeShmFreeList, id?: number): ArrayBuffer;
+  /** Where slices report their end: see shmSlice. */
+  ShmFreeList: new () => NativeShmFreeList;
+  /** `[offset, offset + length)` of `buffer`'s memory reads as zeros again; its whole pages go back to the system. */
+  shmZero(buffer: ArrayBuffer, offset: number, length: number): void;
   /** Detaches `buffer` now; the mapping is unmapped once no buffer over it is left. */
   shmRelease(buffer: ArrayBuffer): void;
   // end native/shm.cc
