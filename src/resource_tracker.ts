@@ -15,11 +15,20 @@
  *
  * Writes are synchronous: a resource is registered before the call that
  * created it returns.
+ *
+ * A tracker that dies (killed by someone) is relaunched, as CPython does: at
+ * once by the process that launched it when its event loop sees the exit, or
+ * by any process at its next write (EPIPE). Each process then tells the new
+ * tracker again of every name it registered and has not unregistered, so a
+ * segment made before the restart is still removed after a SIGKILL of its
+ * creator, or at a normal exit.
  * @internal
  */
 import type { ChildProcess } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
+
+import { loadNative } from './native';
 
 /**
  * What a registered name is: `shared_memory` is a user's `SharedMemory` (its
@@ -50,6 +59,18 @@ interface TrackerState {
 
 const state: TrackerState = { fd: null, child: null };
 
+/**
+ * The names this process registered and has not unregistered (`type:name` ->
+ * type and the registering pid): told again to a relaunched tracker. A forked
+ * child has a copy of its parent's; it tells only its own.
+ */
+const registered = new Map<string, { readonly name: string; readonly type: ResourceType; readonly pid: number }>();
+
+/** This process's pid from the kernel (a forked child's `process.pid` may be its parent's). */
+function currentPid(): number {
+  return loadNative()?.getpid() ?? process.pid;
+}
+
 /** Reads a tracker fd passed by a spawning parent, if any. */
 function adoptInheritedFd(): void {
   const value = process.env[TRACKER_FD_ENV];
@@ -70,6 +91,9 @@ function launch(): void {
   const { spawn } = require('child_process') as typeof import('child_process');
   const child = spawn(process.execPath, [MAIN], {
     stdio: ['pipe', 'ignore', 'inherit'],
+    // A process group of its own: a SIGKILL sent to its writers' group (a
+    // killed test run, a supervisor) must not take the cleaner with them.
+    detached: true,
     // The tracker must not inherit a parent's inspector or loaders.
     env: { ...process.env, NODE_OPTIONS: '' },
   });
@@ -82,8 +106,26 @@ function launch(): void {
   child.unref();
   (child.stdin as unknown as { unref(): void }).unref();
   child.on('error', () => undefined); // a launch failure shows as EPIPE on the first write
+  // It ends only once every writer is gone, so an exit seen here is a death.
+  child.once('exit', () => {
+    if (state.child === child) relaunch();
+  });
   state.child = child;
   state.fd = handle.fd;
+}
+
+/** Starts a new tracker in place of a dead one, and tells it what this process registered. */
+function relaunch(): void {
+  process.emitWarning('resource tracker: process died unexpectedly, relaunching. Some resources might leak.', {
+    code: 'MP_RESOURCE_TRACKER',
+  });
+  state.fd = null;
+  state.child = null;
+  const fd = trackerFd();
+  const pid = currentPid();
+  for (const { name, type, pid: owner } of registered.values()) {
+    if (owner === pid) writeAll(fd, commandLine('REGISTER', name, type));
+  }
 }
 
 /**
@@ -131,20 +173,21 @@ function writeAll(fd: number, line: Buffer): void {
   }
 }
 
+function commandLine(command: 'REGISTER' | 'UNREGISTER', name: string, type: ResourceType): Buffer {
+  return Buffer.from(`${command}:${name}:${type}\n`);
+}
+
 function send(command: 'REGISTER' | 'UNREGISTER', name: string, type: ResourceType): void {
   if (/[\n\0]/.test(name)) throw new TypeError(`a resource name cannot contain a newline or NUL: ${JSON.stringify(name)}`);
-  const line = Buffer.from(`${command}:${name}:${type}\n`);
+  const key = `${type}:${name}`;
+  if (command === 'REGISTER') registered.set(key, { name, type, pid: currentPid() });
+  else registered.delete(key);
   try {
-    writeAll(trackerFd(), line);
+    writeAll(trackerFd(), commandLine(command, name, type));
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EPIPE') throw error;
-    // The tracker died (killed by someone): start another, as CPython does.
-    process.emitWarning('resource tracker: process died unexpectedly, relaunching. Some resources might leak.', {
-      code: 'MP_RESOURCE_TRACKER',
-    });
-    state.fd = null;
-    state.child = null;
-    writeAll(trackerFd(), line);
+    // The tracker died: a new one learns this line with the rest.
+    relaunch();
   }
 }
 

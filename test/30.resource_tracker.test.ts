@@ -106,3 +106,65 @@ test('a spawned child given the tracker fd registers with its parent\'s tracker,
   expect(run.stderr).toContain(`/${child.leaked as string}`);
   expect(run.stderr.match(/leaked shared_memory/g)).toHaveLength(1); // one tracker
 });
+
+/** A fixture that reads commands on stdin: its JSON lines in order, and its stderr. */
+function startInteractive(name: string): { child: ChildProcess; next(): Promise<Record<string, unknown>>; stderr(): string } {
+  const child = spawn(process.execPath, [path.join(FIXTURES, name)], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const lines = readline.createInterface({ input: child.stdout as NodeJS.ReadableStream });
+  const queued: string[] = [];
+  const waiting: Array<(line: string) => void> = [];
+  lines.on('line', (line) => (waiting.length > 0 ? waiting.shift()?.(line) : queued.push(line)));
+  const nextLine = (): Promise<string> =>
+    queued.length > 0 ? Promise.resolve(queued.shift() as string) : new Promise((resolve) => waiting.push(resolve));
+  return {
+    child,
+    next: async () => JSON.parse(await nextLine()) as Record<string, unknown>,
+    stderr: () => stderr,
+  };
+}
+
+interface TrackerReport {
+  shm: string[];
+  heap: string[];
+  tracker: number;
+}
+
+/** Starts shm_tracker_restart.js, SIGKILLs its tracker, has it make one more segment; returns both reports. */
+async function killTrackerThenRegister(): Promise<{ fixture: ReturnType<typeof startInteractive>; first: TrackerReport; after: TrackerReport }> {
+  const fixture = startInteractive('shm_tracker_restart.js');
+  const first = (await fixture.next()) as unknown as TrackerReport;
+  expect([...first.shm, ...first.heap].every(exists)).toBe(true);
+  process.kill(first.tracker, 'SIGKILL');
+  expect(await waitFor(() => !alive(first.tracker), 60000)).toBe(true);
+  fixture.child.stdin?.write('again\n');
+  const after = (await fixture.next()) as unknown as TrackerReport;
+  expect(after.tracker).not.toBe(first.tracker);
+  expect(alive(after.tracker)).toBe(true);
+  return { fixture, first, after };
+}
+
+describe('a tracker killed and relaunched is told of everything registered before', () => {
+  test('SIGKILL of the creator afterwards: segments made before and after the restart are removed', async () => {
+    const { fixture, after } = await killTrackerThenRegister();
+    const names = [...after.shm, ...after.heap];
+    expect(after.shm.length).toBe(2);
+    fixture.child.kill('SIGKILL');
+    await exited(fixture.child);
+    expect(await waitFor(() => !alive(after.tracker), 60000)).toBe(true);
+    expect(names.filter(exists)).toEqual([]);
+    expect(fixture.stderr()).toMatch(/relaunching/);
+  }, 180000);
+
+  test('normal exit afterwards: nothing is left, the segments never unlinked are warned about', async () => {
+    const { fixture, after } = await killTrackerThenRegister();
+    const names = [...after.shm, ...after.heap];
+    fixture.child.stdin?.write('exit\n');
+    await exited(fixture.child);
+    expect(fixture.child.exitCode).toBe(0);
+    expect(await waitFor(() => !alive(after.tracker), 60000)).toBe(true);
+    expect(names.filter(exists)).toEqual([]);
+    for (const name of after.shm) expect(fixture.stderr()).toContain(name);
+  }, 180000);
+});
