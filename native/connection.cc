@@ -1,7 +1,9 @@
 // The byte side of Connection (src/connection.ts): descriptors and framing.
 //
 //   socketpair() -> [fd, fd]     a connected AF_UNIX stream pair (duplex Pipe)
-//   streamPipe() -> [readFd, writeFd]   a pipe (one-way Pipe)
+//   streamPipe() -> [readFd, writeFd]   a pipe (one-way Pipe), both ends
+//                                blocking and close-on-exec; also exported as
+//                                pipe() (the forkserver's requests)
 //   streamPipe(size?) takes the pipe's capacity in bytes (F_SETPIPE_SZ, capped
 //                                by the system; a Queue's pipe holds a burst)
 //   new Channel(fd, onMessages?, exact?, textTag?) the framed byte stream over
@@ -675,6 +677,8 @@ class Channel : public Napi::ObjectWrap<Channel> {
 void InitConnection(Napi::Env env, Napi::Object exports) {
   exports.Set("socketpair", Napi::Function::New(env, SocketPair, "socketpair"));
   exports.Set("streamPipe", Napi::Function::New(env, StreamPipe, "streamPipe"));
+  // popen.cc's blocking pipe (the forkserver's synchronous requests) is the same pipe.
+  exports.Set("pipe", Napi::Function::New(env, StreamPipe, "pipe"));
   exports.Set("takeFd", Napi::Function::New(env, TakeFd, "takeFd"));
   exports.Set("Channel", Channel::Define(env));
   exports.Set("atomicWriteSize", Napi::Number::New(env, PIPE_BUF));

@@ -4,8 +4,8 @@
 //   escapeToLoop(callback)   in a forked child: leave the parent's JS stack.
 //   prepareEscape()          in the parent, before the fork: ready it.
 //   isRunningMicrotasks()    whether the current JS runs inside a microtask.
-//   pipe() -> [readFd, writeFd]   a blocking pipe, for the forkserver's
-//       synchronous requests (start() must know the child's pid at once).
+//   (pipe(), the blocking pipe of the forkserver's synchronous requests, is
+//   connection.cc's streamPipe.)
 //   raiseHandled(error)      an uncaught exception, handled: empties Node's
 //       stack of async ids in a child escaping from a callback.
 //
@@ -18,7 +18,6 @@
 // execution (as the vm module does on a timeout) unwinds every JS frame without
 // running a catch or a finally block, and drops the microtasks the parent had
 // queued; the callback then starts the target on a fresh stack.
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -226,29 +225,12 @@ Napi::Value RaiseHandled(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// pipe() -> [readFd, writeFd]: both ends blocking and close-on-exec.
-Napi::Value Pipe(const Napi::CallbackInfo& info) {
-  int fds[2];
-#ifdef __linux__
-  if (pipe2(fds, O_CLOEXEC) < 0) ThrowErrno(info.Env(), "pipe2");
-#else
-  if (pipe(fds) < 0) ThrowErrno(info.Env(), "pipe");
-  fcntl(fds[0], F_SETFD, FD_CLOEXEC);
-  fcntl(fds[1], F_SETFD, FD_CLOEXEC);
-#endif
-  Napi::Array pair = Napi::Array::New(info.Env(), 2);
-  pair.Set(0u, Napi::Number::New(info.Env(), fds[0]));
-  pair.Set(1u, Napi::Number::New(info.Env(), fds[1]));
-  return pair;
-}
-
 }  // namespace
 
 void InitPopen(Napi::Env env, Napi::Object exports) {
   exports.Set("escapeToLoop", Napi::Function::New(env, EscapeToLoop, "escapeToLoop"));
   exports.Set("prepareEscape", Napi::Function::New(env, PrepareEscape, "prepareEscape"));
   exports.Set("isRunningMicrotasks", Napi::Function::New(env, IsRunningMicrotasks, "isRunningMicrotasks"));
-  exports.Set("pipe", Napi::Function::New(env, Pipe, "pipe"));
   exports.Set("raiseHandled", Napi::Function::New(env, RaiseHandled, "raiseHandled"));
 }
 

@@ -210,8 +210,6 @@ export interface NativeBinding {
   prepareEscape(callback: () => void): void;
   /** Whether the JS running now runs inside a microtask. */
   isRunningMicrotasks(): boolean;
-  /** A blocking pipe, both ends close-on-exec: `[readFd, writeFd]`. */
-  pipe(): [number, number];
   /** Raises `error` as an uncaught exception now, through Node's handler; the caller makes sure it is handled. */
   raiseHandled(error: Error): void;
   // end native/popen.cc
@@ -220,6 +218,8 @@ export interface NativeBinding {
   socketpair(): [number, number];
   /** A pipe `[readFd, writeFd]`, both ends close-on-exec; `size`: its capacity in bytes, as the system allows. */
   streamPipe(size?: number): [number, number];
+  /** A blocking pipe, both ends close-on-exec: `[readFd, writeFd]` (streamPipe without a size). */
+  pipe(): [number, number];
   /** PIPE_BUF: the largest write a pipe takes whole, never mixed with another writer's. */
   atomicWriteSize: number;
   /** A close-on-exec copy of descriptor `fd` of process `pid` (pidfd_getfd). */

@@ -142,7 +142,7 @@ class QueuePipe {
 
   /** Writes one whole message: it is in the pipe when this returns. */
   write(bytes: Uint8Array): void {
-    const { writer } = this.open();
+    const writer = this.openWriter();
     if (bytes.length + 4 <= native().atomicWriteSize) {
       for (;;) {
         const sent = this.trySendSmall(writer, bytes);
@@ -221,13 +221,13 @@ class QueuePipe {
 
   /** Whether a message is there (without taking it). */
   readable(timeoutMs: number | null): boolean {
-    const { reader } = this.open();
+    const reader = this.openReader();
     return reader.poll(timeoutMs ?? -1);
   }
 
   /** Resolves once the pipe is readable (or the queue closed here); no turn is held meanwhile. */
   whenReadable(): Promise<void> {
-    const { reader } = this.open();
+    const reader = this.openReader();
     if (this.generation !== forkGeneration()) {
       // A forked child: the parent's watch and waiters are the parent's.
       this.generation = forkGeneration();
@@ -255,7 +255,8 @@ class QueuePipe {
   }
 
   reduce(): PipeState {
-    const { reader, writer } = this.open();
+    const reader = this.openReader();
+    const writer = this.openWriter();
     return {
       reader: _reduceDescriptor(reader.fd),
       writer: _reduceDescriptor(writer.fd),
@@ -278,14 +279,14 @@ class QueuePipe {
     if (holder === 0) return true;
     if (!rescue || holder === me || native().threadAlive(holder)) return false;
     if (Atomics.compareExchange(this.words, TURN, holder, me) !== holder) return false;
-    if (this.open().reader.resume()) this.onLost();
+    if (this.openReader().resume()) this.onLost();
     return true;
   }
 
   /** Reads one whole message if one is there, then gives the turn back. */
   private readAndGiveTurn(): Frame | null {
     try {
-      const frame = this.open().reader.recvSync(0);
+      const frame = this.openReader().recvSync(0);
       if (frame === undefined) throw closedError(); // every writer gone: only after close()
       return frame;
     } finally {
@@ -310,9 +311,16 @@ class QueuePipe {
     for (const resolve of waiting) resolve();
   }
 
-  private open(): { reader: NativeChannel; writer: NativeChannel } {
-    if (this.reader === null || this.writer === null) throw closedError();
-    return { reader: this.reader, writer: this.writer };
+  /** The read end; throws once closed here. */
+  private openReader(): NativeChannel {
+    if (this.reader === null) throw closedError();
+    return this.reader;
+  }
+
+  /** The write end; throws once closed here. */
+  private openWriter(): NativeChannel {
+    if (this.writer === null) throw closedError();
+    return this.writer;
   }
 }
 
@@ -327,17 +335,18 @@ interface PipeState {
 
 /** Takes one message, waiting on the event loop: `undefined` once the time is up. */
 async function take(pipe: QueuePipe, deadline: number | null): Promise<Frame | undefined> {
-  const now = pipe.takeNow();
-  if (now !== null) return now;
   for (;;) {
-    if (!pipe.readable(0)) {
-      if (deadline !== null && Date.now() >= deadline) return undefined;
-      await racingTimeout(pipe.whenReadable(), left(deadline));
-      if (pipe.closed) throw closedError();
+    const now = pipe.takeNow();
+    if (now !== null) return now;
+    if (pipe.readable(0)) {
+      // A message is there, the turn is another reader's: wait for the turn.
+      const frame = await pipe.take(deadline);
+      if (frame !== null) return frame;
       continue;
     }
-    const frame = await pipe.take(deadline);
-    if (frame !== null) return frame;
+    if (deadline !== null && Date.now() >= deadline) return undefined;
+    await racingTimeout(pipe.whenReadable(), left(deadline));
+    if (pipe.closed) throw closedError();
   }
 }
 
@@ -407,7 +416,7 @@ export class Queue<T = unknown> {
     const limit = limitOf(options);
     const bytes = dumps(obj, 'obj');
     this.open();
-    if (!(await this._places.acquire({ timeout: limit }))) throw new Full('the queue is full');
+    if (!(await (limit === null ? this._places.acquire() : this._places.acquire({ timeout: limit })))) throw new Full('the queue is full');
     this.write(bytes);
   }
 
@@ -416,7 +425,8 @@ export class Queue<T = unknown> {
     const limit = limitOf(options);
     const bytes = dumps(obj, 'obj');
     this.open();
-    if (!this._places.acquireSync({ timeout: limit })) throw new Full('the queue is full');
+    // Without options, acquireSync() takes a free place without building its waiting steps.
+    if (!(limit === null ? this._places.acquireSync() : this._places.acquireSync({ timeout: limit }))) throw new Full('the queue is full');
     this.write(bytes);
   }
 
