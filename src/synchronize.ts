@@ -788,7 +788,7 @@ export class Semaphore extends Acquirable {
   release(): void {
     const words = this._words;
     const bound = this._bound;
-    if (Atomics.load(words, VALUE) >= bound) throw new Error(this._overflowMessage());
+    if (words[VALUE] >= bound && Atomics.load(words, VALUE) >= bound) throw new Error(this._overflowMessage());
     // The holding first: a release cut short by a kill loses a count rather than giving it back twice.
     this._letGo();
     let value = words[VALUE];
@@ -839,24 +839,31 @@ export class Semaphore extends Acquirable {
     return `semaphore count would exceed ${SEM_VALUE_MAX}`;
   }
 
+  /*
+   * The holder slots are read with plain loads, and a slot's count written
+   * with plain stores: only its thread changes it while that thread lives, and
+   * others read it only once the thread has ended. Slot ids change with
+   * compare-and-exchange (claimed) or by their thread (freed).
+   */
+
   /** Records the count just taken against this thread (after taking it: a kill in between loses it, never doubles it). */
   private _took(ownerDied: boolean): void {
     this._ownerDied = ownerDied;
     const words = this._words;
-    if (Atomics.load(words, SIGNALLING) !== 0) return;
+    if (words[SIGNALLING] !== 0) return;
     const slot = this._slotOf(ownTid(), true);
-    Atomics.add(words, slot < 0 ? UNTRACKED : slot + 1, 1);
+    if (slot >= 0) words[slot + 1]++;
+    else Atomics.add(words, UNTRACKED, 1);
   }
 
   /** Takes one count off this thread's holding; a release by a thread holding nothing makes the semaphore a signal. */
   private _letGo(): void {
     const words = this._words;
-    if (Atomics.load(words, SIGNALLING) !== 0) return;
+    if (words[SIGNALLING] !== 0) return;
     const me = ownTid();
     const slot = this._slotOf(me, false);
-    if (slot >= 0 && Atomics.load(words, slot + 1) > 0) {
-      // Only this thread changes its slot while it lives.
-      if (Atomics.sub(words, slot + 1, 1) === 1) Atomics.store(words, slot, 0);
+    if (slot >= 0 && words[slot + 1] > 0) {
+      if (--words[slot + 1] === 0) Atomics.store(words, slot, 0);
       return;
     }
     for (let untracked = Atomics.load(words, UNTRACKED); untracked > 0; ) {
@@ -867,16 +874,25 @@ export class Semaphore extends Acquirable {
     Atomics.store(words, SIGNALLING, 1);
   }
 
-  /** The index of thread `me`'s holder slot, -1 if it has none; with `claim`, a free one is claimed for it. */
+  /**
+   * The index of thread `me`'s holder slot, -1 if it has none; with `claim`, a
+   * free one is claimed for it: first the one it had last (freed when its
+   * count fell to 0), so that acquire and release by one thread stay cheap.
+   */
   private _slotOf(me: number, claim: boolean): number {
     const words = this._words;
-    if (this._slot >= 0 && Atomics.load(words, this._slot) === me) return this._slot;
+    const last = this._slot;
+    if (last >= 0) {
+      const id = words[last];
+      if (id === me) return last;
+      if (claim && id === 0 && Atomics.compareExchange(words, last, 0, me) === 0) return last;
+    }
     for (let i = FIRST_HOLDER; i < HOLDERS_END; i += 2) {
-      if (Atomics.load(words, i) === me) return (this._slot = i);
+      if (words[i] === me) return (this._slot = i);
     }
     if (!claim) return -1;
     for (let i = FIRST_HOLDER; i < HOLDERS_END; i += 2) {
-      if (Atomics.compareExchange(words, i, 0, me) === 0) return (this._slot = i);
+      if (words[i] === 0 && Atomics.compareExchange(words, i, 0, me) === 0) return (this._slot = i);
     }
     return -1;
   }

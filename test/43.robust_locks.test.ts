@@ -133,11 +133,16 @@ describe.each([
       `const { workerData, parentPort } = require('node:worker_threads');
        const lock = require(${JSON.stringify(require.resolve('../dist/reduction'))}).loads(workerData);
        lock.acquireSync();
-       parentPort.postMessage('held');`,
+       parentPort.postMessage('held');
+       parentPort.once('message', () => process.exit(0));`,
       { eval: true, workerData: reduction.dumps(lock) },
     );
     await new Promise((resolve) => worker.once('message', resolve));
-    await new Promise((resolve) => worker.once('exit', resolve));
+    // Alive, the worker thread keeps it (its id is its own thread's, not the process's).
+    expect(lock.acquireSync({ block: false })).toBe(false);
+    const exited = new Promise((resolve) => worker.once('exit', resolve));
+    worker.postMessage('go');
+    await exited;
     expect(await lock.acquire({ timeout: 60000 })).toBe(true);
     expect(lock.ownerDied).toBe(true);
     lock.release();
