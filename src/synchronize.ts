@@ -781,6 +781,10 @@ export class Semaphore extends Acquirable {
   /** Python's positional form: `acquire(false)`, `acquire(true, 1000)`. */
   acquire(block: boolean, timeout?: number | null): Promise<boolean>;
   acquire(options?: AcquireOptions | boolean, timeout?: number | null): Promise<boolean> {
+    if (options === undefined && timeout === undefined && tryDecrement(this._words)) {
+      this._took(false);
+      return RESOLVED_TRUE;
+    }
     return runAsync(() => this._acquireSteps(acquireTimeout(options, timeout)));
   }
 
