@@ -24,16 +24,20 @@
 //     start()/stop()             read on the event loop: every frame read goes
 //                                to onMessages(frames[], ended, error)
 //     ref()/unref(), close(), fd
-//     track(words, index)        an exact reader records its progress through
-//                                the frame it reads in words[index..index+4] of
-//                                shared memory (bytes read, then the first 12
-//                                bytes of the frame), so that another reader
-//                                can take over when this one dies mid-frame:
-//     resume()                   takes over the frame the tracked words say a
-//                                dead reader had begun: one whose payload it had
-//                                not begun is read and delivered; the rest of one
-//                                it had begun is discarded (that item died with
-//                                it: true), so the stream stays in step
+//     track(words, index)        an exact reader records its progress in
+//                                words[index..index+4] of shared memory (bytes
+//                                of the frame being read, then the first 12
+//                                bytes of that frame), and reads the next
+//                                frame's header with the end of each frame (one
+//                                read() per message): readers taking turns go
+//                                on from there, and one can take over from a
+//                                reader that died mid-frame:
+//     adopt()                    (on taking the turn) goes on from the progress
+//                                in the words: a frame whose payload was not
+//                                begun is read and delivered here; the rest of
+//                                one a dead reader had begun is discarded (that
+//                                item died with it: true), so the stream stays
+//                                in step
 //   atomicWriteSize              PIPE_BUF: what a pipe writes whole
 //   takeFd(pid, fd) -> fd        a copy of another process's descriptor
 //                                (pidfd_getfd), as Python's resource_sharer
@@ -88,6 +92,7 @@ constexpr size_t kProgressRead = 0;    // bytes of the frame read so far, high t
 constexpr size_t kProgressHeader = 2;  // its first 12 bytes (3 words)
 constexpr size_t kProgressWords = 5;
 constexpr size_t kLongHeader = 12;
+constexpr size_t kReadThrough = 4;  // a tracked reader's read goes this far into the next frame
 
 uint64_t NowMs() { return uv_hrtime() / 1000000u; }
 
@@ -188,7 +193,7 @@ class Channel : public Napi::ObjectWrap<Channel> {
     return DefineClass(env, "Channel",
                        {InstanceMethod<&Channel::Send>("send"), InstanceMethod<&Channel::TrySend>("trySend"),
                         InstanceMethod<&Channel::RecvSync>("recvSync"), InstanceMethod<&Channel::Track>("track"),
-                        InstanceMethod<&Channel::Resume>("resume"),
+                        InstanceMethod<&Channel::Adopt>("adopt"),
                         InstanceMethod<&Channel::Poll>("poll"), InstanceMethod<&Channel::Start>("start"),
                         InstanceMethod<&Channel::Stop>("stop"), InstanceMethod<&Channel::Ref>("ref"),
                         InstanceMethod<&Channel::Unref>("unref"), InstanceMethod<&Channel::Close>("close"),
@@ -281,11 +286,13 @@ class Channel : public Napi::ObjectWrap<Channel> {
     return env.Undefined();
   }
 
-  // resume() -> boolean: see the top of the file; true when a frame is dropped.
-  Napi::Value Resume(const Napi::CallbackInfo& info) {
+  // adopt() -> boolean: see the top of the file; true when a frame is dropped.
+  Napi::Value Adopt(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (progress_ == nullptr || !exact_) ThrowUsage(env, "resume() needs an exact reader given track()");
+    if (progress_ == nullptr || !exact_) ThrowUsage(env, "adopt() needs an exact reader given track()");
     CheckOpen(env);
+    ResetFrame();
+    discard_ = 0;
     const uint64_t read = (uint64_t{LoadProgress(kProgressRead)} << 32) | LoadProgress(kProgressRead + 1);
     if (read == 0) return Napi::Boolean::New(env, false);
     uint8_t header[kLongHeader];
@@ -296,9 +303,7 @@ class Channel : public Napi::ObjectWrap<Channel> {
     const size_t known = static_cast<size_t>(std::min<uint64_t>(read, kLongHeader));
     uint64_t length = 0;
     size_t headerSize = 0;
-    const bool whole = ParseHeader(header, known, &length, &headerSize);
-    ResetFrame();
-    if (!whole || read == headerSize) {
+    if (!ParseHeader(header, known, &length, &headerSize) || read == headerSize) {
       // Nothing of the payload was taken: the frame is read (and delivered) here.
       if (!buffer_) buffer_.reset(new uint8_t[kBufferSize]);
       std::memcpy(buffer_.get(), header, known);
@@ -415,7 +420,7 @@ class Channel : public Napi::ObjectWrap<Channel> {
     return end_ > start_ && ParseHeader(buffer_.get() + start_, end_ - start_, length, headerSize);
   }
 
-  // --- a tracked reader's progress (track/resume) ------------------------------------
+  // --- a tracked reader's progress (track/adopt) -------------------------------------
 
   uint32_t LoadProgress(size_t word) const { return __atomic_load_n(progress_ + word, __ATOMIC_ACQUIRE); }
   void StoreProgress(size_t word, uint32_t value) { __atomic_store_n(progress_ + word, value, __ATOMIC_RELEASE); }
@@ -433,6 +438,10 @@ class Channel : public Napi::ObjectWrap<Channel> {
       return;
     }
     const size_t read = end_ - start_;
+    if (read == 0) {
+      StoreRead(0);
+      return;
+    }
     uint8_t header[kLongHeader] = {};
     std::memcpy(header, buffer_.get() + start_, std::min(read, kLongHeader));
     for (size_t i = 0; i < 3; i++) {
@@ -443,7 +452,7 @@ class Channel : public Napi::ObjectWrap<Channel> {
     StoreRead(read);
   }
 
-  // Reads and drops the rest of a frame a dead reader had begun (resume()),
+  // Reads and drops the rest of a frame a dead reader had begun (adopt()),
   // blocking until it is all there: the next reader starts at a frame.
   void Discard(Napi::Env env) {
     uint8_t scratch[16 * 1024];
@@ -485,7 +494,11 @@ class Channel : public Napi::ObjectWrap<Channel> {
       return (longHeader ? 12 : 4) - available;
     }
     // A frame that does not fit goes to its own memory (TakeFrame) before the next read.
-    return static_cast<size_t>(std::min<uint64_t>(headerSize + length - available, kBufferSize - end_));
+    // A tracked reader reads the next frame's header with the rest of this one
+    // (one read() per message): it stays in the shared progress for whoever
+    // reads next.
+    const uint64_t through = progress_ != nullptr ? kReadThrough : 0;
+    return static_cast<size_t>(std::min<uint64_t>(headerSize + length - available + through, kBufferSize - end_));
   }
 
   bool HasFrame() const {
@@ -544,10 +557,8 @@ class Channel : public Napi::ObjectWrap<Channel> {
     return false;
   }
 
-  // A whole frame is taken: a tracked reader is between frames again.
-  void FrameTaken() {
-    if (progress_ != nullptr && exact_) StoreRead(0);
-  }
+  // A whole frame is taken: a tracked reader records what it read of the next one.
+  void FrameTaken() { RecordProgress(); }
 
   // One read() into where the bytes belong; its result (errno set when < 0).
   ssize_t ReadSome(Napi::Env env, size_t* wanted) {
@@ -659,7 +670,7 @@ class Channel : public Napi::ObjectWrap<Channel> {
   size_t bigSize_ = 0;
   size_t bigFilled_ = 0;
   size_t bigHeaderSize_ = 0;
-  uint64_t discard_ = 0;    // bytes of a dead reader's frame still to drop (resume)
+  uint64_t discard_ = 0;    // bytes of a dead reader's frame still to drop (adopt)
   uint64_t discarded_ = 0;  // bytes of that frame read so far, by it and by us
   uint32_t* progress_ = nullptr;  // the tracked words (track), in shared memory
   Napi::Reference<Napi::Int32Array> progressWords_;

@@ -67,15 +67,17 @@ export interface NativeChannel {
   trySend(bytes: Uint8Array): boolean;
   /**
    * An exact reader records its progress through the frame it reads in
-   * `words[index..index + 4]` (shared memory), for {@link resume}.
+   * `words[index..index + 4]` (shared memory), and reads the next frame's
+   * header with the end of each frame (one read() per message), for
+   * {@link adopt}.
    */
   track(words: Int32Array, index: number): void;
   /**
-   * Takes over the frame that the tracked words say a dead reader had begun:
-   * one whose payload it had not begun is delivered by the next `recvSync`;
-   * the rest of one it had begun is dropped: `true`.
+   * On taking the turn: goes on from the progress in the tracked words. A
+   * frame whose payload was not begun is delivered by the next `recvSync`;
+   * the rest of one a dead reader had begun is dropped: `true`.
    */
-  resume(): boolean;
+  adopt(): boolean;
   /**
    * The next frame (its text, for a payload that starts with the channel's
    * `textTag`); `null`: timed out (timeoutMs < 0: never); `undefined`: end of file.

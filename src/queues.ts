@@ -45,7 +45,7 @@ const BIG = 1;
 const TURN = 2;
 /** Consumers asleep until the turn is free. */
 const SLEEPERS = 3;
-/** The reader's progress through its frame (native/connection.cc, `track`): 5 words. */
+/** The readers' progress through the frame being read (native/connection.cc, `track`): 5 words. */
 const PROGRESS = 4;
 const WORDS = PROGRESS + 5;
 /** How long a consumer waiting for the turn sleeps before it checks that the holder still lives. */
@@ -276,10 +276,12 @@ class QueuePipe {
   private tryTurn(rescue: boolean): boolean {
     const me = ownTid();
     const holder = Atomics.compareExchange(this.words, TURN, 0, me);
-    if (holder === 0) return true;
-    if (!rescue || holder === me || native().threadAlive(holder)) return false;
-    if (Atomics.compareExchange(this.words, TURN, holder, me) !== holder) return false;
-    if (this.openReader().resume()) this.onLost();
+    if (holder !== 0) {
+      if (!rescue || holder === me || native().threadAlive(holder)) return false;
+      if (Atomics.compareExchange(this.words, TURN, holder, me) !== holder) return false;
+    }
+    // Go on from where the last reader stopped (the next header it read, or a dead reader's frame).
+    if (this.openReader().adopt()) this.onLost();
     return true;
   }
 
