@@ -724,7 +724,7 @@ function tryDecrement(words: Int32Array): boolean {
  * while it is 0), `release` gives one back. Any process may release.
  *
  * Beyond Python, counts held by a thread that dies are given back: each
- * thread's holding is recorded (32 threads at a time), and a waiter that finds
+ * thread's holding is recorded (32 live threads at a time), and a waiter that finds
  * a holder ended returns its count. This is for a semaphore used as a lock
  * with several places (acquired and released by the same thread). Once a
  * thread that holds nothing releases — the semaphore is used to signal, as a
@@ -867,7 +867,7 @@ export class Semaphore extends Acquirable {
     const me = ownTid();
     const slot = this._slotOf(me, false);
     if (slot >= 0 && words[slot + 1] > 0) {
-      if (--words[slot + 1] === 0) Atomics.store(words, slot, 0);
+      words[slot + 1]--;
       return;
     }
     for (let untracked = Atomics.load(words, UNTRACKED); untracked > 0; ) {
@@ -880,23 +880,22 @@ export class Semaphore extends Acquirable {
 
   /**
    * The index of thread `me`'s holder slot, -1 if it has none; with `claim`, a
-   * free one is claimed for it: first the one it had last (freed when its
-   * count fell to 0), so that acquire and release by one thread stay cheap.
+   * free one is claimed for it (the slots of ended threads are freed first
+   * when none is). A thread keeps its slot while it lives, even at a count of
+   * 0: acquire and release by one thread stay a read and a write of it.
    */
   private _slotOf(me: number, claim: boolean): number {
     const words = this._words;
-    const last = this._slot;
-    if (last >= 0) {
-      const id = words[last];
-      if (id === me) return last;
-      if (claim && id === 0 && Atomics.compareExchange(words, last, 0, me) === 0) return last;
-    }
+    if (this._slot >= 0 && words[this._slot] === me) return this._slot;
     for (let i = FIRST_HOLDER; i < HOLDERS_END; i += 2) {
       if (words[i] === me) return (this._slot = i);
     }
     if (!claim) return -1;
-    for (let i = FIRST_HOLDER; i < HOLDERS_END; i += 2) {
-      if (words[i] === 0 && Atomics.compareExchange(words, i, 0, me) === 0) return (this._slot = i);
+    for (let pass = 0; pass < 2; pass++) {
+      for (let i = FIRST_HOLDER; i < HOLDERS_END; i += 2) {
+        if (words[i] === 0 && Atomics.compareExchange(words, i, 0, me) === 0) return (this._slot = i);
+      }
+      if (pass === 0) this._giveBackDead(); // frees the slots of ended threads
     }
     return -1;
   }

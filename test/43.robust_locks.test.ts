@@ -218,6 +218,25 @@ describe('Semaphore', () => {
     expect(exitcodeOf(pid)).toBe(-9);
   });
 
+  test('the slots of 40 ended holders are reused: a 41st killed while holding still gets its count back', () => {
+    const semaphore = new mp.BoundedSemaphore(2);
+    for (let i = 0; i < 40; i++) {
+      const pid = forkChild(() => {
+        semaphore.acquireSync();
+        semaphore.release();
+        return 0;
+      });
+      expect(exitcodeOf(pid)).toBe(0);
+    }
+    killAndReap(childStoppedAt(() => semaphore.acquireSync()));
+    expect(semaphore.acquireSync({ block: false })).toBe(true);
+    expect(semaphore.acquireSync({ timeout: 60000 })).toBe(true);
+    expect(semaphore.ownerDied).toBe(true);
+    semaphore.release();
+    semaphore.release();
+    expect(semaphore.getValue()).toBe(2);
+  });
+
   test('used to signal (released by a thread that holds nothing), a dead acquirer gives nothing back', () => {
     const semaphore = new mp.Semaphore(0);
     semaphore.release(); // a signal
