@@ -10,19 +10,9 @@ import * as os from 'os';
 import * as path from 'path';
 
 import * as mp from '../..';
-import { inFreshNode, median, printTable, PYTHON_TIMING, runC, runPython, timeRunsAsync } from './lib';
+import { inFreshNode, median, printTable, pythonForkLoop, runC, timeRunsAsync } from './lib';
 
 const FORKS = 500;
-
-function pythonForks(): number | null {
-  return runPython<number>(`${PYTHON_TIMING}
-import os
-def once():
-    pid = os.fork()
-    if pid == 0: os._exit(0)
-    os.waitpid(pid, 0)
-print(json.dumps(median(samples(once, ${FORKS}))))`);
-}
 
 const C_FORK = `
 #include <stdio.h>
@@ -128,7 +118,7 @@ async function main(): Promise<void> {
   const fileCode = inFreshNode('fork-loop', [FORKS], { NODE_MULTIPROCESSING_LARGE_PAGES: '0' });
   const firstForks: number[] = [];
   for (let i = 0; i < 5; i++) firstForks.push(inFreshNode('first-fork', []) ?? NaN);
-  const python = pythonForks();
+  const python = pythonForkLoop(FORKS);
   const c = cForks();
   const spawned = median(await timeRunsAsync(spawnNode, 30));
   printTable('fork() + _exit() + waitpid(), median per child', [

@@ -11,7 +11,7 @@ import * as os from 'os';
 import * as path from 'path';
 
 import * as mp from '../..';
-import { inFreshNode, median, printTable, PYTHON_TIMING, Row, runPython, timeRunsAsync } from './lib';
+import { inFreshNode, median, printTable, PYTHON_TIMING, pythonProcessLoop, Row, runPython, timeRunsAsync } from './lib';
 
 const RUNS: Record<mp.StartMethod, number> = { fork: 300, forkserver: 300, spawn: 40 };
 
@@ -20,18 +20,6 @@ function bareFork(script: string): Promise<void> {
   return new Promise((resolve, reject) => {
     fork(script, [], { stdio: 'ignore' }).on('exit', () => resolve()).on('error', reject);
   });
-}
-
-function python(method: mp.StartMethod, runs: number): number | null {
-  return runPython<number>(`${PYTHON_TIMING}
-import multiprocessing, os
-if __name__ == '__main__':
-    ctx = multiprocessing.get_context('${method}')
-    def once():
-        p = ctx.Process(target=os.getpid)
-        p.start()
-        p.join()
-    print(json.dumps(median(samples(once, ${runs}, 5))))`);
 }
 
 const LARGE_ARGUMENT_MIB = [4, 16];
@@ -99,7 +87,7 @@ async function main(): Promise<void> {
     const sync = inFreshNode('process-loop', [method, 'joinSync', RUNS[method]]);
     rows.push({ name: `Process start + join(), ${method}`, value: ours, unit: 'ms', target: targets[method] });
     rows.push({ name: `Process start + joinSync(), ${method}`, value: sync, unit: 'ms' });
-    rows.push({ name: `Python Process start + join(), ${method}`, value: python(method, Math.min(RUNS[method], 100)), unit: 'ms', baseline: ours });
+    rows.push({ name: `Python Process start + join(), ${method}`, value: pythonProcessLoop(method, Math.min(RUNS[method], 100)), unit: 'ms', baseline: ours });
     if (method === 'spawn') {
       const script = path.join(os.tmpdir(), `mp-bench-empty-${process.pid}.js`);
       fs.writeFileSync(script, '');

@@ -10,7 +10,8 @@ import * as path from 'path';
 export { median, timeRuns, timeRunsAsync } from './timing';
 
 /**
- * Runs `fresh/<program>.js` with `args` in a new Node and returns the JSON
+ * Runs `fresh/<program>.js` with `args` in a new Node (`node`: another
+ * binary than this one) and returns the JSON
  * value it prints on its last line (a median); `null`, with a note on stderr,
  * when it fails.
  */
@@ -18,10 +19,11 @@ export function inFreshNode<T = number>(
   program: string,
   args: Array<string | number>,
   env: NodeJS.ProcessEnv = {},
+  node: string = process.execPath,
 ): T | null {
   try {
     const script = path.join(__dirname, 'fresh', `${program}.js`);
-    const out = execFileSync(process.execPath, [script, ...args.map(String)], {
+    const out = execFileSync(node, [script, ...args.map(String)], {
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'inherit'],
       env: { ...process.env, ...env },
@@ -62,6 +64,30 @@ def median(xs):
     xs = sorted(xs); n = len(xs)
     return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
 `;
+
+/** Python's os.fork() + os._exit(0) + os.waitpid(), median per child, in ms. */
+export function pythonForkLoop(runs: number): number | null {
+  return runPython<number>(`${PYTHON_TIMING}
+import os
+def once():
+    pid = os.fork()
+    if pid == 0: os._exit(0)
+    os.waitpid(pid, 0)
+print(json.dumps(median(samples(once, ${runs}))))`);
+}
+
+/** Python's Process(target=os.getpid) start + join under `method`, median, in ms. */
+export function pythonProcessLoop(method: string, runs: number): number | null {
+  return runPython<number>(`${PYTHON_TIMING}
+import multiprocessing, os
+if __name__ == '__main__':
+    ctx = multiprocessing.get_context('${method}')
+    def once():
+        p = ctx.Process(target=os.getpid)
+        p.start()
+        p.join()
+    print(json.dumps(median(samples(once, ${runs}, 5))))`);
+}
 
 /**
  * Compiles a C program (cached under the OS temp dir) and runs it with `args`;
