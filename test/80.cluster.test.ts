@@ -244,32 +244,27 @@ describe('cluster Pool', () => {
     expect(await call).toEqual(input.map(([x]) => x * x));
   });
 
-  test('a node SIGKILLed with { retries: 0 }: its chunks fail with WorkerLostError', async () => {
+  /** One chunk hangs on node A, B starts, A is SIGKILLed: what the call ends with. */
+  async function lostNodeOutcome(poolOptions: Partial<ConstructorParameters<typeof Pool>[0]>, nodeArgs: string[]): Promise<unknown> {
     const queue = queueName();
-    const fast = ['--lock-duration', '1000', '--stalled-interval', '1000'];
-    const [a] = await startNodes(queue, ['A'], fast);
-    const p = pool(queue, { retries: 0 });
+    const [a] = await startNodes(queue, ['A'], nodeArgs);
+    const p = pool(queue, poolOptions);
     const key = `${queue}:started`;
     const outcome = p.starmap(tasks.hangOn, [[1, key, 'A']], 1).catch((e: unknown) => e);
     await started(key, 1);
-    await startNodes(queue, ['B'], fast);
+    await startNodes(queue, ['B'], nodeArgs);
     await a.stop('SIGKILL');
-    const error = await outcome;
+    return outcome;
+  }
+
+  test('a node SIGKILLed with { retries: 0 }: its chunks fail with WorkerLostError', async () => {
+    const error = await lostNodeOutcome({ retries: 0 }, ['--lock-duration', '1000', '--stalled-interval', '1000']);
     expect(error).toBeInstanceOf(WorkerLostError);
     expect((error as Error).message).toMatch(/retries: 0/);
   });
 
   test('a chunk handed back from lost nodes more often than their maxStalledCount: BullMQ fails it, the call rejects with WorkerLostError', async () => {
-    const queue = queueName();
-    const strict = ['--lock-duration', '1000', '--stalled-interval', '1000', '--max-stalled-count', '0'];
-    const [a] = await startNodes(queue, ['A'], strict);
-    const p = pool(queue, { retries: 5 });
-    const key = `${queue}:started`;
-    const outcome = p.starmap(tasks.hangOn, [[1, key, 'A']], 1).catch((e: unknown) => e);
-    await started(key, 1);
-    await startNodes(queue, ['B'], strict);
-    await a.stop('SIGKILL');
-    const error = await outcome;
+    const error = await lostNodeOutcome({ retries: 5 }, ['--lock-duration', '1000', '--stalled-interval', '1000', '--max-stalled-count', '0']);
     expect(error).toBeInstanceOf(WorkerLostError);
     expect((error as Error).message).toMatch(/maxStalledCount \(0\)/);
   });
