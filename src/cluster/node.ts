@@ -1,8 +1,9 @@
 /**
- * A worker node: a BullMQ Worker on the pool's queue whose processor runs each
- * chunk job on the node's local mp.Pool (see executor.ts), listens on the
- * cancel channel, and lets BullMQ's lock and stalled-job check hand the jobs
- * of a lost node to another one.
+ * A worker node: BullMQ Workers on the pool's queue whose processor runs each
+ * chunk job on the node's local mp.Pool (see executor.ts) and publishes its
+ * outcome on the client's reply channel, listens on the cancel channel, and
+ * lets BullMQ's lock and stalled-job check hand the jobs of a lost node to
+ * another one.
  * @packageDocumentation
  */
 import type { Job, Worker as BullWorker } from 'bullmq';
@@ -13,7 +14,7 @@ import { WorkerLostError } from '../errors';
 import { cpuCount } from '../process';
 import { validateInteger, validateOptions } from '../validate';
 import { CancelledCalls, cancelChannel } from './cancel';
-import { bullConnection, ConnectionOption, failFast, persistent, redisOptions } from './connection';
+import { ConnectionOption, failFast, persistent, redisOptions } from './connection';
 import { loadEngine } from './engine';
 import { Executor, localPoolExecutor, ResolvedSetup } from './executor';
 import { TaskModules } from './tasks';
@@ -139,7 +140,14 @@ function printOnce(): (error: Error) => void {
 
 class Node implements WorkerNode {
   readonly name: string;
-  private worker: BullWorker<ChunkJob, JobResult> | undefined;
+  /**
+   * One BullMQ Worker of concurrency 1 per chunk the node works on at once:
+   * a Worker of concurrency n, woken by a job, first asks Redis for another
+   * one before it starts the first (a round trip more for every `apply()`).
+   * They share one connection for their commands; each blocks on one of its own.
+   */
+  private readonly workers: BullWorker<ChunkJob, JobResult>[] = [];
+  private commands: Redis | undefined;
   private subscriber: Redis | undefined;
   /** Publishes the chunks' replies; fails fast while Redis is away (the result then waits for BullMQ). */
   private publisher: Redis | undefined;
@@ -164,23 +172,29 @@ class Node implements WorkerNode {
     this.publisher = new Redis(failFast(settings.connection));
     this.publisher.on('error', () => undefined); // the worker's connections report Redis errors
     await this.cancelled.listen(this.subscriber, cancelChannel(settings.prefix, settings.queue));
-    this.worker = new bullmq.Worker<ChunkJob, JobResult>(settings.queue, async (job) => this.reply(job, await this.process(job)), {
-      connection: bullConnection(persistent(settings.connection)),
-      prefix: settings.prefix,
-      name: settings.name,
-      concurrency: settings.concurrency,
-      lockDuration: settings.lockDuration,
-      stalledInterval: settings.stalledInterval,
-      maxStalledCount: settings.maxStalledCount,
-      removeOnComplete: { count: 0 },
-      removeOnFail: { count: 0 },
-      autorun: false,
-    });
-    this.worker.on('error', settings.onError);
-    this.worker.on('lockRenewalFailed', (jobIds: string[]) => this.cancelled.lose(jobIds));
-    this.worker.on('failed', (job, error) => void this.replyFailure(job, error));
-    void this.worker.run().catch(settings.onError);
-    await this.worker.waitUntilReady();
+    const commands = (this.commands = new Redis(persistent(settings.connection)));
+    commands.on('error', () => undefined); // the workers report Redis errors
+    for (let i = 0; i < settings.concurrency; i++) {
+      const worker = new bullmq.Worker<ChunkJob, JobResult>(settings.queue, async (job) => this.reply(job, await this.process(job)), {
+        connection: commands,
+        prefix: settings.prefix,
+        name: settings.name,
+        concurrency: 1,
+        lockDuration: settings.lockDuration,
+        stalledInterval: settings.stalledInterval,
+        maxStalledCount: settings.maxStalledCount,
+        skipStalledCheck: i > 0, // one check for lost nodes' jobs is enough
+        removeOnComplete: { count: 0 },
+        removeOnFail: { count: 0 },
+        autorun: false,
+      });
+      worker.on('error', settings.onError);
+      worker.on('lockRenewalFailed', (jobIds: string[]) => this.cancelled.lose(jobIds));
+      worker.on('failed', (job, error) => void this.replyFailure(job, error));
+      this.workers.push(worker);
+      void worker.run().catch(settings.onError);
+    }
+    await Promise.all(this.workers.map((worker) => worker.waitUntilReady()));
   }
 
   close(): Promise<void> {
@@ -188,11 +202,12 @@ class Node implements WorkerNode {
   }
 
   private async drain(): Promise<void> {
-    await this.worker?.close();
+    await Promise.all(this.workers.map((worker) => worker.close()));
     const executors = await Promise.allSettled(this.executors.values());
     await Promise.all(executors.map((result) => (result.status === 'fulfilled' ? result.value.close() : undefined)));
     await this.subscriber?.quit().catch(() => undefined);
     await this.publisher?.quit().catch(() => this.publisher?.disconnect());
+    await this.commands?.quit().catch(() => this.commands?.disconnect());
   }
 
   /** Sends `result` to the chunk's client on its reply channel; the job's value says whether it went (else it is the result). */
