@@ -132,6 +132,29 @@ describe('cluster Pool', () => {
     expect(await outcomes(p.imap(tasks.failOdd, input))).toEqual([0, 'TaskFailure: task 1 is odd', 2, 'TaskFailure: task 3 is odd', 4, 'TaskFailure: task 5 is odd', 6, 'TaskFailure: task 7 is odd', 8]);
   });
 
+  test('imap reads an endless input only `window` chunks ahead of its consumer; leaving the loop closes the input', async () => {
+    const queue = queueName();
+    await startNodes(queue, ['A']);
+    const p = pool(queue, { window: 4 });
+    let read = 0;
+    let closed = false;
+    async function* naturals(): AsyncGenerator<number> {
+      try {
+        for (;;) yield read++;
+      } finally {
+        closed = true;
+      }
+    }
+    const seen: number[] = [];
+    for await (const square of p.imap(tasks.square, naturals(), 2)) {
+      seen.push(square);
+      expect(read).toBeLessThanOrEqual(seen.length + 4 * 2 + 2); // a chunk may be half read
+      if (seen.length === 20) break;
+    }
+    expect(seen).toEqual(Array.from({ length: 20 }, (_, i) => i * i));
+    await until(async () => closed);
+  });
+
   test('a worker process killed mid-task fails its chunk with WorkerLostError; the node replaces it and goes on', async () => {
     const queue = queueName();
     await startNodes(queue, ['A']);
