@@ -82,7 +82,8 @@ class Bridge {
       try {
         return [inherited, this.callSync<T>({ ...request, home: inherited })];
       } catch (error) {
-        if ((error as { code?: unknown }).code !== OWNER_GONE) throw error;
+        // Gone, or not the broker the environment says (another's key): made here instead.
+        if ((error as { code?: unknown }).code !== OWNER_GONE && (error as Error).name !== 'AuthenticationError') throw error;
       }
     }
     return [null, this.callSync<T>(request)];
