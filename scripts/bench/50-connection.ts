@@ -2,7 +2,8 @@
  * Pipe against Python's `multiprocessing.Pipe` in the same run: the round trip
  * of a small object (the parent sends, a forked child echoes), with `recv()`
  * and with `recvSync()`, and 64 MiB through `sendBytes` from a child; a Queue
- * of small items from one, then four, producer children to the parent.
+ * of small items from one, then four, producer children to the parent; the
+ * CPU time a Queue spends per item, ours and Python's.
  */
 import * as mp from '../..';
 import { median, printTable, PYTHON_TIMING, runPython, timeRunsAsync } from './lib';
@@ -135,6 +136,40 @@ times.sort()
 print(json.dumps(${QUEUE_ITEMS} / (times[len(times) // 2] / 1000) / 1000))
 `;
 
+const CPU_ITEMS = 20_000;
+
+/**
+ * Median CPU µs (user + system) per small item, putSync then getSync in one
+ * process: what a queue costs per item whatever the machine's load, which
+ * swings the wall-clock figures above.
+ */
+function queueCpu(): number {
+  const q = new mp.Queue<{ i: number; s: string }>();
+  const samples: number[] = [];
+  for (let run = 0; run < RUNS + 1; run++) {
+    const before = process.cpuUsage();
+    for (let i = 0; i < CPU_ITEMS; i++) q.putSync({ i, s: 'x' });
+    for (let i = 0; i < CPU_ITEMS; i++) q.getSync();
+    const spent = process.cpuUsage(before);
+    if (run > 0) samples.push((spent.user + spent.system) / CPU_ITEMS);
+  }
+  q.close();
+  return median(samples);
+}
+
+const PYTHON_QUEUE_CPU = `
+import json, time, multiprocessing as mp
+q = mp.Queue()
+out = []
+for run in range(${RUNS + 1}):
+    t = time.process_time()
+    for i in range(${CPU_ITEMS}): q.put({'i': i, 's': 'x'})
+    for i in range(${CPU_ITEMS}): q.get()
+    if run > 0: out.append((time.process_time() - t) * 1e6 / ${CPU_ITEMS})
+out.sort()
+print(json.dumps(out[len(out) // 2]))
+`;
+
 async function main(): Promise<void> {
   const asyncTrip = await roundTrip(false);
   const syncTrip = await roundTrip(true);
@@ -158,6 +193,11 @@ async function main(): Promise<void> {
     { name: 'Python: 1 producer', value: runPython<number>(pythonQueue(1)), unit: 'k items/s', baseline: one, higherIsBetter: true, target: 'ours >= 3x' },
     { name: 'ours: 4 producers', value: four, unit: 'k items/s' },
     { name: 'Python: 4 producers', value: runPython<number>(pythonQueue(4)), unit: 'k items/s', baseline: four, higherIsBetter: true, target: 'ours >= 3x' },
+  ]);
+  const cpu = queueCpu();
+  printTable('Queue CPU time per small item (put then get, one process; Python: its feeder thread included)', [
+    { name: 'ours: putSync + getSync', value: cpu, unit: 'µs' },
+    { name: 'Python: put + get', value: runPython<number>(PYTHON_QUEUE_CPU), unit: 'µs', baseline: cpu },
   ]);
 }
 
