@@ -631,6 +631,8 @@ export class Pool implements AsyncDisposable {
     for (const worker of this.#workers.values()) {
       worker.state = 'stopping';
       worker.process.terminate();
+      // One that has not said hello has no socket whose end would tell: its end is waited for.
+      if (worker.channel === null) void worker.process.join().then(() => this.#gone(worker), () => this.#gone(worker));
     }
     this.#closeServer();
     this.#updateKeepAlive();
