@@ -107,6 +107,8 @@ const TERMINATE = 2;
 const IMAP_CHUNKS_PER_WORKER = 2;
 /** How often the pool looks whether a worker that has not said hello yet has died. */
 const STARTUP_WATCH_MS = 200;
+/** The read buffer of a worker's socket pair: the results that fit are read in one go. */
+const READ_BUFFER_SIZE = 64 * 1024;
 /** How many queued tasks a stale worker (one forked before a function existed) looks through for one it can run. */
 const SCAN_LIMIT = 64;
 
@@ -820,11 +822,43 @@ export class Pool implements AsyncDisposable {
     if (!this.#busy) channel.unref();
   }
 
+  /**
+   * The pool's end of a forked worker's socket pair: its own from the start
+   * (its end of file is the worker's, even before the hello), read into one
+   * buffer, reused.
+   */
+  #attach(worker: PoolWorker, fd: number): void {
+    let ready = false;
+    // (Node's Socket takes `onread` as connect() does; its types say so only for connect().)
+    const socket = new net.Socket({
+      fd,
+      readable: true,
+      writable: true,
+      onread: {
+        buffer: Buffer.allocUnsafe(READ_BUFFER_SIZE),
+        callback: (length: number, buffer: Uint8Array): boolean => {
+          channel.received(Buffer.from(buffer.buffer, buffer.byteOffset, length));
+          return true;
+        },
+      },
+    } as net.SocketConstructorOpts);
+    const channel = new Channel(
+      socket,
+      (header, payload) => {
+        if (ready) this.#receive(worker, header, payload);
+        else ready = this.#hello(channel, header) === worker;
+      },
+      () => this.#lost(worker),
+    );
+    worker.channel = channel;
+    if (!this.#busy) channel.unref();
+  }
+
   /** The first message of a connection: which worker it is; a stranger is hung up on. */
   #hello(channel: Channel, header: Header): PoolWorker | null {
     const worker = header[0] === MESSAGE.HELLO && header[1] === this.#token ? this.#workers.get(header[2] as number) : undefined;
     if (header[0] === MESSAGE.INIT_ERROR && this.#broken === null) this.#break(header[1] as ErrorDescription);
-    if (worker === undefined || worker.state !== 'starting') {
+    if (worker === undefined || worker.state !== 'starting' || (worker.channel !== null && worker.channel !== channel)) {
       channel.close();
       return null;
     }
@@ -898,13 +932,24 @@ export class Pool implements AsyncDisposable {
       initargs: this.#initargs,
       functions: this.#method === 'fork' ? this.#functions : null,
     };
+    // A forked worker gets its end of a socket pair; the others connect to the pool's socket.
+    const pair = this.#method === 'fork' ? (loadNative()?.socketpair() ?? null) : null;
+    if (pair !== null) config.socketPair = pair;
     const process_ = new this.#context.Process({ target: poolWorker, args: [config], daemon: true });
     process_.name = process_.name.replace('Process', 'PoolWorker');
     const knownFunctions = this.#method === 'fork' ? this.#functions.length : Infinity;
-    process_.start(); // a forked worker never returns from here
+    try {
+      process_.start(); // a forked worker never returns from here
+    } catch (error) {
+      if (pair !== null) fs.closeSync(pair[0]);
+      throw error;
+    } finally {
+      if (pair !== null) fs.closeSync(pair[1]);
+    }
     const worker = new PoolWorker(id, process_, process_.pid as number, knownFunctions);
     this.#workers.set(id, worker);
-    this.#watchStartup(worker);
+    if (pair !== null) this.#attach(worker, pair[0]);
+    else this.#watchStartup(worker);
   }
 
   /**

@@ -159,11 +159,18 @@ export class Channel {
   #buffered = 0;
   #closed = false;
 
+  readonly #onMessage: MessageHandler;
+
+  /**
+   * Messages come from the socket's 'data' events, or, for a socket made with
+   * Node's `onread` option (one read buffer, reused), from {@link received}.
+   */
   constructor(
     readonly socket: Net.Socket,
     onMessage: MessageHandler,
     onClose: () => void,
   ) {
+    this.#onMessage = onMessage;
     inheritedHandles.add(socket);
     socket.setNoDelay?.(true);
     socket.on('data', (chunk: Buffer) => this.#read(chunk, onMessage));
@@ -196,10 +203,19 @@ export class Channel {
     this.socket.unref();
   }
 
-  #read(chunk: Buffer, onMessage: MessageHandler): void {
+  /**
+   * `bytes` were read into a buffer the socket reuses: the payloads handed on
+   * are copies (a handler may keep one), and so is what waits for the rest of
+   * its message.
+   */
+  received(bytes: Buffer): void {
+    this.#read(bytes, (header, payload) => this.#onMessage(header, Buffer.from(payload)), true);
+  }
+
+  #read(chunk: Buffer, onMessage: MessageHandler, reused = false): void {
     let buffer = chunk;
     if (this.#buffered > 0) {
-      this.#chunks.push(chunk);
+      this.#chunks.push(reused ? Buffer.from(chunk) : chunk);
       this.#buffered += chunk.length;
       if (this.#buffered < 4) return;
       if (this.#chunks[0].length < 4) this.#chunks = [Buffer.concat(this.#chunks, this.#buffered)];
@@ -219,7 +235,7 @@ export class Channel {
       onMessage(header, payload);
     }
     if (offset < buffer.length) {
-      this.#chunks.push(buffer.subarray(offset));
+      this.#chunks.push(reused && buffer === chunk ? Buffer.from(buffer.subarray(offset)) : buffer.subarray(offset));
       this.#buffered = buffer.length - offset;
     }
   }

@@ -7,6 +7,7 @@
  * forkserver it is found by module reference, as any target.
  * @internal
  */
+import { closeSync } from 'fs';
 import * as net from 'net';
 
 import { Reference, resolveCommonJs, resolveReference } from '../reference';
@@ -47,7 +48,12 @@ export interface WorkerConfig {
   initargs: unknown[];
   /** Under fork: the pool's table of task functions, as it was when this worker was forked. */
   functions: readonly AnyFunction[] | null;
+  /** Under fork, with the addon: `[pool's end, worker's end]` of a socket pair, instead of connecting to `address`. */
+  socketPair?: [number, number];
 }
+
+/** The worker's read buffer: a task's message that fits is read in one go. */
+const READ_BUFFER_SIZE = 64 * 1024;
 
 let prepared = false;
 
@@ -80,16 +86,26 @@ export function poolWorker(config: WorkerConfig): Promise<void> {
   writeWholeLines();
   return new Promise((resolve) => {
     const runner = new TaskRunner(config);
-    const socket = net.connect(config.address);
+    // One read buffer, reused: no allocation per read (a stream's 64 KiB each).
+    const onread = {
+      buffer: Buffer.allocUnsafe(READ_BUFFER_SIZE),
+      callback: (length: number, buffer: Uint8Array): boolean => {
+        channel.received(Buffer.from(buffer.buffer, buffer.byteOffset, length));
+        return true;
+      },
+    };
+    const pair = config.socketPair;
+    // The pool's end of the pair is closed here, or the pool's death would never reach this one as end of file.
+    if (pair !== undefined) closeSync(pair[0]);
+    const socket = pair !== undefined ? new net.Socket({ fd: pair[1], readable: true, writable: true, onread } as net.SocketConstructorOpts) : net.connect({ path: config.address, onread });
     const left = (): void => {
       flushLines();
       resolve();
     };
     const channel = new Channel(socket, (header, payload) => runner.receive(header, payload), left);
     runner.channel = channel;
-    socket.once('connect', () => {
-      void runner.start();
-    });
+    if (pair !== undefined) void runner.start();
+    else socket.once('connect', () => void runner.start());
   });
 }
 
