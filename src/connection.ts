@@ -441,6 +441,11 @@ export class Connection {
     return this.channel === null || this.pollSync(0);
   }
 
+  /** Whether a message read ahead waits in this process (no system call: a watcher drains them with `recvSync()`). @internal */
+  _hasBuffered(): boolean {
+    return this.inboxHead < this.inbox.length;
+  }
+
   /** The state a Connection crosses to another process as. @internal */
   _reduce(): ConnectionState {
     return { pid: getpid(), fd: this.fileno(), readable: this.canRead, writable: this.canWrite };

@@ -24,7 +24,7 @@ import type { BaseProcess } from './process';
 import { Reference, referenceOf, resolveReference } from './reference';
 import { describe, validateFunction, validateOptions, validateTimeout } from './validate';
 import * as objects from './managers/objects';
-import { ERROR, ObjectInfo, rebuildError, RemoteErrorState, errorState } from './managers/protocol';
+import { ERROR, ObjectInfo, rebuildError, RemoteErrorState, Reply, errorState } from './managers/protocol';
 import { AsyncResultProxy, IteratorProxy, IteratorProxyLater, makePool, PoolProxy } from './managers/pool';
 import type { ManagedCallbacks, ManagedCallOptions, ManagedMapOptions } from './managers/pool';
 import * as proxies from './managers/proxies';
@@ -447,7 +447,7 @@ export class BaseManager {
     return this._link();
   }
 
-  #checked([, status, value]: [number, number, unknown]): void {
+  #checked([, status, value]: Reply): void {
     if (status === ERROR) {
       this.#state = 'initial';
       throw rebuildError(value as RemoteErrorState);
@@ -513,7 +513,7 @@ export class BaseManager {
     return this.#proxyOf(typeid, this._link().callSync(null, 'create', [typeid, args]));
   }
 
-  #proxyOf(typeid: string, [, status, value]: [number, number, unknown]): BaseProxy {
+  #proxyOf(typeid: string, [, status, value]: Reply): BaseProxy {
     if (status === ERROR) throw rebuildError(value as RemoteErrorState);
     const info = value as ObjectInfo;
     const state: ProxyState = { ...info, address: this.#address as Address, authkey: this.#options.authkey };

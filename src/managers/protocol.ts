@@ -20,7 +20,8 @@ export const ERROR = 1;
 /** The call returned an object the server now holds: `value` is its {@link ObjectInfo}, for a proxy. */
 export const PROXY = 2;
 
-export type Reply = [callId: number, status: typeof RETURN | typeof ERROR | typeof PROXY, value: unknown];
+/** `[callId, RETURN]` (no value) is a call that returned `undefined`: JSON carries it, as it does not `[id, 0, undefined]`. */
+export type Reply = [callId: number, status: typeof RETURN | typeof ERROR | typeof PROXY, value?: unknown];
 
 /** An object of the server as a client sees it, as Python's `Token` with the exposed names. */
 export interface ObjectInfo {

@@ -27,6 +27,12 @@ export interface ClientConnection {
   send(message: unknown): void;
   recv(): Promise<unknown>;
   recvSync(): unknown;
+  /** Calls `onReady` as messages arrive (or the connection ends); returns the function that stops it. */
+  watch(onReady: () => void): () => void;
+  /** Whether `recvSync()` answers at once (a message, or the end). */
+  _ready(): boolean;
+  /** Whether a message read ahead waits (no system call). */
+  _hasBuffered(): boolean;
   close(): void;
 }
 
@@ -94,7 +100,9 @@ export class ServerLink {
   /** Calls not sent yet: at most MAX_IN_FLIGHT are. */
   #waiting: Request[] = [];
   #nextCall = 1;
-  #reading = false;
+  /** Stops reading the answers of the async connection; null while it does not read. */
+  #stopReading: (() => void) | null = null;
+  #idleCheck = false;
   #broken: Error | null = null;
 
   constructor(address: Address, authkey: Buffer) {
@@ -160,26 +168,45 @@ export class ServerLink {
     }
   }
 
-  /** Reads answers while calls are pending (not longer: an idle connection must not keep the process alive). */
+  /**
+   * Reads answers while calls are pending, each batch in the read's own
+   * callback. Not longer: an idle connection must not keep the process alive;
+   * but a turn of the loop later, so that a caller that awaits one call and
+   * makes the next keeps its connection reading.
+   */
   #readAnswers(): void {
-    if (this.#reading) return;
-    this.#reading = true;
-    void (async () => {
-      const connection = this.#async as ClientConnection;
-      try {
-        while (this.#pending.size > 0) {
-          const reply = (await connection.recv()) as Reply;
-          const call = this.#pending.get(reply[0]);
-          this.#pending.delete(reply[0]);
-          this.#sendNext();
-          call?.resolve(reply);
-        }
-      } catch (error) {
-        this.#breakWith(error);
-      } finally {
-        this.#reading = false;
-      }
-    })();
+    if (this.#stopReading !== null) return;
+    const connection = this.#async as ClientConnection;
+    const stop = connection.watch(() => {
+      if (connection._hasBuffered() || connection._ready()) this.#takeAnswers(connection);
+    });
+    this.#stopReading = () => {
+      this.#stopReading = null;
+      stop();
+    };
+    if (connection._ready()) this.#takeAnswers(connection);
+  }
+
+  #takeAnswers(connection: ClientConnection): void {
+    try {
+      do {
+        const reply = connection.recvSync() as Reply; // one read ahead, or the end (EOFError)
+        const call = this.#pending.get(reply[0]);
+        this.#pending.delete(reply[0]);
+        this.#sendNext();
+        call?.resolve(reply);
+      } while (connection._hasBuffered());
+    } catch (error) {
+      this.#breakWith(error);
+      return;
+    }
+    if (this.#pending.size === 0 && !this.#idleCheck) {
+      this.#idleCheck = true;
+      setImmediate(() => {
+        this.#idleCheck = false;
+        if (this.#pending.size === 0) this.#stopReading?.();
+      });
+    }
   }
 
   /** Sends a call and blocks for its answer. */
@@ -207,6 +234,7 @@ export class ServerLink {
     for (const call of this.#pending.values()) call.reject(error);
     this.#pending.clear();
     this.#waiting = [];
+    this.#stopReading?.();
     this.#async?.close();
     this.#sync?.close();
     this.#async = this.#sync = null;

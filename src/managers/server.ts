@@ -30,7 +30,13 @@ export interface ServedType {
 /** What the server needs of a Connection (connection.ts's). */
 export interface ServerConnection {
   send(message: unknown): void;
-  recv(): Promise<unknown>;
+  recvSync(): unknown;
+  /** Calls `onReady` as messages arrive (or the connection ends); returns the function that stops it. */
+  watch(onReady: () => void): () => void;
+  /** Whether `recvSync()` answers at once (a message, or the end). */
+  _ready(): boolean;
+  /** Whether a message read ahead waits (no system call). */
+  _hasBuffered(): boolean;
   close(): void;
 }
 
@@ -169,27 +175,43 @@ export class Server {
         return;
       }
       if (this.#closed) connection.close();
-      else void this.#serveConnection(connection);
+      else this.#serveConnection(connection);
     }
   }
 
-  async #serveConnection(connection: ServerConnection): Promise<void> {
+  /**
+   * Serves a client: each batch of requests read is served in the read's own
+   * callback, in order (no Promise per request), and the connection keeps
+   * reading while it is open (no stop and restart of its poll per request).
+   */
+  #serveConnection(connection: ServerConnection): void {
     const gone = new AbortController();
     const caller: MutableCaller = { id: `connection-${this.#nextConnection++}`, signal: gone.signal };
     this.#connections.add(connection);
-    try {
-      for (;;) {
-        const message = await connection.recv();
-        if (!isRequest(message)) throw new TypeError(`not a manager request: ${describe(message)}`);
-        this.#handle(connection, caller, message);
-      }
-    } catch {
-      // The client is gone (EOF) or spoke nonsense: drop it, keep serving the others.
-    } finally {
+    let stopWatching: (() => void) | null = null;
+    const end = (): void => {
+      stopWatching?.();
       gone.abort();
       this.#connections.delete(connection);
       connection.close();
-    }
+    };
+    const serve = (): void => {
+      try {
+        do {
+          const message = connection.recvSync(); // one read ahead, or the end (EOFError)
+          if (!isRequest(message)) throw new TypeError(`not a manager request: ${describe(message)}`);
+          this.#handle(connection, caller, message);
+        } while (connection._hasBuffered());
+      } catch {
+        // The client is gone (EOF) or spoke nonsense: drop it, keep serving the others.
+        end();
+      }
+    };
+    // A notice without a message read ahead is the end: recvSync() then throws it at once.
+    stopWatching = connection.watch(() => {
+      if (connection._hasBuffered() || connection._ready()) serve();
+    });
+    if (connection._ready()) serve(); // what came with the handshake's read
   }
 
   #handle(connection: ServerConnection, caller: MutableCaller, [callId, objectId, method, args]: Request): void {
@@ -210,7 +232,8 @@ export class Server {
   }
 
   #reply(callId: number, value: unknown): Reply {
-    return value instanceof NewObject ? [callId, PROXY, value.info] : [callId, RETURN, value];
+    if (value instanceof NewObject) return [callId, PROXY, value.info];
+    return value === undefined ? [callId, RETURN] : [callId, RETURN, value]; // JSON carries the short form
   }
 
   #answer(connection: ServerConnection, reply: Reply): void {
