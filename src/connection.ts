@@ -441,9 +441,14 @@ export class Connection {
     return this.channel === null || this.pollSync(0);
   }
 
-  /** Whether a message read ahead waits in this process (no system call: a watcher drains them with `recvSync()`). @internal */
-  _hasBuffered(): boolean {
-    return this.inboxHead < this.inbox.length;
+  /**
+   * Whether `recvSync()` answers at once with what the event loop received
+   * (a message, or the end), without any system call: a {@link watch}er
+   * drains the messages with it. (Not `_ready()`: its poll may find bytes
+   * that recvSync() would read past the message, out of the watcher's sight.) @internal
+   */
+  _hasReceived(): boolean {
+    return this.inboxHead < this.inbox.length || this.ended || this.channel === null;
   }
 
   /** The state a Connection crosses to another process as. @internal */

@@ -283,10 +283,12 @@ describeWithConnection("a manager's end", () => {
 });
 
 describeWithConnection('remote use, as in Python\'s documentation (two processes on 127.0.0.1)', () => {
-  test('a QueueManager serves a queue; another process puts, this one gets; a wrong authkey is refused', async () => {
+  test('a QueueManager serves a queue on 0.0.0.0; another process puts, this one gets; a wrong authkey is refused', async () => {
     const server = spawn(process.execPath, [path.join(FIXTURES, 'managers_queue_server.js')], { stdio: ['ignore', 'pipe', 'pipe'] });
     try {
-      const { address } = (await firstLine(server)) as { address: [string, number] };
+      const { address: listening } = (await firstLine(server)) as { address: [string, number] };
+      expect(listening[0]).toBe('0.0.0.0');
+      const address: [string, number] = ['127.0.0.1', listening[1]]; // every interface: this machine's loopback too
       const client = spawn(process.execPath, [path.join(FIXTURES, 'managers_queue_client.js'), JSON.stringify(address)], { stdio: ['ignore', 'pipe', 'pipe'] });
       expect(await firstLine(client)).toEqual({ put: 3 });
       await exited(client);

@@ -16,7 +16,7 @@
  * A proxy inherited through fork() adds its reference on its first call.
  * @internal
  */
-import { forkGeneration } from '../at_fork';
+import { forkGeneration, registerAtFork } from '../at_fork';
 import { EOFError } from '../errors';
 import { registerReducer } from '../reduction';
 import { addressKey, HeldProxy, localServer } from './server';
@@ -29,10 +29,8 @@ export interface ClientConnection {
   recvSync(): unknown;
   /** Calls `onReady` as messages arrive (or the connection ends); returns the function that stops it. */
   watch(onReady: () => void): () => void;
-  /** Whether `recvSync()` answers at once (a message, or the end). */
-  _ready(): boolean;
-  /** Whether a message read ahead waits (no system call). */
-  _hasBuffered(): boolean;
+  /** Whether `recvSync()` answers at once with what the loop received (a message, or the end), without a system call. */
+  _hasReceived(): boolean;
   close(): void;
 }
 
@@ -178,24 +176,23 @@ export class ServerLink {
     if (this.#stopReading !== null) return;
     const connection = this.#async as ClientConnection;
     const stop = connection.watch(() => {
-      if (connection._hasBuffered() || connection._ready()) this.#takeAnswers(connection);
+      if (connection._hasReceived()) this.#takeAnswers(connection);
     });
     this.#stopReading = () => {
       this.#stopReading = null;
       stop();
     };
-    if (connection._ready()) this.#takeAnswers(connection);
   }
 
   #takeAnswers(connection: ClientConnection): void {
     try {
       do {
-        const reply = connection.recvSync() as Reply; // one read ahead, or the end (EOFError)
+        const reply = connection.recvSync() as Reply; // one the loop received, or the end (EOFError)
         const call = this.#pending.get(reply[0]);
         this.#pending.delete(reply[0]);
         this.#sendNext();
         call?.resolve(reply);
-      } while (connection._hasBuffered());
+      } while (connection._hasReceived());
     } catch (error) {
       this.#breakWith(error);
       return;
@@ -241,6 +238,15 @@ export class ServerLink {
     return error;
   }
 
+  /**
+   * In a forked child, at once: the parent's reading of its answers is the
+   * parent's, and its poll (copied by the fork) must not keep the child's
+   * event loop alive.
+   */
+  _forgetInChild(): void {
+    this.#stopReading?.();
+  }
+
   /** A call the server does not answer (hello, incref, decref); lost with a broken link. */
   tell(objectId: string | null, method: string, args: unknown[]): void {
     if (this.#broken !== null) return;
@@ -264,8 +270,14 @@ function clientId(): string {
   return ownId;
 }
 
+let forkHooked = false;
+
 /** This process's link to the server at `address` (a forked child never uses its parent's connections). */
 export function linkTo(address: Address, authkey: Buffer): ServerLink {
+  if (!forkHooked) {
+    forkHooked = true;
+    registerAtFork({ afterInChild: () => links.forEach((link) => link._forgetInChild()) });
+  }
   if (linksGeneration !== forkGeneration()) {
     linksGeneration = forkGeneration();
     links = new Map();

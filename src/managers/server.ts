@@ -33,10 +33,10 @@ export interface ServerConnection {
   recvSync(): unknown;
   /** Calls `onReady` as messages arrive (or the connection ends); returns the function that stops it. */
   watch(onReady: () => void): () => void;
-  /** Whether `recvSync()` answers at once (a message, or the end). */
+  /** Whether `recvSync()` answers at once with what the loop received (a message, or the end), without a system call. */
+  _hasReceived(): boolean;
+  /** Whether `recvSync()` answers at once, whatever read it (a poll when nothing was). */
   _ready(): boolean;
-  /** Whether a message read ahead waits (no system call). */
-  _hasBuffered(): boolean;
   close(): void;
 }
 
@@ -195,23 +195,23 @@ export class Server {
       this.#connections.delete(connection);
       connection.close();
     };
-    const serve = (): void => {
+    const serveWhile = (more: () => boolean): void => {
       try {
-        do {
-          const message = connection.recvSync(); // one read ahead, or the end (EOFError)
+        while (more()) {
+          const message = connection.recvSync();
           if (!isRequest(message)) throw new TypeError(`not a manager request: ${describe(message)}`);
           this.#handle(connection, caller, message);
-        } while (connection._hasBuffered());
+        }
       } catch {
         // The client is gone (EOF) or spoke nonsense: drop it, keep serving the others.
         end();
       }
     };
-    // A notice without a message read ahead is the end: recvSync() then throws it at once.
-    stopWatching = connection.watch(() => {
-      if (connection._hasBuffered() || connection._ready()) serve();
-    });
-    if (connection._ready()) serve(); // what came with the handshake's read
+    // What the loop received: messages, or the end (which recvSync() throws).
+    stopWatching = connection.watch(() => serveWhile(() => connection._hasReceived()));
+    // The client speaks as soon as the handshake is over: the handshake's last read may have taken
+    // its first requests too. Served here, until nothing whole is left in this process.
+    serveWhile(() => connection._ready());
   }
 
   #handle(connection: ServerConnection, caller: MutableCaller, [callId, objectId, method, args]: Request): void {
