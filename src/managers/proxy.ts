@@ -19,7 +19,7 @@
 import { forkGeneration, registerAtFork } from '../at_fork';
 import { EOFError } from '../errors';
 import { registerReducer } from '../reduction';
-import { addressKey, HeldProxy, localServer } from './server';
+import { addressKey, HeldProxy, localServer, readsOnThisLoop } from './server';
 import { ERROR, NO_ANSWER, ObjectInfo, PROXY, rebuildError, RemoteErrorState, Reply, Request } from './protocol';
 
 /** What a proxy needs of a Connection (connection.ts's). */
@@ -175,6 +175,7 @@ export class ServerLink {
   #readAnswers(): void {
     if (this.#stopReading !== null) return;
     const connection = this.#async as ClientConnection;
+    if (!readsOnThisLoop()) return this.#recvAnswers(connection);
     const stop = connection.watch(() => {
       if (connection._hasReceived()) this.#takeAnswers(connection);
     });
@@ -184,14 +185,35 @@ export class ServerLink {
     };
   }
 
+  /** Without the addon: answers read with recv() while calls are pending. */
+  #recvAnswers(connection: ClientConnection): void {
+    let reading = true;
+    this.#stopReading = () => {
+      reading = false;
+      this.#stopReading = null;
+    };
+    void (async () => {
+      try {
+        while (reading && this.#pending.size > 0) this.#answered((await connection.recv()) as Reply);
+      } catch (error) {
+        this.#breakWith(error);
+      } finally {
+        if (reading) this.#stopReading?.();
+      }
+    })();
+  }
+
+  #answered(reply: Reply): void {
+    const call = this.#pending.get(reply[0]);
+    this.#pending.delete(reply[0]);
+    this.#sendNext();
+    call?.resolve(reply);
+  }
+
   #takeAnswers(connection: ClientConnection): void {
     try {
       do {
-        const reply = connection.recvSync() as Reply; // one the loop received, or the end (EOFError)
-        const call = this.#pending.get(reply[0]);
-        this.#pending.delete(reply[0]);
-        this.#sendNext();
-        call?.resolve(reply);
+        this.#answered(connection.recvSync() as Reply); // one the loop received, or the end (EOFError)
       } while (connection._hasReceived());
     } catch (error) {
       this.#breakWith(error);

@@ -7,6 +7,7 @@
  * @internal
  */
 import { forkGeneration } from '../at_fork';
+import { loadNative } from '../native';
 import { isThenable } from '../util';
 import { describe } from '../validate';
 import { pythonError } from './objects';
@@ -30,6 +31,7 @@ export interface ServedType {
 /** What the server needs of a Connection (connection.ts's). */
 export interface ServerConnection {
   send(message: unknown): void;
+  recv(): Promise<unknown>;
   recvSync(): unknown;
   /** Calls `onReady` as messages arrive (or the connection ends); returns the function that stops it. */
   watch(onReady: () => void): () => void;
@@ -70,6 +72,15 @@ function release(object: object): void {
   } catch {
     // An object that fails to let go must not stop the server from serving the others.
   }
+}
+
+/**
+ * Whether connections read on this process's event loop (the addon's
+ * Channel): watchers then drain them. Without the addon (a broker carries
+ * the messages) they are read with recv().
+ */
+export function readsOnThisLoop(): boolean {
+  return loadNative() !== null;
 }
 
 /** A result that the server keeps and answers as a proxy. */
@@ -195,6 +206,17 @@ export class Server {
       this.#connections.delete(connection);
       connection.close();
     };
+    const serveByRecv = async (): Promise<void> => {
+      try {
+        for (;;) {
+          const message = await connection.recv();
+          if (!isRequest(message)) throw new TypeError(`not a manager request: ${describe(message)}`);
+          this.#handle(connection, caller, message);
+        }
+      } catch {
+        end(); // gone, or nonsense
+      }
+    };
     const serveWhile = (more: () => boolean): void => {
       try {
         while (more()) {
@@ -207,6 +229,10 @@ export class Server {
         end();
       }
     };
+    if (!readsOnThisLoop()) {
+      void serveByRecv();
+      return;
+    }
     // What the loop received: messages, or the end (which recvSync() throws).
     stopWatching = connection.watch(() => serveWhile(() => connection._hasReceived()));
     // The client speaks as soon as the handshake is over: the handshake's last read may have taken
