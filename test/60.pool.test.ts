@@ -223,6 +223,25 @@ describe.each(methods)('Pool with the %s start method', (method) => {
     expect(await pool.apply(tasks.square, [4])).toBe(16);
   });
 
+  test('imap goes on past many failed chunks: their skipped places do not close its window', async () => {
+    // Every chunk of 3 fails: one error each, its other two places skipped.
+    // Were the skipped places never counted as consumed, submission would stop
+    // after a few chunks and next() would wait for ever.
+    const input = Array.from({ length: 60 }, (_, i) => `item ${i}`);
+    const messages: string[] = [];
+    const iterator = pool.imap(tasks.throwTypeError, input, { chunksize: 3 });
+    for (;;) {
+      try {
+        const step = await iterator.next();
+        if (step.done === true) break;
+        messages.push(`value ${String(step.value)}`);
+      } catch (e) {
+        messages.push((e as Error).message);
+      }
+    }
+    expect(messages).toEqual(input.filter((_, i) => i % 3 === 0));
+  });
+
   test('a worker that dies mid-task rejects exactly that task with WorkerLostError; the pool goes on', async () => {
     const exited = (await pool.apply(tasks.exitWith, [3]).catch((e: unknown) => e)) as mp.WorkerLostError;
     expect(exited).toBeInstanceOf(mp.WorkerLostError);

@@ -579,8 +579,6 @@ class Call {
   private total = 0;
   /** Items whose chunk has completed (or failed, in an imap). */
   private done = 0;
-  /** imap: the items of failed chunks after their first, which the iterator skips. */
-  private skipped = 0;
   private readonly inFlight = new Map<number, ChunkInFlight>();
   private timer: NodeJS.Timeout | undefined;
   private abort: { signal: AbortSignal; listener: () => void } | undefined;
@@ -643,7 +641,6 @@ class Call {
     if (this.results instanceof Collected) return this.fail(error);
     this.inFlight.delete(index);
     this.results._setError(chunk.first, chunk.size, error);
-    this.skipped += chunk.size - 1;
     this.progressed(chunk.size);
   }
 
@@ -700,7 +697,7 @@ class Call {
   private hasRoom(): boolean {
     if (this.exhausted || this.ended || this.inFlight.size >= this.pool.window) return false;
     if (this.results instanceof Collected) return true;
-    const unconsumed = this.total - this.results._yielded - this.skipped;
+    const unconsumed = this.total - this.results._yielded;
     return unconsumed < this.pool.window * this.options.chunksize;
   }
 

@@ -205,6 +205,7 @@ export class IMapIterator<T> implements AsyncIterableIterator<T> {
   /** The number of results, once the input has ended. */
   #length: number | null = null;
   #yielded = 0;
+  #skippedPlaces = 0;
   #failure: Outcome<T> | null = null;
   #waiter: ((result: IteratorResult<T>) => void) | null = null;
   #waiterError: ((error: unknown) => void) | null = null;
@@ -248,6 +249,9 @@ export class IMapIterator<T> implements AsyncIterableIterator<T> {
   }
 
   #skip(index: number): void {
+    // A skipped place needs no consumer: it counts as taken at once, or the
+    // pool's window (submitted - taken) would shrink with every failed chunk.
+    this.#skippedPlaces++;
     if (this.#ordered) this.#ready.set(index, SKIPPED as Outcome<T>);
     else this.#arrived.push(SKIPPED as Outcome<T>);
   }
@@ -355,9 +359,9 @@ export class IMapIterator<T> implements AsyncIterableIterator<T> {
     return this;
   }
 
-  /** How many results were handed to the consumer. @internal */
+  /** How many places of the input the consumer is done with: results handed over, and the places skipped after a failed chunk's first. @internal */
   get _yielded(): number {
-    return this.#yielded;
+    return this.#yielded + this.#skippedPlaces;
   }
 }
 
