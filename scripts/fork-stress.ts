@@ -14,8 +14,9 @@
  *
  * `--per-path N` forks N children per exit path; a plain `forks` count spreads
  * that many over the paths. Prints one JSON line (the Node and V8 versions,
- * the totals and the figures per path); exits 1 if any child hung, crashed or
- * left with another code than its path's.
+ * the totals and the figures per path; on SIGINT or SIGTERM, those so far,
+ * marked `interrupted`); exits 1 if any child hung, crashed or left with
+ * another code than its path's, or the run was interrupted.
  */
 import { ChildProcess, spawn } from 'child_process';
 import * as fs from 'fs';
@@ -187,33 +188,29 @@ async function main(): Promise<void> {
   const totals: Counts = { ok: 0, hang: 0, crash: 0, 'wrong-status': 0 };
   const hogs = startHogs(options.hogs);
   const started = Date.now();
-  let inChild = false;
-  try {
-    for (let n = 0; n < forks; n++) {
-      const name = options.paths[n % options.paths.length];
-      const path = PATHS[name];
-      const result = path.child !== undefined ? await forkOnce(path) : await processOnce(path);
-      if (result === null) {
-        inChild = true;
-        return;
-      }
-      perPath[name][result]++;
-      totals[result]++;
-    }
-  } finally {
-    if (!inChild) for (const hog of hogs) hog.kill('SIGKILL');
-  }
-  const result = {
-    node: process.version,
-    v8: process.versions.v8,
-    hogs: options.hogs,
-    forks,
-    ...totals,
-    ms: Date.now() - started,
-    paths: perPath,
+  const parent = mp.os.getpid();
+  const report = (interrupted: boolean): void => {
+    for (const hog of hogs) hog.kill('SIGKILL');
+    const figures = { node: process.version, v8: process.versions.v8, hogs: options.hogs, forks, ...totals };
+    console.log(JSON.stringify({ ...figures, ...(interrupted ? { interrupted } : {}), ms: Date.now() - started, paths: perPath }));
+    process.exitCode = totals.ok === forks ? 0 : 1;
   };
-  console.log(JSON.stringify(result));
-  process.exitCode = totals.ok === forks ? 0 : 1;
+  // A long run stopped (Ctrl-C, a CI limit) still says what it saw; a child just ends.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      if (mp.os.getpid() === parent) report(true);
+      process.exit(process.exitCode ?? 1);
+    });
+  }
+  for (let n = 0; n < forks; n++) {
+    const name = options.paths[n % options.paths.length];
+    const path = PATHS[name];
+    const result = path.child !== undefined ? await forkOnce(path) : await processOnce(path);
+    if (result === null) return; // the child: back to its event loop
+    perPath[name][result]++;
+    totals[result]++;
+  }
+  report(false);
 }
 
 main().catch((error: unknown) => {
