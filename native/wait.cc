@@ -15,6 +15,7 @@
 #include <climits>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <system_error>
 #include <utility>
 #include <vector>
@@ -428,11 +429,14 @@ class ExitWatcher : public Napi::ObjectWrap<ExitWatcher> {
     tsfn_ = Napi::ThreadSafeFunction::New(env, onExit_.Value(), "node-multiprocessing:waitpid", 0, 1);
     // The thread outlives a closed watcher; it reaches the watcher only through
     // this shared state, which StopWatching() disconnects (on the main thread).
-    threadState_ = std::make_shared<ThreadState>(ThreadState{this});
+    threadState_ = std::make_shared<ThreadState>();
+    threadState_->owner = this;
+    AddTeardownHook(env, threadState_);
     self_ = Napi::Persistent(info.This().As<Napi::Object>());  // alive while watching
     try {
       StartWaiterThread();
     } catch (const std::system_error& error) {
+      RemoveTeardownHook(env, *threadState_);
       StopWatching();
       tsfn_.Release();
       ThrowErrno(env, error.code().value(), "pthread_create");
@@ -448,9 +452,51 @@ class ExitWatcher : public Napi::ObjectWrap<ExitWatcher> {
     int err;
   };
 
+  // Shared by the watcher, its waiter thread and the environment's teardown.
+  // Node frees a thread-safe function when its environment ends (a worker
+  // thread exiting), whatever threads still hold it: a waiter still blocked in
+  // waitpid() then must not touch it. The teardown hook, registered after the
+  // function so that it runs before Node's own, says so under the mutex.
   struct ThreadState {
     ExitWatcher* owner;
+    std::mutex mutex;
+    bool envAlive = true;
+    void* teardownHook = nullptr;  // the hook's argument, while registered
   };
+  using TeardownBox = std::shared_ptr<ThreadState>;
+
+  static void OnEnvTeardown(void* arg) {
+    auto* box = static_cast<TeardownBox*>(arg);
+    {
+      std::lock_guard<std::mutex> lock((*box)->mutex);
+      (*box)->envAlive = false;
+      (*box)->teardownHook = nullptr;
+    }
+    delete box;
+  }
+
+  static void AddTeardownHook(Napi::Env env, const std::shared_ptr<ThreadState>& state) {
+    auto* box = new TeardownBox(state);
+    napi_status status = napi_add_env_cleanup_hook(env, OnEnvTeardown, box);
+    if (status != napi_ok) {
+      delete box;
+      NAPI_THROW_VOID(Napi::Error::New(env, "napi_add_env_cleanup_hook failed"));
+    }
+    state->teardownHook = box;
+  }
+
+  // On the environment's thread, once the waiter can no longer race its teardown.
+  static void RemoveTeardownHook(napi_env env, ThreadState& state) {
+    void* hook = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(state.mutex);
+      hook = state.teardownHook;
+      state.teardownHook = nullptr;
+    }
+    if (hook == nullptr) return;
+    napi_remove_env_cleanup_hook(env, OnEnvTeardown, hook);
+    delete static_cast<TeardownBox*>(hook);
+  }
 
   void StartWaiterThread() {
     StartOwnThread([pid = pid_, tsfn = tsfn_, state = threadState_]() mutable {
@@ -460,8 +506,15 @@ class ExitWatcher : public Napi::ObjectWrap<ExitWatcher> {
       auto deliver = [state](Napi::Env env, Napi::Function, ThreadResult* data) {
         ThreadResult copy = *data;
         delete data;
-        if (env != nullptr && state->owner != nullptr) state->owner->Report(env, copy);
+        if (env == nullptr) return;
+        RemoveTeardownHook(env, *state);
+        if (state->owner != nullptr) state->owner->Report(env, copy);
       };
+      std::lock_guard<std::mutex> lock(state->mutex);
+      if (!state->envAlive) {
+        delete result;  // the environment is gone, and its thread-safe function with it
+        return;
+      }
       if (tsfn.NonBlockingCall(result, deliver) != napi_ok) delete result;
       tsfn.Release();
     });
