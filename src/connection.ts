@@ -108,6 +108,12 @@ export class Connection {
   private failure: Error | null = null;
   /** The channel reads on the event loop (only while someone waits: see native/connection.cc). */
   private reading = false;
+  /**
+   * A blocking read may have read past its message: what it left in the
+   * channel's buffer raises no readable event, so the next async receive
+   * takes it first.
+   */
+  private readAhead = false;
   private generation = forkGeneration();
 
   /**
@@ -291,6 +297,10 @@ export class Connection {
     } catch (error) {
       return Promise.reject(error);
     }
+    if (this.readAhead) {
+      this.takeReadAhead(channel);
+      this.drainInbox(); // receivers that waited before come first
+    }
     if (this.inboxHead < this.inbox.length) {
       try {
         return Promise.resolve(this.decode(this.shift(maxLength), bytes));
@@ -333,11 +343,23 @@ export class Connection {
       this.ended = true;
       throw this.endError();
     }
+    this.readAhead = true;
     if (frame.length > maxLength) {
       this.inbox.push(frame);
       throw tooLong(frame.length, maxLength);
     }
     return frame;
+  }
+
+  /** A message (or the end) that a blocking read left in the channel's buffer, into the inbox. */
+  private takeReadAhead(channel: NativeChannel): void {
+    if (this.inboxHead < this.inbox.length || this.ended) return;
+    const frame = channel.recvSync(0) as Buffer | null | undefined;
+    if (frame === null) this.readAhead = false; // nothing whole there: the event loop's reads see the rest
+    else if (frame === undefined) {
+      this.readAhead = false;
+      this.ended = true;
+    } else this.inbox.push(frame);
   }
 
   private endError(): Error {

@@ -119,6 +119,24 @@ describe('Pipe', () => {
     b.close();
   });
 
+  test('recv() after recvSync() gets what the blocking read took past its message', async () => {
+    // Three messages are in the socket before the first recvSync(), which reads
+    // them all into the channel's buffer: no readable event will announce the rest.
+    const [a, b] = mp.Pipe();
+    a.send('first');
+    a.send({ second: 2 });
+    a.sendBytes(Buffer.from('third'));
+    expect(b.recvSync()).toBe('first');
+    expect(b.poll()).toBe(true);
+    expect(await b.recv()).toEqual({ second: 2 });
+    expect((await b.recvBytes()).toString()).toBe('third');
+    a.send('fourth'); // and receiving goes on on the event loop
+    expect(await b.recv()).toBe('fourth');
+    a.close();
+    await expect(b.recv()).rejects.toBeInstanceOf(mp.EOFError);
+    b.close();
+  });
+
   test('the peer closed: what was sent first arrives, then EOFError, async and sync', async () => {
     const [a, b] = mp.Pipe();
     a.send(1);
