@@ -13,7 +13,8 @@ const project = {
 module.exports = {
   maxWorkers: 1,
   testSequencer: '<rootDir>/test/sequencer.js',
-  testTimeout: 30000,
+  // A hang guard only: these machines slow down up to 10x without warning.
+  testTimeout: 180000,
   projects: [
     // 50.portable is the queues' and connections' no-addon suite alone.
     { ...project, displayName: 'addon', testPathIgnorePatterns: ['/node_modules/', '/test/50\\.portable\\.test\\.ts$'] },

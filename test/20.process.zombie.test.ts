@@ -41,7 +41,7 @@ async function endedChild(method: mp.StartMethod): Promise<mp.Process> {
   const p = new (mp.getContext(method).Process)({ target: targets.noop });
   p.start();
   const pid = p.pid as number;
-  expect(await waitFor(() => isZombie(pid), 30000)).toBe(true);
+  expect(await waitFor(() => isZombie(pid), 60000)).toBe(true);
   for (let turn = 0; turn < 3; turn++) await pollPhase();
   expect(isZombie(pid)).toBe(true);
   return p;
@@ -101,7 +101,7 @@ async function endedChild(method: mp.StartMethod): Promise<mp.Process> {
     expect(p.exitCode).toBeNull();
     release.set();
     const pid = p.pid as number;
-    expect(await waitFor(() => isZombie(pid), 30000)).toBe(true);
+    expect(await waitFor(() => isZombie(pid), 60000)).toBe(true);
     await pollPhase();
     expect(isZombie(pid)).toBe(true);
     p.joinSync();

@@ -115,5 +115,5 @@ describe('forkserver', () => {
     const reported = JSON.parse(fs.readFileSync(file, 'utf8')) as { length: number; sha256: string };
     fs.unlinkSync(file);
     expect(reported).toEqual({ length: bytes.length, sha256: crypto.createHash('sha256').update(bytes).digest('hex') });
-  }, 120000);
+  }, 600000);
 });

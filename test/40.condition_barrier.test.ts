@@ -3,7 +3,7 @@
  * with the Sync twins and leave through _exit.
  */
 import * as mp from '..';
-import { givesUpAfter, sleepSync, untilSync, withLoopRunning } from './40.helpers';
+import { HANG_GUARD_MS, givesUpAfter, sleepSync, untilSync, withLoopRunning } from './40.helpers';
 import { exitcodeOf, forkChild } from './helpers';
 
 /** Waiters of `condition` not yet notified (its second shared word): to know that children sleep. */
@@ -23,7 +23,7 @@ describe('Condition', () => {
     const ready = mp.RawValue('i', 0);
     const pid = forkChild(() => {
       condition.acquireSync();
-      const seen = condition.waitForSync(() => ready.value === 1, 10000);
+      const seen = condition.waitForSync(() => ready.value === 1, HANG_GUARD_MS);
       condition.release();
       return seen ? 0 : 1;
     });
@@ -41,7 +41,7 @@ describe('Condition', () => {
     const children = Array.from({ length: 3 }, () =>
       forkChild(() => {
         condition.acquireSync();
-        const notified = condition.waitSync(10000);
+        const notified = condition.waitSync(HANG_GUARD_MS);
         woken.value += 1; // under the lock, taken again by wait
         condition.release();
         return notified ? 0 : 1;
@@ -64,7 +64,7 @@ describe('Condition', () => {
     const condition = new mp.Condition();
     const pid = forkChild(() => {
       condition.acquireSync();
-      const notified = condition.waitSync(10000);
+      const notified = condition.waitSync(HANG_GUARD_MS);
       condition.release();
       return notified ? 0 : 1;
     });
@@ -91,7 +91,7 @@ describe('Condition', () => {
     });
     const { result } = await withLoopRunning(async () => {
       await condition.acquire();
-      const seen = await condition.waitFor(() => value.value === 42 && value.value, 10000);
+      const seen = await condition.waitFor(() => value.value === 42 && value.value, HANG_GUARD_MS);
       condition.release();
       return seen;
     });
@@ -117,12 +117,12 @@ describe('Condition', () => {
     condition.acquireSync();
     condition.acquireSync();
     const pid = forkChild(() => {
-      const took = condition.acquireSync({ timeout: 10000 }); // possible only while the parent waits
+      const took = condition.acquireSync({ timeout: HANG_GUARD_MS }); // possible only while the parent waits
       condition.notify();
       condition.release();
       return took ? 0 : 1;
     });
-    expect(condition.waitSync(10000)).toBe(true);
+    expect(condition.waitSync(HANG_GUARD_MS)).toBe(true);
     expect(exitcodeOf(pid)).toBe(0);
     lock.release();
     lock.release();
@@ -149,11 +149,11 @@ describe('Barrier', () => {
     const barrier = new mp.Barrier(3, { action: () => (actions.value += 1) });
     const children = Array.from({ length: 2 }, () =>
       forkChild(() => {
-        const index = barrier.waitSync(10000);
+        const index = barrier.waitSync(HANG_GUARD_MS);
         return actions.value === 1 ? 10 + index : 1;
       }),
     );
-    const { result: index } = await withLoopRunning(() => barrier.wait(10000));
+    const { result: index } = await withLoopRunning(() => barrier.wait(HANG_GUARD_MS));
     expect(actions.value).toBe(1);
     const indices = [index, ...children.map((pid) => exitcodeOf(pid) - 10)];
     expect(indices.sort()).toEqual([0, 1, 2]);
@@ -164,8 +164,8 @@ describe('Barrier', () => {
 
   test('parties may be async functions of one process, beside another process', async () => {
     const barrier = new mp.Barrier(3);
-    const pid = forkChild(() => barrier.waitSync(10000) + 10);
-    const indices = await Promise.all([barrier.wait(10000), barrier.wait(10000)]);
+    const pid = forkChild(() => barrier.waitSync(HANG_GUARD_MS) + 10);
+    const indices = await Promise.all([barrier.wait(HANG_GUARD_MS), barrier.wait(HANG_GUARD_MS)]);
     indices.push(exitcodeOf(pid) - 10);
     expect(indices.sort()).toEqual([0, 1, 2]);
   });
@@ -173,12 +173,12 @@ describe('Barrier', () => {
   test('is reusable: two rounds with the same parties', () => {
     const barrier = new mp.Barrier(2);
     const pid = forkChild(() => {
-      barrier.waitSync(10000);
-      barrier.waitSync(10000);
+      barrier.waitSync(HANG_GUARD_MS);
+      barrier.waitSync(HANG_GUARD_MS);
       return 0;
     });
-    barrier.waitSync(10000);
-    barrier.waitSync(10000);
+    barrier.waitSync(HANG_GUARD_MS);
+    barrier.waitSync(HANG_GUARD_MS);
     expect(exitcodeOf(pid)).toBe(0);
   });
 
@@ -187,11 +187,11 @@ describe('Barrier', () => {
     const rounds = 200;
     const children = Array.from({ length: 2 }, () =>
       forkChild(() => {
-        for (let i = 0; i < rounds; i++) barrier.waitSync(5000);
+        for (let i = 0; i < rounds; i++) barrier.waitSync(HANG_GUARD_MS);
         return 0;
       }),
     );
-    for (let i = 0; i < rounds; i++) barrier.waitSync(5000);
+    for (let i = 0; i < rounds; i++) barrier.waitSync(HANG_GUARD_MS);
     // A round that ran out of its time would have broken the barrier.
     expect(children.map(exitcodeOf)).toEqual([0, 0]);
     expect(barrier.broken).toBe(false);
@@ -201,7 +201,7 @@ describe('Barrier', () => {
     const barrier = new mp.Barrier(3);
     const pid = forkChild(() => {
       try {
-        barrier.waitSync(10000);
+        barrier.waitSync(HANG_GUARD_MS);
         return 1;
       } catch (error) {
         return error instanceof mp.BrokenBarrierError ? 0 : 2;
@@ -231,7 +231,7 @@ describe('Barrier', () => {
       barrier.abort();
       return 0;
     });
-    expect(() => barrier.waitSync(10000)).toThrow(mp.BrokenBarrierError);
+    expect(() => barrier.waitSync(HANG_GUARD_MS)).toThrow(mp.BrokenBarrierError);
     expect(exitcodeOf(pid)).toBe(0);
     expect(barrier.broken).toBe(true);
   });
@@ -240,17 +240,17 @@ describe('Barrier', () => {
     const barrier = new mp.Barrier(2);
     const pid = forkChild(() => {
       try {
-        barrier.waitSync(10000);
+        barrier.waitSync(HANG_GUARD_MS);
         return 1;
       } catch (error) {
         if (!(error instanceof mp.BrokenBarrierError)) return 2;
       }
-      return barrier.waitSync(10000) >= 0 ? 0 : 3;
+      return barrier.waitSync(HANG_GUARD_MS) >= 0 ? 0 : 3;
     });
     expect(untilSync(() => barrier.nWaiting === 1)).toBe(true);
     barrier.reset();
     sleepSync(100);
-    expect(barrier.waitSync(10000)).toBeGreaterThanOrEqual(0);
+    expect(barrier.waitSync(HANG_GUARD_MS)).toBeGreaterThanOrEqual(0);
     expect(exitcodeOf(pid)).toBe(0);
   });
 

@@ -10,7 +10,8 @@ import * as path from 'path';
 import * as mp from '..';
 import { requireNative } from '../dist/native';
 import { dumps } from '../dist/reduction';
-import { FIXTURES, jsonLines, runFixture } from './helpers';
+import { HANG_GUARD_MS } from './40.helpers';
+import { FIXTURES, jsonLines, runFixture, waitFor } from './helpers';
 
 /** Runs a node child to its end, asynchronously: the parent's loop keeps running. */
 function runAsync(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
@@ -20,7 +21,7 @@ function runAsync(args: string[]): Promise<{ status: number | null; stdout: stri
     let stderr = '';
     child.stdout.on('data', (chunk) => (stdout += chunk));
     child.stderr.on('data', (chunk) => (stderr += chunk));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 20000);
+    const timer = setTimeout(() => child.kill('SIGKILL'), 3 * HANG_GUARD_MS);
     child.on('error', reject);
     child.on('close', (status) => {
       clearTimeout(timer);
@@ -45,10 +46,10 @@ describe('reduction to a spawned process (no fork)', () => {
     const child = runAsync([path.join(FIXTURES, 'sync_spawn_child.js'), payload]);
 
     await condition.acquire();
-    const seenCounter = await condition.waitFor(() => counter.value, 15000);
+    const seenCounter = await condition.waitFor(() => counter.value, HANG_GUARD_MS);
     condition.release();
-    expect(await event.wait(15000)).toBe(true);
-    const index = await barrier.wait(15000);
+    expect(await event.wait(HANG_GUARD_MS)).toBe(true);
+    const index = await barrier.wait(HANG_GUARD_MS);
     const { status, stdout, stderr } = await child;
     expect(stderr).toBe('');
     expect(status).toBe(0);
@@ -100,12 +101,11 @@ describe('async waits and the event loop', () => {
       await new Promise((resolve) => setImmediate(resolve));
       lock.release();
     });
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    expect(native.ownThreadCount()).toBeGreaterThan(before); // they sleep on threads of the addon
+    // they sleep on threads of the addon
+    expect(await waitFor(() => native.ownThreadCount() > before)).toBe(true);
     lock.release();
     await Promise.all(waiters);
-    const deadline = Date.now() + 5000;
-    while (native.ownThreadCount() > before && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(await waitFor(() => native.ownThreadCount() <= before)).toBe(true);
     expect(native.ownThreadCount()).toBe(before);
   });
 

@@ -7,13 +7,20 @@ import * as mp from '..';
 import { forkChild } from './helpers';
 
 /** Blocks this thread for `ms`: a child's way to hold something for a while. */
+/**
+ * The time limit of a wait that must end by a wake-up: it only keeps a lost
+ * wake-up from hanging the suite, so it is long (these machines slow down up
+ * to 10x without warning); a wait that must time out says so with its own.
+ */
+export const HANG_GUARD_MS = 60000;
+
 export function sleepSync(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
-/** Polls `condition` every 5 ms, blocking, for 10 s at most; returns its last value. */
+/** Polls `condition` every 5 ms, blocking, for 60 s at most (a hang guard); returns its last value. */
 export function untilSync(condition: () => boolean): boolean {
-  const deadline = performance.now() + 10000;
+  const deadline = performance.now() + HANG_GUARD_MS;
   while (!condition() && performance.now() < deadline) sleepSync(5);
   return condition();
 }

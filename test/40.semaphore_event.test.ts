@@ -3,7 +3,7 @@
  * Children do their work with the Sync twins and leave through _exit.
  */
 import * as mp from '..';
-import { forkTogether, givesUpAfter, sleepSync, withLoopRunning } from './40.helpers';
+import { HANG_GUARD_MS, forkTogether, givesUpAfter, sleepSync, withLoopRunning } from './40.helpers';
 import { exitcodeOf, forkChild } from './helpers';
 
 describe('Semaphore', () => {
@@ -77,7 +77,7 @@ describe('Semaphore', () => {
 
   test('a release wakes one sleeping process per count', () => {
     const semaphore = new mp.Semaphore(0);
-    const children = Array.from({ length: 3 }, () => forkChild(() => (semaphore.acquireSync({ timeout: 10000 }) ? 0 : 1)));
+    const children = Array.from({ length: 3 }, () => forkChild(() => (semaphore.acquireSync({ timeout: HANG_GUARD_MS }) ? 0 : 1)));
     sleepSync(100); // let them sleep
     for (let i = 0; i < 3; i++) semaphore.release();
     expect(children.map(exitcodeOf)).toEqual([0, 0, 0]);
@@ -130,7 +130,7 @@ describe('Event', () => {
 
   test('set() wakes every waiting process; clear() makes wait() wait again', () => {
     const event = new mp.Event();
-    const children = Array.from({ length: 3 }, () => forkChild(() => (event.waitSync(10000) ? 0 : 1)));
+    const children = Array.from({ length: 3 }, () => forkChild(() => (event.waitSync(HANG_GUARD_MS) ? 0 : 1)));
     sleepSync(100);
     event.set();
     expect(children.map(exitcodeOf)).toEqual([0, 0, 0]);
@@ -141,7 +141,7 @@ describe('Event', () => {
 
   test('a waiter that sleeps through set() then clear() still returns true', () => {
     const event = new mp.Event();
-    const pid = forkChild(() => (event.waitSync(10000) ? 0 : 1));
+    const pid = forkChild(() => (event.waitSync(HANG_GUARD_MS) ? 0 : 1));
     sleepSync(100);
     event.set();
     event.clear();

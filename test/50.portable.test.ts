@@ -100,7 +100,7 @@ test('a queue in one process: maxsize, timeouts, a waiting get() answered by a l
   expect(q.getSync()).toEqual({ a: 1 });
   await blocked;
   expect(q.getNowait()).toEqual([2]);
-  expect(await q.get({ timeout: 1000 })).toBe('third');
+  expect(await q.get({ timeout: 60000 })).toBe('third');
   expect(() => q.getNowait()).toThrow(mp.Empty);
   expect(() => q.getSync({ timeout: 5 })).toThrow(mp.Empty);
   await expect(q.get({ block: false })).rejects.toBeInstanceOf(mp.Empty);

@@ -264,13 +264,13 @@ describe.each(methods)('Pool with the %s start method', (method) => {
     });
     void call.catch(() => {});
     // Both workers run a task of the call; the other four are queued.
-    expect(await waitFor(() => event.started().length === 2, 20000)).toBe(true);
+    expect(await waitFor(() => event.started().length === 2, 60000)).toBe(true);
     const busy = event.started();
     controller.abort();
     const error = (await call.catch((e: unknown) => e)) as Error & { code: string };
     expect(error.name).toBe('AbortError');
     expect(error.code).toBe('ABORT_ERR');
-    expect(await waitFor(() => busy.every((pid) => !running(pid)), 20000)).toBe(true);
+    expect(await waitFor(() => busy.every((pid) => !running(pid)), 60000)).toBe(true);
     expect(await pool.apply(tasks.square, [6])).toBe(36);
     expect(event.started()).toEqual(busy);
     event.set();
@@ -282,7 +282,7 @@ describe.each(methods)('Pool with the %s start method', (method) => {
     const event = signals();
     await expect(pool.apply(tasks.pidThenWait, [event.dir, event.release], { timeout: 50 })).rejects.toBeInstanceOf(mp.TimeoutError);
     // The task had started (its worker is killed) or was still queued (it is dropped).
-    for (const pid of event.started()) expect(await waitFor(() => !running(pid), 20000)).toBe(true);
+    for (const pid of event.started()) expect(await waitFor(() => !running(pid), 60000)).toBe(true);
     expect(await pool.map(tasks.square, [1, 2, 3, 4], 1)).toEqual([1, 4, 9, 16]);
     event.set();
   });
@@ -339,7 +339,7 @@ describe.each(methods)('Pool with the %s start method', (method) => {
     expect(() => closing.imap(tasks.square, [1])).toThrow(/closed/);
     await closing.join();
     expect(await result.get(0)).toEqual([1, 4, 9, 16, 25]);
-    expect(await waitFor(() => zombieChildren().length === 0, 20000)).toBe(true);
+    expect(await waitFor(() => zombieChildren().length === 0, 60000)).toBe(true);
     expect(fdCount()).toBe(fds);
   });
 
@@ -353,7 +353,7 @@ describe.each(methods)('Pool with the %s start method', (method) => {
     }
     expect(((await pending) as Error).message).toMatch(/terminated/);
     // (A spawned child is reaped by libuv, on its own SIGCHLD event.)
-    expect(await waitFor(() => zombieChildren().length === 0, 20000)).toBe(true);
+    expect(await waitFor(() => zombieChildren().length === 0, 60000)).toBe(true);
   });
 
   if (method === 'fork') {
@@ -393,6 +393,6 @@ describe('a pool\'s processes', () => {
     const [report] = jsonLines<{ pids: number[] }>(run.stdout);
     expect(run.signal).toBe('SIGKILL');
     expect(report.pids.length).toBe(2);
-    expect(await waitFor(() => report.pids.every((pid) => !running(pid)), 20000)).toBe(true);
+    expect(await waitFor(() => report.pids.every((pid) => !running(pid)), 60000)).toBe(true);
   });
 });

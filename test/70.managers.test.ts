@@ -244,7 +244,7 @@ describeWithConnection('SyncManager factories, here', () => {
       held = await own._numberOfObjects();
     }
     expect(held).toBe(before);
-  }, 120000);
+  }, 600000);
 });
 
 describeWithConnection("a manager's end", () => {

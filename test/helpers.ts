@@ -80,7 +80,7 @@ export function sleep(ms: number): Promise<void> {
 }
 
 /** Polls `condition` every 5 ms until it holds or `timeoutMs` passes; returns its last value. */
-export async function waitFor(condition: () => boolean, timeoutMs = 5000): Promise<boolean> {
+export async function waitFor(condition: () => boolean, timeoutMs = 60000): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
     if (Date.now() > deadline) return false;
