@@ -1,7 +1,7 @@
 /**
  * Fork stress (`npm run stress`):
  *
- *   node dist-scripts/fork-stress.js [--per-path N] [--hogs N] [--paths a,b,...] [forks]
+ *   node dist-scripts/fork-stress.js [--per-path N] [--hogs N] [--jobs N] [--paths a,b,...] [forks]
  *
  * Forks again and again while the garbage collector is busy in the parent (a
  * churning, growing heap keeps V8's concurrent marking and the platform
@@ -12,14 +12,26 @@
  * fork barrier about one child in three deadlocked; the result must be 0 hangs,
  * 0 crashes and every child's expected exit code.
  *
+ * `--jobs N` runs N forking parents at once (default 1), each a process of its
+ * own doing exactly what a single one does, one child after another, with its
+ * share of the children: a parent forks with nothing of another child's in
+ * flight (no timer or wait a child could inherit), as in a run of one job, and
+ * the other parents are more load beside it. The hogs are shared: `--hogs 2
+ * --jobs 4` is four parents beside two hogs.
+ *
  * `--per-path N` forks N children per exit path; a plain `forks` count spreads
- * that many over the paths. Prints one JSON line (the Node and V8 versions,
- * the totals and the figures per path; on SIGINT or SIGTERM, those so far,
- * marked `interrupted`); exits 1 if any child hung, crashed or left with
- * another code than its path's, or the run was interrupted.
+ * that many over the paths. Prints one JSON line: the Node and V8 versions,
+ * the totals, the figures per path (with each child's time from fork to reap,
+ * median and maximum, in ms), every crash (path, pid, signal, the core file
+ * kept when the kernel wrote one: `ulimit -c unlimited` with core_pattern
+ * `core` writes it in the working directory, renamed here `core.<pid>`), and
+ * any forking parent that itself died; on SIGINT or SIGTERM, those so far,
+ * marked `interrupted`. Exits 1 if any child hung, crashed or left with
+ * another code than its path's, a parent died, or the run was interrupted.
  */
 import { ChildProcess, spawn } from 'child_process';
 import * as fs from 'fs';
+import * as readline from 'readline';
 
 import * as mp from '..';
 
@@ -92,6 +104,18 @@ const PATHS: Record<string, ExitPath> = {
 type Outcome = 'ok' | 'hang' | 'crash' | 'wrong-status';
 type Counts = Record<Outcome, number>;
 
+/** What a forking parent (`--worker`) prints for each child, one JSON line each. */
+interface ChildReport {
+  path: string;
+  outcome: Outcome;
+  /** From fork to reap. */
+  ms: number;
+  pid: number;
+  /** The signal that ended a crashed child, and the core file kept, if any. */
+  signal?: number;
+  core?: string | null;
+}
+
 /** Hang, crash (a signal), wrong code, or ok, from the exit code of a child that ended (`null`: still running). */
 function outcome(code: number | null, expected: number): Outcome {
   if (code === null) return 'hang';
@@ -99,9 +123,30 @@ function outcome(code: number | null, expected: number): Outcome {
   return code === expected ? 'ok' : 'wrong-status';
 }
 
-/** Forks a child that leaves by `path`: its outcome; `null` in the child, which must then return to its event loop. */
-async function forkOnce(path: ExitPath): Promise<Outcome | null> {
+/** The core file a crashed child left in the working directory, renamed after it so the next one does not overwrite it. */
+function keepCore(pid: number): string | null {
+  try {
+    fs.renameSync('core', `core.${pid}`);
+    return `${process.cwd()}/core.${pid}`;
+  } catch {
+    return null;
+  }
+}
+
+/** A child's report from its pid, exit code and the time it was forked. */
+function childReport(name: string, path: ExitPath, pid: number, code: number | null, started: number): ChildReport {
+  const report: ChildReport = { path: name, outcome: outcome(code, path.code), ms: Date.now() - started, pid };
+  if (report.outcome === 'crash') {
+    report.signal = -(code as number);
+    report.core = keepCore(pid);
+  }
+  return report;
+}
+
+/** Forks a child that leaves by `path`: its report; `null` in the child, which must then return to its event loop. */
+async function forkOnce(name: string, path: ExitPath): Promise<ChildReport | null> {
   churn(2000);
+  const started = Date.now();
   const pid = mp.os.fork();
   if (pid === 0) {
     churn(20000);
@@ -117,16 +162,18 @@ async function forkOnce(path: ExitPath): Promise<Outcome | null> {
   if (result === null) {
     mp.os.kill(pid, 'SIGKILL');
     await mp.os.waitpidAsync(pid);
-    return 'hang';
+    return childReport(name, path, pid, null, started);
   }
-  return outcome(mp.os.waitstatusToExitcode(result[1]), path.code);
+  return childReport(name, path, pid, mp.os.waitstatusToExitcode(result[1]), started);
 }
 
-/** Starts an mp.Process (fork) whose target leaves by `path`: its outcome. */
-async function processOnce(path: ExitPath): Promise<Outcome> {
+/** Starts an mp.Process (fork) whose target leaves by `path`: its report. */
+async function processOnce(name: string, path: ExitPath): Promise<ChildReport> {
   churn(2000);
+  const started = Date.now();
   const p = new (mp.getContext('fork').Process)({ target: path.target as () => unknown });
   p.start();
+  const pid = p.pid as number;
   await p.join(HANG_AFTER_MS);
   const code = p.exitCode;
   if (code === null) {
@@ -134,16 +181,19 @@ async function processOnce(path: ExitPath): Promise<Outcome> {
     await p.join();
   }
   p.close();
-  return outcome(code, path.code);
+  return childReport(name, path, pid, code, started);
 }
+
+/** Burns a CPU until its parent is gone (a run killed outright leaves no hog behind). */
+const HOG = 'const parent = process.ppid; for (let n = 1; n % 1e7 !== 0 || process.ppid === parent; n++);';
 
 /**
  * Starts `count` CPU-burning processes: their handles, to stop them at the
- * end. Unreferenced: a child whose loop must run dry does not wait for them.
+ * end. Unreferenced: they must not keep the run alive.
  */
 function startHogs(count: number): ChildProcess[] {
   return Array.from({ length: count }, () => {
-    const hog = spawn(process.execPath, ['-e', 'for (;;);'], { stdio: 'ignore' });
+    const hog = spawn(process.execPath, ['-e', HOG], { stdio: 'ignore' });
     hog.unref();
     return hog;
   });
@@ -154,11 +204,14 @@ interface Options {
   /** A total number of forks, spread over the paths (instead of perPath each). */
   total: number | null;
   hogs: number;
+  jobs: number;
   paths: string[];
+  /** A forking parent started by the run: prints a ChildReport line per child. */
+  worker: boolean;
 }
 
 function parseOptions(argv: string[]): Options {
-  const options: Options = { perPath: 250, total: null, hogs: 0, paths: Object.keys(PATHS) };
+  const options: Options = { perPath: 250, total: null, hogs: 0, jobs: 1, paths: Object.keys(PATHS), worker: false };
   for (let i = 0; i < argv.length; i++) {
     const value = (): string => {
       if (i + 1 >= argv.length) throw new RangeError(`${argv[i]} needs a value`);
@@ -166,7 +219,9 @@ function parseOptions(argv: string[]): Options {
     };
     if (argv[i] === '--per-path') options.perPath = count(value(), '--per-path');
     else if (argv[i] === '--hogs') options.hogs = count(value(), '--hogs');
+    else if (argv[i] === '--jobs') options.jobs = Math.max(1, count(value(), '--jobs'));
     else if (argv[i] === '--paths') options.paths = value().split(',');
+    else if (argv[i] === '--worker') options.worker = true;
     else options.total = count(argv[i], 'forks');
   }
   const unknown = options.paths.filter((name) => !(name in PATHS));
@@ -180,40 +235,103 @@ function count(text: string, name: string): number {
   return value;
 }
 
-async function main(): Promise<void> {
-  const options = parseOptions(process.argv.slice(2));
+/** A forking parent: its children one after another, a report line for each. */
+async function worker(options: Options): Promise<void> {
   const forks = options.total ?? options.perPath * options.paths.length;
-  const perPath: Record<string, Counts> = {};
-  for (const name of options.paths) perPath[name] = { ok: 0, hang: 0, crash: 0, 'wrong-status': 0 };
-  const totals: Counts = { ok: 0, hang: 0, crash: 0, 'wrong-status': 0 };
-  const hogs = startHogs(options.hogs);
-  const started = Date.now();
   const parent = mp.os.getpid();
-  const report = (interrupted: boolean): void => {
-    for (const hog of hogs) hog.kill('SIGKILL');
-    const figures = { node: process.version, v8: process.versions.v8, hogs: options.hogs, forks, ...totals };
-    console.log(JSON.stringify({ ...figures, ...(interrupted ? { interrupted } : {}), ms: Date.now() - started, paths: perPath }));
-    process.exitCode = totals.ok === forks ? 0 : 1;
-  };
-  // A long run stopped (Ctrl-C, a CI limit) still says what it saw; a child just ends.
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(signal, () => {
-      if (mp.os.getpid() === parent) report(true);
-      process.exit(process.exitCode ?? 1);
-    });
-  }
+  // Stopped by the run, or the run is gone (its end of the pipe closed): a
+  // child forked from here just ends as its path says.
+  process.once('SIGTERM', () => {
+    if (mp.os.getpid() === parent) process.exit(0);
+  });
+  process.stdout.on('error', () => process.exit(0));
   for (let n = 0; n < forks; n++) {
     const name = options.paths[n % options.paths.length];
     const path = PATHS[name];
-    const result = path.child !== undefined ? await forkOnce(path) : await processOnce(path);
-    if (result === null) return; // the child: back to its event loop
-    perPath[name][result]++;
-    totals[result]++;
+    const report = path.child !== undefined ? await forkOnce(name, path) : await processOnce(name, path);
+    if (report === null) return; // the child: back to its event loop
+    process.stdout.write(`${JSON.stringify(report)}\n`);
   }
+}
+
+/** The arguments of job `index` of `jobs`: its share of the children. */
+function workerArgs(options: Options, index: number, jobs: number): string[] {
+  const share = (n: number): number => Math.floor(n / jobs) + (index < n % jobs ? 1 : 0);
+  const amount = options.total !== null ? [String(share(options.total))] : ['--per-path', String(share(options.perPath))];
+  return ['--worker', '--paths', options.paths.join(','), ...amount];
+}
+
+interface PathFigures extends Counts {
+  /** Each child's time from fork to reap, ms. */
+  times: number[];
+}
+
+function median(values: number[]): number | null {
+  if (values.length === 0) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
+}
+
+/** Runs the forking parents beside the hogs and sums up what they report. */
+async function run(options: Options): Promise<void> {
+  const forks = options.total ?? options.perPath * options.paths.length;
+  const perPath: Record<string, PathFigures> = {};
+  for (const name of options.paths) perPath[name] = { ok: 0, hang: 0, crash: 0, 'wrong-status': 0, times: [] };
+  const totals: Counts = { ok: 0, hang: 0, crash: 0, 'wrong-status': 0 };
+  const crashes: ChildReport[] = [];
+  const parentDeaths: Array<{ job: number; code: number | null; signal: string | null }> = [];
+  const hogs = startHogs(options.hogs);
+  const started = Date.now();
+  let seen = 0;
+  const step = forks >= 1000 ? Math.ceil(forks / 20) : Infinity;
+  const jobCount = Math.min(options.jobs, Math.max(1, forks));
+  const jobs = Array.from({ length: jobCount }, (_, index) => {
+    const args = [...process.execArgv, __filename, ...workerArgs(options, index, jobCount)];
+    const job = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    readline.createInterface({ input: job.stdout }).on('line', (line) => {
+      const report = JSON.parse(line) as ChildReport;
+      const figures = perPath[report.path];
+      figures[report.outcome]++;
+      figures.times.push(report.ms);
+      totals[report.outcome]++;
+      if (report.outcome === 'crash') crashes.push(report);
+      if (++seen % step === 0) {
+        console.error(`${seen}/${forks} children, ${totals.ok} ok, ${seen - totals.ok} not, ${Math.round((Date.now() - started) / 1000)} s`);
+      }
+    });
+    const ended = new Promise<void>((resolve) => {
+      job.on('close', (code, signal) => {
+        if (code !== 0) parentDeaths.push({ job: index, code, signal });
+        resolve();
+      });
+    });
+    return { job, ended };
+  });
+  const report = (interrupted: boolean): void => {
+    for (const hog of hogs) hog.kill('SIGKILL');
+    const paths: Record<string, Counts & { medianMs: number | null; maxMs: number | null }> = {};
+    for (const [name, { times, ...counts }] of Object.entries(perPath)) {
+      paths[name] = { ...counts, medianMs: median(times), maxMs: times.length > 0 ? Math.max(...times) : null };
+    }
+    const figures = { node: process.version, v8: process.versions.v8, hogs: options.hogs, jobs: jobs.length, forks, ...totals };
+    const failures = { crashes, parentDeaths };
+    console.log(JSON.stringify({ ...figures, ...(interrupted ? { interrupted } : {}), ms: Date.now() - started, paths, ...failures }));
+    process.exitCode = totals.ok === forks && parentDeaths.length === 0 && !interrupted ? 0 : 1;
+  };
+  // A long run stopped (Ctrl-C, a CI limit) still says what it saw.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      for (const { job } of jobs) job.kill('SIGTERM');
+      report(true);
+      process.exit(1);
+    });
+  }
+  await Promise.all(jobs.map(({ ended }) => ended));
   report(false);
 }
 
-main().catch((error: unknown) => {
+const options = parseOptions(process.argv.slice(2));
+(options.worker ? worker(options) : run(options)).catch((error: unknown) => {
   console.error(error);
   process.exitCode = 2;
 });

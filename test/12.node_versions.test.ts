@@ -18,4 +18,16 @@ describe(`Node ${process.version} (V8 ${process.versions.v8}, ABI ${process.vers
     expect(lines.filter((line) => 'event' in line)).toEqual([]);
     expect(lines.find((line) => 'exitCodes' in line)).toEqual({ exitCodes: [0, 0, 0] });
   });
+
+  test('the fork stress with several forking parents at once counts each child once, under its exit path', () => {
+    const run = runFixture('../../dist-scripts/fork-stress.js', ['--jobs', '3', '--per-path', '2'], { timeoutMs: 180000 });
+    const [result] = jsonLines<Record<string, unknown> & { paths: Record<string, Record<string, unknown>> }>(run.stdout);
+    expect(result).toMatchObject({ jobs: 3, forks: 18, ok: 18, hang: 0, crash: 0, 'wrong-status': 0, crashes: [], parentDeaths: [] });
+    expect(Object.keys(result.paths)).toHaveLength(9);
+    for (const figures of Object.values(result.paths)) {
+      expect(figures).toMatchObject({ ok: 2, hang: 0, crash: 0, 'wrong-status': 0 });
+      expect(figures.medianMs).toEqual(expect.any(Number));
+    }
+    expect(run.status).toBe(0);
+  });
 });
