@@ -10,7 +10,10 @@
  * runs N CPU-burning processes beside it for the whole run (as a loaded CI
  * machine: children that crashed on Node 24/26 did so under load). Without the
  * fork barrier about one child in three deadlocked; the result must be 0 hangs,
- * 0 crashes and every child's expected exit code.
+ * 0 crashes and every child's expected exit code. A child still running after
+ * 10 s is a hang once it sits asleep without gaining CPU time for 5 s (or runs
+ * past 5 minutes): a child that is only slow on a loaded machine is not one.
+ * The stacks of a hung child's threads are taken with gdb before it is killed.
  *
  * `--jobs N` runs N forking parents at once (default 1), each a process of its
  * own doing exactly what a single one does, one child after another, with its
@@ -22,20 +25,25 @@
  * `--per-path N` forks N children per exit path; a plain `forks` count spreads
  * that many over the paths. Prints one JSON line: the Node and V8 versions,
  * the totals, the figures per path (with each child's time from fork to reap,
- * median and maximum, in ms), every crash (path, pid, signal, the core file
+ * median and maximum, in ms), every hang (with its stacks' file), every crash (path, pid, signal, the core file
  * kept when the kernel wrote one: `ulimit -c unlimited` with core_pattern
  * `core` writes it in the working directory, renamed here `core.<pid>`), and
  * any forking parent that itself died; on SIGINT or SIGTERM, those so far,
  * marked `interrupted`. Exits 1 if any child hung, crashed or left with
  * another code than its path's, a parent died, or the run was interrupted.
  */
-import { ChildProcess, spawn } from 'child_process';
+import { ChildProcess, execFileSync, spawn } from 'child_process';
 import * as fs from 'fs';
 import * as readline from 'readline';
 
 import * as mp from '..';
 
+/** A child still running after this long is watched for a hang (see ends()). */
 const HANG_AFTER_MS = 10000;
+/** Asleep without a CPU tick this long: stuck. */
+const STUCK_MS = 5000;
+/** Any child still running after this long counts as hung. */
+const GIVE_UP_MS = 300000;
 
 /** Objects kept alive in a ring, so old-space grows and marking runs concurrently. */
 const retained: unknown[] = new Array(20000);
@@ -101,6 +109,14 @@ const PATHS: Record<string, ExitPath> = {
   },
 };
 
+/**
+ * Paths that are not run unless named: `stuck` deadlocks (its only thread
+ * waits on a futex nobody wakes), to show that the run tells a hang.
+ */
+const SELF_TESTS: Record<string, ExitPath> = {
+  stuck: { code: 0, child: () => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0) },
+};
+
 type Outcome = 'ok' | 'hang' | 'crash' | 'wrong-status';
 type Counts = Record<Outcome, number>;
 
@@ -114,6 +130,8 @@ interface ChildReport {
   /** The signal that ended a crashed child, and the core file kept, if any. */
   signal?: number;
   core?: string | null;
+  /** A hung child's threads' stacks (gdb), written before it was killed, if gdb could. */
+  stacks?: string | null;
 }
 
 /** Hang, crash (a signal), wrong code, or ok, from the exit code of a child that ended (`null`: still running). */
@@ -133,6 +151,22 @@ function keepCore(pid: number): string | null {
   }
 }
 
+/** The stacks of every thread of a hung child, from gdb, in `hang.<pid>.txt`: that file, or null. */
+function keepStacks(pid: number): string | null {
+  const file = `${process.cwd()}/hang.${pid}.txt`;
+  try {
+    const stacks = execFileSync('gdb', ['-p', String(pid), '-batch', '-ex', 'thread apply all bt'], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: 120000,
+    });
+    fs.writeFileSync(file, stacks);
+    return file;
+  } catch {
+    return null;
+  }
+}
+
 /** A child's report from its pid, exit code and the time it was forked. */
 function childReport(name: string, path: ExitPath, pid: number, code: number | null, started: number): ChildReport {
   const report: ChildReport = { path: name, outcome: outcome(code, path.code), ms: Date.now() - started, pid };
@@ -141,6 +175,43 @@ function childReport(name: string, path: ExitPath, pid: number, code: number | n
     report.core = keepCore(pid);
   }
   return report;
+}
+
+/** A child's CPU time so far (clock ticks) and scheduler state, from /proc; null when it is gone. */
+function cpuOf(pid: number): { ticks: number; state: string } | null {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { state: fields[0], ticks: Number(fields[11]) + Number(fields[12]) };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Waits for a child to end (`waitFor(ms)`: whether it ended within `ms`):
+ * true when it did, false when it hung. A child still there after
+ * HANG_AFTER_MS hangs only once it is stuck, asleep with no CPU time gained
+ * for STUCK_MS (a deadlock: it waits on a lock or condition no thread will
+ * release); a child that is only slow on a loaded machine is runnable or
+ * gains CPU time. Past GIVE_UP_MS any child counts as hung.
+ */
+async function ends(pid: number, waitFor: (ms: number) => Promise<boolean>): Promise<boolean> {
+  if (await waitFor(HANG_AFTER_MS)) return true;
+  const since = Date.now();
+  let last = cpuOf(pid);
+  let still = Date.now();
+  while (Date.now() - since < GIVE_UP_MS) {
+    if (await waitFor(1000)) return true;
+    const now = cpuOf(pid);
+    if (now === null || last === null || now.state === 'R' || now.state === 'Z' || now.ticks !== last.ticks) {
+      last = now;
+      still = Date.now();
+    } else if (Date.now() - still >= STUCK_MS) {
+      return false;
+    }
+  }
+  return false;
 }
 
 /** Forks a child that leaves by `path`: its report; `null` in the child, which must then return to its event loop. */
@@ -153,18 +224,26 @@ async function forkOnce(name: string, path: ExitPath): Promise<ChildReport | nul
     (path.child as () => void)();
     return null;
   }
-  let timer: NodeJS.Timeout | undefined;
-  const hung = new Promise<null>((resolve) => {
-    timer = setTimeout(() => resolve(null), HANG_AFTER_MS);
+  // One wait for the child's whole life: a second one could find it reaped already (ECHILD).
+  let status: number | null = null;
+  const exit = mp.os.waitpidAsync(pid).then(([, raw]) => {
+    status = raw;
   });
-  const result = await Promise.race([mp.os.waitpidAsync(pid), hung]);
-  clearTimeout(timer);
-  if (result === null) {
+  // No timer of this parent's may outlive the wait: the next child would inherit it.
+  const waitFor = async (ms: number): Promise<boolean> => {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([exit, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+    clearTimeout(timer);
+    return status !== null;
+  };
+  if (!(await ends(pid, waitFor))) {
+    const report = childReport(name, path, pid, null, started);
+    report.stacks = keepStacks(pid);
     mp.os.kill(pid, 'SIGKILL');
-    await mp.os.waitpidAsync(pid);
-    return childReport(name, path, pid, null, started);
+    await exit;
+    return report;
   }
-  return childReport(name, path, pid, mp.os.waitstatusToExitcode(result[1]), started);
+  return childReport(name, path, pid, mp.os.waitstatusToExitcode(status as unknown as number), started);
 }
 
 /** Starts an mp.Process (fork) whose target leaves by `path`: its report. */
@@ -174,14 +253,21 @@ async function processOnce(name: string, path: ExitPath): Promise<ChildReport> {
   const p = new (mp.getContext('fork').Process)({ target: path.target as () => unknown });
   p.start();
   const pid = p.pid as number;
-  await p.join(HANG_AFTER_MS);
-  const code = p.exitCode;
-  if (code === null) {
+  const waitFor = async (ms: number): Promise<boolean> => {
+    await p.join(ms);
+    return p.exitCode !== null;
+  };
+  let report: ChildReport;
+  if (await ends(pid, waitFor)) {
+    report = childReport(name, path, pid, p.exitCode, started);
+  } else {
+    report = childReport(name, path, pid, null, started);
+    report.stacks = keepStacks(pid);
     p.kill();
     await p.join();
   }
   p.close();
-  return childReport(name, path, pid, code, started);
+  return report;
 }
 
 /** Burns a CPU until its parent is gone (a run killed outright leaves no hog behind). */
@@ -224,9 +310,13 @@ function parseOptions(argv: string[]): Options {
     else if (argv[i] === '--worker') options.worker = true;
     else options.total = count(argv[i], 'forks');
   }
-  const unknown = options.paths.filter((name) => !(name in PATHS));
+  const unknown = options.paths.filter((name) => pathOf(name) === undefined);
   if (unknown.length > 0) throw new RangeError(`unknown exit paths: ${unknown.join(', ')} (known: ${Object.keys(PATHS).join(', ')})`);
   return options;
+}
+
+function pathOf(name: string): ExitPath | undefined {
+  return Object.hasOwn(PATHS, name) ? PATHS[name] : Object.hasOwn(SELF_TESTS, name) ? SELF_TESTS[name] : undefined;
 }
 
 function count(text: string, name: string): number {
@@ -247,7 +337,7 @@ async function worker(options: Options): Promise<void> {
   process.stdout.on('error', () => process.exit(0));
   for (let n = 0; n < forks; n++) {
     const name = options.paths[n % options.paths.length];
-    const path = PATHS[name];
+    const path = pathOf(name) as ExitPath;
     const report = path.child !== undefined ? await forkOnce(name, path) : await processOnce(name, path);
     if (report === null) return; // the child: back to its event loop
     process.stdout.write(`${JSON.stringify(report)}\n`);
@@ -279,6 +369,7 @@ async function run(options: Options): Promise<void> {
   for (const name of options.paths) perPath[name] = { ok: 0, hang: 0, crash: 0, 'wrong-status': 0, times: [] };
   const totals: Counts = { ok: 0, hang: 0, crash: 0, 'wrong-status': 0 };
   const crashes: ChildReport[] = [];
+  const hangs: ChildReport[] = [];
   const parentDeaths: Array<{ job: number; code: number | null; signal: string | null }> = [];
   const hogs = startHogs(options.hogs);
   const started = Date.now();
@@ -295,6 +386,9 @@ async function run(options: Options): Promise<void> {
       figures.times.push(report.ms);
       totals[report.outcome]++;
       if (report.outcome === 'crash') crashes.push(report);
+      if (report.outcome === 'hang') hangs.push(report);
+      // Said at once: a long run stopped before its end still tells what went wrong and where to look.
+      if (report.outcome !== 'ok') console.error(`not ok: ${line}`);
       if (++seen % step === 0) {
         console.error(`${seen}/${forks} children, ${totals.ok} ok, ${seen - totals.ok} not, ${Math.round((Date.now() - started) / 1000)} s`);
       }
@@ -314,7 +408,7 @@ async function run(options: Options): Promise<void> {
       paths[name] = { ...counts, medianMs: median(times), maxMs: times.length > 0 ? Math.max(...times) : null };
     }
     const figures = { node: process.version, v8: process.versions.v8, hogs: options.hogs, jobs: jobs.length, forks, ...totals };
-    const failures = { crashes, parentDeaths };
+    const failures = { crashes, hangs, parentDeaths };
     console.log(JSON.stringify({ ...figures, ...(interrupted ? { interrupted } : {}), ms: Date.now() - started, paths, ...failures }));
     process.exitCode = totals.ok === forks && parentDeaths.length === 0 && !interrupted ? 0 : 1;
   };

@@ -30,4 +30,14 @@ describe(`Node ${process.version} (V8 ${process.versions.v8}, ABI ${process.vers
     }
     expect(run.status).toBe(0);
   });
+
+  test('the fork stress tells a hung child from a slow one: one asleep on a futex nobody wakes is a hang, the run fails', () => {
+    const run = runFixture('../../dist-scripts/fork-stress.js', ['--paths', 'stuck,_exit', '--per-path', '1'], { timeoutMs: 600000 });
+    const [result] = jsonLines<Record<string, unknown> & { paths: Record<string, Record<string, unknown>> }>(run.stdout);
+    expect(result).toMatchObject({ forks: 2, ok: 1, hang: 1, crash: 0, parentDeaths: [] });
+    expect(result.paths.stuck).toMatchObject({ hang: 1 });
+    expect(result.hangs).toEqual([expect.objectContaining({ path: 'stuck', outcome: 'hang' })]);
+    expect(run.stderr).toContain('not ok: {"path":"stuck"');
+    expect(run.status).toBe(1);
+  });
 });
