@@ -18,7 +18,9 @@
  *
  * Each major runs its official binary (scripts/node-dist.js, .cache/node/)
  * with the prebuilt addon of its ABI: run `npm run build:prebuilds` first (a
- * major without one is skipped). `--json FILE` writes every round's figures.
+ * major without one is skipped). `--json FILE` writes every round's figures
+ * (after each round), and `--report FILE` prints the tables of a saved run
+ * (of the rounds done so far, when it was stopped early).
  */
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
@@ -71,14 +73,23 @@ interface Options {
   forks: number;
   processes: number;
   json: string | null;
+  /** Prints the tables of the figures a `--json` run saved, measuring nothing. */
+  report: string | null;
+}
+
+/** What `--json` saves, after every round. */
+interface Saved {
+  options: Options;
+  versions: Array<{ major: number; version: string }>;
+  loops: Array<{ name: string; rounds: Record<number, Array<[number | null, number | null]>> }>;
 }
 
 function parseOptions(argv: string[]): Options {
-  const options: Options = { rounds: 15, forks: 200, processes: 100, json: null };
+  const options: Options = { rounds: 15, forks: 200, processes: 100, json: null, report: null };
   for (let i = 0; i < argv.length; i += 2) {
     const [flag, text] = [argv[i], argv[i + 1]];
-    if (flag === '--json' && text !== undefined) {
-      options.json = text;
+    if ((flag === '--json' || flag === '--report') && text !== undefined) {
+      options[flag === '--json' ? 'json' : 'report'] = text;
       continue;
     }
     const value = Number(text);
@@ -86,7 +97,7 @@ function parseOptions(argv: string[]): Options {
     if (flag === '--rounds') options.rounds = value;
     else if (flag === '--forks') options.forks = value;
     else if (flag === '--processes') options.processes = value;
-    else throw new RangeError(`unknown option ${flag} (--rounds, --forks, --processes, --json)`);
+    else throw new RangeError(`unknown option ${flag} (--rounds, --forks, --processes, --json, --report)`);
   }
   return options;
 }
@@ -159,8 +170,8 @@ function format(s: Spread | null, digits = 2): string {
   return s === null ? 'n/a' : `${s.median.toFixed(digits)} [${s.q1.toFixed(digits)}-${s.q3.toFixed(digits)}]`;
 }
 
-function printLoop(loop: Loop, index: number, runtimes: Runtime[], samples: Samples): void {
-  console.log(`\n## ${loop.name}: per round ours/Python, and that against Node ${REFERENCE}'s of the same round\n`);
+function printLoop(name: string, index: number, runtimes: Array<{ major: number; version: string }>, samples: Samples): void {
+  console.log(`\n## ${name}: per round ours/Python, and that against Node ${REFERENCE}'s of the same round\n`);
   console.log('| Node (V8) | ours ms | Python ms | ours/Python median [IQR] | / Node 20 median [IQR] | rounds | verdict |');
   console.log('|---|---|---|---|---|---|---|');
   const perRound = samples[index];
@@ -190,8 +201,19 @@ function printLoop(loop: Loop, index: number, runtimes: Runtime[], samples: Samp
   }
 }
 
+function printAll(options: Options, rounds: number, runtimes: Array<{ major: number; version: string }>, samples: Samples): void {
+  console.log(`# bench:majors: ${rounds} rounds; fork loop median of ${options.forks}, Process loops of ${options.processes} per run`);
+  LOOPS.forEach((loop, index) => printLoop(loop.name, index, runtimes, samples));
+}
+
 function main(): void {
   const options = parseOptions(process.argv.slice(2));
+  if (options.report !== null) {
+    const saved = JSON.parse(fs.readFileSync(options.report, 'utf8')) as Saved;
+    const samples: Samples = saved.loops.map((loop) => loop.rounds);
+    printAll(saved.options, samples[0][saved.versions[0].major].length, saved.versions, samples);
+    return;
+  }
   const majors = nodeScript('node-dist.js', ['majors']).split(/\s+/).map(Number);
   const runtimes = majors.map(runtimeOf).filter((runtime): runtime is Runtime => runtime !== null);
   if (!runtimes.some((runtime) => runtime.major === REFERENCE)) {
@@ -200,24 +222,29 @@ function main(): void {
     return;
   }
   const samples: Samples = LOOPS.map(() => Object.fromEntries(runtimes.map((runtime) => [runtime.major, []])));
+  let done = 0;
   const started = Date.now();
   for (let round = 0; round < options.rounds; round++) {
     // Rotate who goes first, so that no major always meets the start (or end) of a round.
     const order = runtimes.map((_, i) => runtimes[(i + round) % runtimes.length]);
+    const figures = LOOPS.map(() => new Map<number, [number | null, number | null]>());
     for (const runtime of order) {
-      LOOPS.forEach((loop, index) => {
-        samples[index][runtime.major].push(pair(loop, runtime, options, round % 2 === 1));
-      });
+      LOOPS.forEach((loop, index) => figures[index].set(runtime.major, pair(loop, runtime, options, round % 2 === 1)));
     }
-    const seconds = Math.round((Date.now() - started) / 1000);
-    console.error(`round ${round + 1}/${options.rounds} done, ${seconds} s`);
+    // A round counts whole or not at all: every major has the same rounds.
+    figures.forEach((perMajor, index) => perMajor.forEach((pairOf, major) => samples[index][major].push(pairOf)));
+    done++;
+    if (options.json !== null) {
+      const saved: Saved = {
+        options,
+        versions: runtimes.map(({ major, version }) => ({ major, version })),
+        loops: LOOPS.map(({ name }, i) => ({ name, rounds: samples[i] })),
+      };
+      fs.writeFileSync(options.json, `${JSON.stringify(saved)}\n`);
+    }
+    console.error(`round ${done}/${options.rounds} done, ${Math.round((Date.now() - started) / 1000)} s`);
   }
-  console.log(`# bench:majors: ${options.rounds} rounds; fork loop median of ${options.forks}, Process loops of ${options.processes} per run`);
-  LOOPS.forEach((loop, index) => printLoop(loop, index, runtimes, samples));
-  if (options.json !== null) {
-    const raw = { options, versions: runtimes.map(({ major, version }) => ({ major, version })), loops: LOOPS.map(({ name }, i) => ({ name, rounds: samples[i] })) };
-    fs.writeFileSync(options.json, `${JSON.stringify(raw)}\n`);
-  }
+  printAll(options, done, runtimes, samples);
 }
 
 main();
