@@ -55,7 +55,7 @@ describe('fork()', () => {
   });
 
   test('100 forks under GC load: no hang, no crash (fork barrier)', () => {
-    const run = runFixture('../../dist-scripts/fork-stress.js', ['100'], { timeoutMs: 60000 });
+    const run = runFixture('../../dist-scripts/fork-stress.js', ['100'], { timeoutMs: 600000 });
     const [result] = jsonLines(run.stdout);
     expect(result).toMatchObject({ forks: 100, ok: 100, hang: 0, crash: 0, 'wrong-status': 0 });
     expect(run.status).toBe(0);
