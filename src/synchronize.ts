@@ -1065,6 +1065,8 @@ export class Condition extends Acquirable {
     let left = n;
     for (const slot of this._waitingOldestFirst()) {
       const waiter = Atomics.load(words, slot);
+      // Withdrawn since the scan: a waiter whose time ran out frees its slot without the lock.
+      if (waiter === 0 || (waiter & NOTIFIED) !== 0) continue;
       if (hasEnded(waiter)) {
         if (Atomics.compareExchange(words, slot, waiter, 0) === waiter) Atomics.sub(words, WAITERS, 1);
         continue;

@@ -55,7 +55,7 @@ describe('fork()', () => {
   });
 
   test('100 forks under GC load: no hang, no crash (fork barrier)', () => {
-    const run = runFixture('../../dist-scripts/fork-stress.js', ['100'], { timeoutMs: 600000 });
+    const run = runFixture('../../dist-scripts/fork-stress.js', ['100']);
     const [result] = jsonLines(run.stdout);
     expect(result).toMatchObject({ forks: 100, ok: 100, hang: 0, crash: 0, 'wrong-status': 0 });
     expect(run.status).toBe(0);
@@ -84,7 +84,7 @@ describe('fork()', () => {
   });
 
   test('a child forks 40 times while its own V8 worker thread is busy: no hang, every grandchild ends well', () => {
-    const run = runFixture('os_nested_busy.js', ['40'], { timeoutMs: 60000 });
+    const run = runFixture('os_nested_busy.js', ['40']);
     expect(run.stderr).toBe('');
     expect(jsonLines(run.stdout)).toEqual([{ forks: 40, ok: 40 }, { childExitcode: 0 }]);
   });
@@ -160,7 +160,7 @@ describe('the forked child runs its event loop', () => {
   });
 
   test('a child optimises its hot code as its parent does, and so does its own child', () => {
-    const run = runFixture('os_child_optimizes.js', [], { timeoutMs: 150000 });
+    const run = runFixture('os_child_optimizes.js', []);
     expect(run.stderr).toBe('');
     const byRole = Object.fromEntries(jsonLines<{ role: string; optimized: boolean }>(run.stdout).map((line) => [line.role, line.optimized]));
     expect(byRole).toEqual({ parent: true, child: true, grandchild: true, reaped: true });

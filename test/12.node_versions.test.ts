@@ -13,7 +13,7 @@ describe(`Node ${process.version} (V8 ${process.versions.v8}, ABI ${process.vers
   });
 
   test('a child leaving a timer, an immediate or an I/O callback empties the async id stack unseen by the parent\'s listeners', () => {
-    const run = runFixture('node_escape_hooks.js', [], { timeoutMs: 60000 });
+    const run = runFixture('node_escape_hooks.js', []);
     expect(run.stderr).toBe('');
     const lines = jsonLines(run.stdout);
     expect(lines.filter((line) => 'target' in line).map((line) => line.target).sort()).toEqual(['immediate', 'io', 'timer']);

@@ -9,7 +9,7 @@ import { runFixture, jsonLines } from './helpers';
 
 describe.each(['main-first', 'workers-first'])('20 workers using the package, %s', (order) => {
   test('each works and ends, and so does the process', () => {
-    const run = runFixture('workers_use_package.js', [order], { timeoutMs: 120000 });
+    const run = runFixture('workers_use_package.js', [order]);
     expect(run.signal).toBeNull();
     expect(run.stderr).toBe('');
     expect(run.status).toBe(0);

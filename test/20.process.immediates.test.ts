@@ -10,7 +10,7 @@ import { jsonLines, runFixture } from './helpers';
 const NO_ADDON = process.env.NODE_MULTIPROCESSING_NO_NATIVE === '1';
 
 (NO_ADDON ? test.skip : test)('a child forked from the first, middle or last immediate of a batch runs to the end; the others run in the parent only', () => {
-  const run = runFixture('process_fork_in_immediates.js', [], { timeoutMs: 60000 });
+  const run = runFixture('process_fork_in_immediates.js', []);
   expect(run.stderr).toBe('');
   expect(jsonLines(run.stdout)).toEqual([
     { position: 0, exitCode: 0, ranInParent: [1, 2] },

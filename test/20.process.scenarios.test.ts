@@ -48,7 +48,7 @@ describe.each(methods)('%s', (method) => {
   });
 
   test("the seed's foo/bar: when the parent's work is done its daemon is terminated first, then the other joined, as Python", () => {
-    const run = runFixture('process_daemons_at_exit.js', [method], { timeoutMs: 60000 });
+    const run = runFixture('process_daemons_at_exit.js', [method]);
     expect(run.stderr).toBe('');
     expect(run.status).toBe(0);
     const lines = run.stdout.split('\n').filter((line) => line !== '' && !line.startsWith('{'));
@@ -70,7 +70,7 @@ describe.each(methods)('%s', (method) => {
   test('an ES module target: by export (named or default); a non-exported one or a closure gets an Error saying how to fix it', () => {
     const out = path.join(dir, `esm-${method}`);
     fs.mkdirSync(out);
-    const run = runFixture('process_esm_main.mjs', [method, out], { timeoutMs: 60000 });
+    const run = runFixture('process_esm_main.mjs', [method, out]);
     expect(run.status).toBe(0);
     const results = Object.fromEntries(jsonLines<{ label: string }>(run.stdout).map((r) => [r.label, r]));
     expect(results['named export']).toMatchObject({ exitCode: 0, wrote: expect.stringMatching(/Process-1 ok$/) });
@@ -115,7 +115,7 @@ describe.each(methods)('%s', (method) => {
 
   test('require.main === module guards the main script: a child that loads it to find the target does not run the guarded code', () => {
     const file = path.join(dir, `guard-${method}.txt`);
-    const run = runFixture('process_guard_main.js', [method, file], { timeoutMs: 60000 });
+    const run = runFixture('process_guard_main.js', [method, file]);
     expect(run.status).toBe(0);
     const lines = jsonLines<{ loadedIn?: string; exitCode?: number; name?: string }>(run.stdout);
     const [result] = lines.filter((line) => line.exitCode !== undefined);
@@ -154,7 +154,7 @@ describe.each(methods.filter((method) => method !== 'fork'))('an unguarded main 
 
 (NO_ADDON ? describe.skip : describe)('fork', () => {
   test("a child whose target returns a Promise never runs the caller's code after start(), nor the parent's pending callbacks", () => {
-    const run = runFixture('process_leave_stack.js', [], { timeoutMs: 60000 });
+    const run = runFixture('process_leave_stack.js', []);
     expect(run.status).toBe(0);
     const lines = jsonLines<{ label: string; parent: boolean }>(run.stdout);
     const byLabel = new Map<string, boolean[]>();

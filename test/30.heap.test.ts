@@ -107,7 +107,7 @@ describe('memory reuse', () => {
   /** The report of test/fixtures/shm_heap_gc.js, run once for the tests below. */
   const runGcFixture = (): Record<string, unknown> => {
     if (gcResult === undefined) {
-      const run = runFixture('shm_heap_gc.js', [], { timeoutMs: 30000 });
+      const run = runFixture('shm_heap_gc.js', []);
       expect(run.stderr).toBe('');
       expect(run.status).toBe(0);
       gcResult = jsonLines(run.stdout)[0] ?? {};

@@ -20,7 +20,7 @@ interface BigFigures {
 }
 
 function measure<T>(mode: string): T {
-  const run = runFixture('heap_sync_loop.js', [mode], { timeoutMs: 300000 });
+  const run = runFixture('heap_sync_loop.js', [mode]);
   expect(run.stderr).toBe('');
   expect(run.status).toBe(0);
   return jsonLines<T>(run.stdout)[0];

@@ -111,6 +111,36 @@ describe('Condition', () => {
     expect(() => condition.waitSync(-1)).toThrow(RangeError);
   });
 
+  test('notifyAll() racing waiters whose time runs out (they withdraw without the lock) never fails', () => {
+    // A waiter that withdrew between notify's scan of the slots and its look
+    // at one left a 0 there, which notify took for a thread to check (and threw).
+    const condition = new mp.Condition();
+    const stop = mp.Value('i', 0, { lock: false });
+    const children = Array.from({ length: 6 }, () =>
+      forkChild(() => {
+        while (stop.value === 0) {
+          condition.acquireSync();
+          condition.waitSync(1);
+          condition.release();
+        }
+        return 0;
+      }),
+    );
+    try {
+      for (let i = 0; i < 30000; i++) {
+        condition.acquireSync();
+        try {
+          condition.notifyAll();
+        } finally {
+          condition.release();
+        }
+      }
+    } finally {
+      stop.value = 1;
+    }
+    expect(children.map(exitcodeOf)).toEqual([0, 0, 0, 0, 0, 0]);
+  });
+
   test('an RLock held several times is released completely by wait and restored after', () => {
     const lock = new mp.RLock();
     const condition = new mp.Condition(lock);

@@ -80,7 +80,7 @@ describe('reduction to a spawned process (no fork)', () => {
 
 describe('mp.Process of every start method gets the primitives as arguments', () => {
   test.each(['fork', 'spawn', 'forkserver'])('%s: Lock, Event, Barrier, Semaphore and Condition shared with the child', (method) => {
-    const run = runFixture('sync_process.js', [method], { timeoutMs: 60000 });
+    const run = runFixture('sync_process.js', [method]);
     expect(run.status).toBe(0);
     const [report] = jsonLines<{ eventSet: boolean; index: number; results: number[]; exitCode: number }>(run.stdout);
     expect(report.eventSet).toBe(true);

@@ -381,7 +381,7 @@ describe('a pool\'s processes', () => {
   }
 
   test.each(methods)('worker output reaches the parent\'s stdout and stderr line-intact, every line once (%s)', (method) => {
-    const run = runFixture('pool_output.js', [method], { timeoutMs: 60000 });
+    const run = runFixture('pool_output.js', [method]);
     expect(run.status).toBe(0);
     const sorted = (text: string): string[] => text.split('\n').filter((line) => line !== '').sort();
     expect(sorted(run.stdout)).toEqual([...expectedLines([0, 1], 500, 'x'), ...expectedLines([2, 3, 4, 5], 500, 'x')].sort());

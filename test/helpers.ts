@@ -17,16 +17,23 @@ export interface FixtureRun {
   stderr: string;
 }
 
-/** Runs test/fixtures/<name> with node; a run that hangs is killed after `timeoutMs` and fails. */
+/**
+ * How long a fixture may run before it counts as hung: long, since the
+ * machine may be slowed ten times over (the slowest fixtures, heap_sync_loop
+ * and a fork-stress of 100 forks, take up to a minute on a quiet one).
+ */
+const FIXTURE_HANG_GUARD_MS = 600000;
+
+/** Runs test/fixtures/<name> with node; a run that hangs is killed and fails. */
 export function runFixture(
   name: string,
   args: string[] = [],
-  options: { env?: NodeJS.ProcessEnv; timeoutMs?: number; stdio?: 'pipe' | [string, number | string, number | string] } = {},
+  options: { env?: NodeJS.ProcessEnv; stdio?: 'pipe' | [string, number | string, number | string] } = {},
 ): FixtureRun {
   const result: SpawnSyncReturns<string> = spawnSync(process.execPath, [path.join(FIXTURES, name), ...args], {
     encoding: 'utf8',
     env: { ...process.env, ...options.env },
-    timeout: options.timeoutMs ?? 20000,
+    timeout: FIXTURE_HANG_GUARD_MS,
     killSignal: 'SIGKILL',
     maxBuffer: 64 * 1024 * 1024,
   });
@@ -46,6 +53,8 @@ export interface ProcStat {
   pid: number;
   state: string;
   ppid: number;
+  /** Clock ticks from boot to its start: with the pid, names one process (pids are reused). */
+  startTime: number;
 }
 
 /** /proc/<pid>/stat, or null when there is no such process (reaped). */
@@ -57,7 +66,8 @@ export function procStat(pid: number): ProcStat | null {
     return null;
   }
   const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  return { pid, state: fields[0], ppid: Number(fields[1]) };
+  // After ')': state is field 3 of stat(5), ppid 4, starttime 22.
+  return { pid, state: fields[0], ppid: Number(fields[1]), startTime: Number(fields[19]) };
 }
 
 /** Pids of the zombie children of `ppid`, from /proc. */
@@ -90,6 +100,25 @@ export async function waitFor(condition: () => boolean, timeoutMs = 60000): Prom
 }
 
 /**
+ * Children of {@link forkChild} not reaped by {@link exitcodeOf} (pid -> start
+ * time): a test that fails before it reaps its children leaves them to the
+ * hook below, or their zombies would fail every later zombie check of the file.
+ */
+const forkedChildren = new Map<number, number>();
+
+afterEach(() => {
+  for (const [pid, startTime] of forkedChildren) {
+    const stat = procStat(pid);
+    // Reaped some other way (and the pid maybe reused): none of ours.
+    if (stat !== null && stat.ppid === process.pid && stat.startTime === startTime) {
+      if (stat.state !== 'Z') mp.os.kill(pid, 'SIGKILL');
+      mp.os.waitpid(pid);
+    }
+  }
+  forkedChildren.clear();
+});
+
+/**
  * Forks a child that runs `body` then leaves with _exit(its return value), 70
  * if it throws: a child forked inside jest must never return into jest.
  */
@@ -103,11 +132,13 @@ export function forkChild(body: () => number = () => 0): number {
       mp.os._exit(code);
     }
   }
+  forkedChildren.set(pid, procStat(pid)?.startTime ?? -1);
   return pid;
 }
 
 /** Reaps `pid` and returns its exit code (`-signal` when a signal killed it). */
 export function exitcodeOf(pid: number): number {
+  forkedChildren.delete(pid);
   const [reaped, status] = mp.os.waitpid(pid);
   if (reaped !== pid) throw new Error(`waitpid(${pid}) reaped ${reaped}`);
   return mp.os.waitstatusToExitcode(status);
