@@ -22,7 +22,7 @@ describe(`Node ${process.version} (V8 ${process.versions.v8}, ABI ${process.vers
   });
 
   test('the fork stress with several forking parents at once counts each child once, under its exit path', () => {
-    const run = runFixture('../../dist-scripts/fork-stress.js', ['--jobs', '3', '--per-path', '2'], { timeoutMs: 180000 });
+    const run = runFixture('../../dist-scripts/fork-stress.js', ['--jobs', '3', '--per-path', '2']);
     const [result] = jsonLines<Record<string, unknown> & { paths: Record<string, Record<string, unknown>> }>(run.stdout);
     expect(result).toMatchObject({ jobs: 3, forks: 18, ok: 18, hang: 0, crash: 0, 'wrong-status': 0, crashes: [], parentDeaths: [] });
     expect(Object.keys(result.paths)).toHaveLength(9);
@@ -34,7 +34,7 @@ describe(`Node ${process.version} (V8 ${process.versions.v8}, ABI ${process.vers
   });
 
   test('the fork stress tells a hung child from a slow one: one asleep on a futex nobody wakes is a hang, the run fails', () => {
-    const run = runFixture('../../dist-scripts/fork-stress.js', ['--paths', 'stuck,_exit', '--per-path', '1'], { timeoutMs: 600000 });
+    const run = runFixture('../../dist-scripts/fork-stress.js', ['--paths', 'stuck,_exit', '--per-path', '1']);
     const [result] = jsonLines<Record<string, unknown> & { paths: Record<string, Record<string, unknown>>; hangs: Array<{ stacks?: string | null }> }>(
       run.stdout,
     );
