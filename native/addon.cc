@@ -37,6 +37,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   mp::InitConnection(env, exports);
   mp::InitFdWait(env, exports);
   mp::InitSocket(env, exports);
+  mp::InitQueueRing(env, exports);
   return exports;
 }
 

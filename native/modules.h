@@ -14,5 +14,6 @@ void InitInternals(Napi::Env env, Napi::Object exports);  // internals.cc: Node'
 void InitConnection(Napi::Env env, Napi::Object exports);  // connection.cc: framed byte streams, fd passing
 void InitFdWait(Napi::Env env, Napi::Object exports);  // fd_wait.cc: waiting for descriptors (connection.wait)
 void InitSocket(Napi::Env env, Napi::Object exports);  // socket.cc: Listener and Client sockets
+void InitQueueRing(Napi::Env env, Napi::Object exports);  // queue_ring.cc: a Queue's items in shared memory
 
 }  // namespace mp

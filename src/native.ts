@@ -103,6 +103,37 @@ export interface NativeFdWatch {
   close(): void;
 }
 
+/**
+ * A Queue's ring of items in shared memory (native/queue_ring.cc); `take`
+ * answers an item, `0` (nothing there) or `1` (busy: look again soon).
+ */
+export interface NativeQueueRing {
+  /** The bell's read end: readable once a producer rang for sleeping consumers. */
+  readonly bellFd: number;
+  /** The descriptor of the ring's memory (see queueRingMemory). */
+  readonly memoryFd: number;
+  /** Puts one item; it is in the ring when this returns (blocks while there is no room). */
+  put(bytes: Uint8Array): void;
+  take(): Buffer | string | 0 | 1;
+  /** The next item, blocking up to `timeoutMs` (< 0: no limit); `null`: timed out. */
+  takeSync(timeoutMs: number): Buffer | string | null;
+  /** Registers this consumer as asleep, then tries again (an item: registration undone). */
+  prepareWait(): Buffer | string | 0 | 1;
+  /** Ends the registration of {@link prepareWait} after the wait. */
+  endWait(): void;
+  empty(): boolean;
+  /** Closes the bell's descriptors here. */
+  close(): void;
+  /** Tests: the item's first `slots` slots (0: none), the reserve lock kept (a producer killed there). */
+  _putPartial(bytes: Uint8Array, slots: number): void;
+  /** Tests: stops after `slots` slots of a large item (0: none), the assembler kept (a consumer killed there). */
+  _takePartial(slots: number): Buffer | string | 0 | 1;
+  /** Called with the count of items dropped that will never be delivered (see native/queue_ring.cc, "Deaths"). */
+  onLost?: (count: number) => void;
+  /** Tests: `[head, tail, reserve lock holder, assembler]`. */
+  _state(): [number, number, number, number];
+}
+
 /** `pollFds`/`FdWatch` events: 1 readable, 2 writable, 3 either. */
 export type FdEvents = 1 | 2 | 3;
 // --- end native/connection.cc -------------------------------------------------
@@ -232,6 +263,20 @@ export interface NativeBinding {
    * the UTF-8 text after it (a string).
    */
   Channel: new (fd: number, onFrames?: FramesCallback, exact?: boolean, textTag?: number) => NativeChannel;
+  // native/queue_ring.cc
+  /** Where a ring's data starts in its shared block (bytes). */
+  queueRingHeaderBytes: number;
+  /** `[fd, buffer]`: zero-filled shared memory without a name (memfd), unmapped once `buffer` is collected. */
+  queueRingMemory(bytes: number): [number, ArrayBuffer];
+  /** The memory of descriptor `fd` (from queueRingMemory, passed to this process), mapped. */
+  queueRingMap(fd: number): ArrayBuffer;
+  QueueRing: new (
+    words: Int32Array,
+    memoryFd: number,
+    bellRead: number,
+    bellWrite: number,
+    textTag: number,
+  ) => NativeQueueRing;
   // native/fd_wait.cc
   /** The indices of `fds` ready for `events` (an error or hang-up counts), waiting up to `timeoutMs` (< 0: no limit). */
   pollFds(fds: number[], events: FdEvents, timeoutMs: number): number[];

@@ -2,60 +2,33 @@
  * Queues between processes, as CPython's `multiprocessing.queues`:
  * {@link Queue}, {@link SimpleQueue} and {@link JoinableQueue}.
  *
- * A queue is a pipe (its capacity raised to 1 MiB where the system allows)
- * carrying framed messages, a few words of shared memory through which its
- * processes take turns (see QueuePipe) and, for `Queue`, a semaphore
- * counting free places, as Python's. What differs is the feeder: Python's
- * `put()` hands the object to a thread that writes it later, so an item whose
- * `put()` returned is lost if the producer exits first. Here `put()` writes
- * the whole message into the pipe before it returns (or resolves): once it
- * has, the item is in the kernel and is delivered even if the producer is
- * killed the next instant. A consumer waits for the pipe to become readable
- * holding nothing, then takes the turn and reads exactly one message, never
- * more: a consumer killed while it waits takes nothing with it.
+ * A queue is a ring of bytes in shared memory that all its processes map
+ * (src/queues/ring.ts, native/queue_ring.cc), a pipe on which consumers with
+ * nothing to take sleep and, for `Queue`, a semaphore counting free places,
+ * as Python's. What differs is the feeder: Python's `put()` hands the object
+ * to a thread that writes it later, so an item whose `put()` returned is lost
+ * if the producer exits first. Here `put()` copies the whole item into the
+ * ring before it returns (or resolves): once it has, the item is in shared
+ * memory and is delivered even if the producer is killed the next instant.
+ * A consumer copies an item out and only then moves the ring's head past it:
+ * a consumer killed at any instant before that took nothing.
  *
- * The price: a `put()` whose message does not fit in the pipe (1 MiB of
- * messages not yet taken) waits for a consumer, blocking the thread. A
- * process that puts more than that before it gets waits for ever, as it
- * would with Python's `Queue(maxsize)`.
+ * The price: a `put()` whose item does not fit in the ring (1 MiB of items
+ * not yet taken) waits for a consumer, blocking the thread. A process that
+ * puts more than that before it gets waits for ever, as it would with
+ * Python's `Queue(maxsize)`.
  * @packageDocumentation
  */
-import { forkGeneration } from './at_fork';
-import { _rebuildDescriptor, _reduceDescriptor, DescriptorState } from './connection';
 import { Empty, Full } from './errors';
-import type { NativeBinding, NativeChannel, NativeFdWatch } from './native';
-import { loadNative, requireNative } from './native';
+import { loadNative } from './native';
 import { closedError, limitOf } from './queues/options';
-import { dumps, JSON_TAG, loads, registerReducer } from './reduction';
-import { RawArray } from './sharedctypes';
-import { BoundedSemaphore, Condition, Lock, Semaphore } from './synchronize';
+import { Frame, QueueRing, RingState } from './queues/ring';
+import { dumps, loads, registerReducer } from './reduction';
+import { BoundedSemaphore, Condition, Semaphore } from './synchronize';
 import { validateInteger } from './validate';
 
-/** The capacity asked of a queue's pipe. */
-const PIPE_CAPACITY = 1024 * 1024;
 /** The largest count of a semaphore: a queue without maxsize. */
 const UNBOUNDED = 0x7fffffff;
-
-// The words a queue's processes share (an Int32Array over shared memory).
-/** Producers inside a lock-free write of a small frame. */
-const ACTIVE = 0;
-/** 1 while a producer (holding the write lock) writes a frame too large to be written whole. */
-const BIG = 1;
-/** The thread id of the consumer whose turn it is to read; 0: nobody's. */
-const TURN = 2;
-/** Consumers asleep until the turn is free. */
-const SLEEPERS = 3;
-/** The readers' progress through the frame being read (native/connection.cc, `track`): 5 words. */
-const PROGRESS = 4;
-const WORDS = PROGRESS + 5;
-/** How long a consumer waiting for the turn sleeps before it checks that the holder still lives. */
-const TURN_CHECK_MS = 100;
-/** How long a large write waits for the small writes in flight before it checks again. */
-const DRAIN_CHECK_MS = 10;
-
-function native(): NativeBinding {
-  return requireNative('Queue');
-}
 
 /** Options of `put` and `get`, as Python's `block=True, timeout=None`. */
 export interface QueueOptions {
@@ -65,309 +38,10 @@ export interface QueueOptions {
   timeout?: number | null;
 }
 
-/** Milliseconds left until `deadline` (null: no limit), never negative. */
-function left(deadline: number | null): number | null {
-  return deadline === null ? null : Math.max(0, deadline - Date.now());
-}
-
 /** The queues of a process without the addon (see queues/portable.ts), loaded on first use. */
 function portable(): typeof import('./queues/portable') {
   // eslint-disable-next-line @typescript-eslint/no-var-requires
   return require('./queues/portable') as typeof import('./queues/portable');
-}
-
-let tidGeneration = -1;
-let tid = 0;
-
-/** This thread's id, asked of the kernel once per fork generation. */
-function ownTid(): number {
-  if (tidGeneration !== forkGeneration()) {
-    tid = native().gettid();
-    tidGeneration = forkGeneration();
-  }
-  return tid;
-}
-
-/** Waits (on a thread of the addon's) until `words[index]` may differ from `expected`, `ms` at most. */
-function futexWaitAsync(words: Int32Array, index: number, expected: number, ms: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    new (native().FutexWaiter)(words, index, expected, ms, (error) => (error === null ? resolve() : reject(error)));
-  });
-}
-
-/**
- * The pipe of a queue in this process: its two ends, the shared words that
- * make writers and readers take turns, and a watch for readers that wait.
- *
- * Writers: a frame small enough for the pipe to write whole (`atomicWriteSize`
- * bytes, PIPE_BUF: 4 KiB on Linux) needs no lock, as the pipe never mixes it
- * with another write. A larger one is written in pieces, so it takes the write
- * lock and raises BIG, then waits for the small writes in flight (ACTIVE) to
- * end; small writers that see BIG take the lock too.
- *
- * Readers take the turn (TURN: the thread id of the reader), read exactly
- * one frame and give it back. A reader that finds the turn held by a thread
- * that has ended takes it over, and with it the frame that thread had begun
- * (PROGRESS): a consumer killed in `get()` leaves the stream in step.
- */
-class QueuePipe {
-  private reader: NativeChannel | null;
-  private writer: NativeChannel | null;
-  private watch: NativeFdWatch | null = null;
-  private waiting: Array<() => void> = [];
-  private generation = forkGeneration();
-  /** Called when a reader that died mid-message took that message with it. */
-  onLost: () => void = () => {};
-
-  constructor(
-    readFd: number,
-    writeFd: number,
-    readonly wlock: Lock,
-    readonly words: Int32Array,
-  ) {
-    const binding = native();
-    this.reader = new binding.Channel(readFd, undefined, true, JSON_TAG);
-    this.reader.track(words, PROGRESS);
-    this.writer = new binding.Channel(writeFd);
-  }
-
-  static create(): QueuePipe {
-    const [readFd, writeFd] = native().streamPipe(PIPE_CAPACITY);
-    return new QueuePipe(readFd, writeFd, new Lock(), RawArray('i', WORDS));
-  }
-
-  get closed(): boolean {
-    return this.reader === null;
-  }
-
-  /** Writes one whole message: it is in the pipe when this returns. */
-  write(bytes: Uint8Array): void {
-    const writer = this.openWriter();
-    if (bytes.length + 4 <= native().atomicWriteSize) {
-      for (;;) {
-        const sent = this.trySendSmall(writer, bytes);
-        if (sent === true) return;
-        if (sent === 'big') break;
-        native().pollFds([writer.fd], 2, -1); // the pipe is full: wait for room, counted nowhere
-      }
-    }
-    this.sendLocked(writer, bytes);
-  }
-
-  /** A small frame without lock: true once written, false when the pipe is full, 'big' while a large write is on. */
-  private trySendSmall(writer: NativeChannel, bytes: Uint8Array): boolean | 'big' {
-    const words = this.words;
-    Atomics.add(words, ACTIVE, 1);
-    let sent: boolean | 'big' = 'big';
-    try {
-      if (Atomics.load(words, BIG) === 0) sent = writer.trySend(bytes);
-    } finally {
-      Atomics.sub(words, ACTIVE, 1);
-      if (Atomics.load(words, BIG) !== 0) native().futexWake(words, ACTIVE, 1);
-    }
-    return sent;
-  }
-
-  /** A frame written with the write lock held and BIG raised, once no small write is in flight. */
-  private sendLocked(writer: NativeChannel, bytes: Uint8Array): void {
-    const words = this.words;
-    this.wlock.acquireSync();
-    try {
-      Atomics.store(words, BIG, 1);
-      for (let active = Atomics.load(words, ACTIVE); active !== 0; active = Atomics.load(words, ACTIVE)) {
-        native().futexWait(words, ACTIVE, active, DRAIN_CHECK_MS);
-      }
-      writer.send(bytes);
-    } finally {
-      Atomics.store(words, BIG, 0);
-      this.wlock.release();
-    }
-  }
-
-  /** One whole message if one is there now and the turn is free (or its holder dead); no waiting. */
-  takeNow(): Frame | null {
-    return this.tryTurn(false) ? this.readAndGiveTurn() : null;
-  }
-
-  /** One whole message if one is there now, waiting up to `deadline` for the turn; `undefined`: time is up. */
-  takeSync(deadline: number | null): Frame | null | undefined {
-    while (!this.tryTurn(true)) {
-      const holder = Atomics.load(this.words, TURN);
-      if (holder === 0) continue;
-      const ms = left(deadline);
-      if (ms === 0) return undefined;
-      this.sleeping(() => native().futexWait(this.words, TURN, holder, Math.min(ms ?? TURN_CHECK_MS, TURN_CHECK_MS)));
-    }
-    return this.readAndGiveTurn();
-  }
-
-  /** {@link takeSync}, waiting for the turn on the event loop. */
-  async take(deadline: number | null): Promise<Frame | null | undefined> {
-    while (!this.tryTurn(true)) {
-      const holder = Atomics.load(this.words, TURN);
-      if (holder === 0) continue;
-      const ms = left(deadline);
-      if (ms === 0) return undefined;
-      Atomics.add(this.words, SLEEPERS, 1);
-      try {
-        await futexWaitAsync(this.words, TURN, holder, Math.min(ms ?? TURN_CHECK_MS, TURN_CHECK_MS));
-      } finally {
-        Atomics.sub(this.words, SLEEPERS, 1);
-      }
-      if (this.closed) throw closedError();
-    }
-    return this.readAndGiveTurn();
-  }
-
-  /** Whether a message is there (without taking it). */
-  readable(timeoutMs: number | null): boolean {
-    const reader = this.openReader();
-    return reader.poll(timeoutMs ?? -1);
-  }
-
-  /** Resolves once the pipe is readable (or the queue closed here); no turn is held meanwhile. */
-  whenReadable(): Promise<void> {
-    const reader = this.openReader();
-    if (this.generation !== forkGeneration()) {
-      // A forked child: the parent's watch and waiters are the parent's.
-      this.generation = forkGeneration();
-      this.watch = null;
-      this.waiting = [];
-    }
-    return new Promise((resolve) => {
-      this.waiting.push(resolve);
-      if (this.watch === null) {
-        this.watch = new (native().FdWatch)(reader.fd, 1, () => this.wake());
-      }
-      this.watch.start();
-    });
-  }
-
-  close(): void {
-    if (this.reader === null) return;
-    this.reader.close();
-    this.writer?.close();
-    this.reader = null;
-    this.writer = null;
-    this.watch?.close();
-    this.watch = null;
-    this.wake();
-  }
-
-  reduce(): PipeState {
-    const reader = this.openReader();
-    const writer = this.openWriter();
-    return {
-      reader: _reduceDescriptor(reader.fd),
-      writer: _reduceDescriptor(writer.fd),
-      shared: dumps([this.wlock, this.words], 'the state of a queue'),
-    };
-  }
-
-  static rebuild(state: PipeState): QueuePipe {
-    const [wlock, words] = loads(state.shared) as [Lock, Int32Array];
-    return new QueuePipe(_rebuildDescriptor(state.reader), _rebuildDescriptor(state.writer), wlock, words);
-  }
-
-  /**
-   * Takes the turn if it is free. With `rescue`, also when its holder has
-   * ended: the frame it had begun is taken over (see the class).
-   */
-  private tryTurn(rescue: boolean): boolean {
-    const me = ownTid();
-    const holder = Atomics.compareExchange(this.words, TURN, 0, me);
-    if (holder !== 0) {
-      if (!rescue || holder === me || native().threadAlive(holder)) return false;
-      if (Atomics.compareExchange(this.words, TURN, holder, me) !== holder) return false;
-    }
-    // Go on from where the last reader stopped (the next header it read, or a dead reader's frame).
-    if (this.openReader().adopt()) this.onLost();
-    return true;
-  }
-
-  /** Reads one whole message if one is there, then gives the turn back. */
-  private readAndGiveTurn(): Frame | null {
-    try {
-      const frame = this.openReader().recvSync(0);
-      if (frame === undefined) throw closedError(); // every writer gone: only after close()
-      return frame;
-    } finally {
-      Atomics.store(this.words, TURN, 0);
-      if (Atomics.load(this.words, SLEEPERS) !== 0) native().futexWake(this.words, TURN, 1);
-    }
-  }
-
-  private sleeping(wait: () => void): void {
-    Atomics.add(this.words, SLEEPERS, 1);
-    try {
-      wait();
-    } finally {
-      Atomics.sub(this.words, SLEEPERS, 1);
-    }
-  }
-
-  private wake(): void {
-    const waiting = this.waiting;
-    this.waiting = [];
-    this.watch?.stop();
-    for (const resolve of waiting) resolve();
-  }
-
-  /** The read end; throws once closed here. */
-  private openReader(): NativeChannel {
-    if (this.reader === null) throw closedError();
-    return this.reader;
-  }
-
-  /** The write end; throws once closed here. */
-  private openWriter(): NativeChannel {
-    if (this.writer === null) throw closedError();
-    return this.writer;
-  }
-}
-
-/** A message as read: its bytes, or the text of a message in JSON (see `loads`). */
-type Frame = Buffer | string;
-
-interface PipeState {
-  reader: DescriptorState;
-  writer: DescriptorState;
-  shared: Buffer;
-}
-
-/** Takes one message, waiting on the event loop: `undefined` once the time is up. */
-async function take(pipe: QueuePipe, deadline: number | null): Promise<Frame | undefined> {
-  for (;;) {
-    const now = pipe.takeNow();
-    if (now !== null) return now;
-    if (pipe.readable(0)) {
-      // A message is there, the turn is another reader's: wait for the turn.
-      const frame = await pipe.take(deadline);
-      if (frame !== null) return frame;
-      continue;
-    }
-    if (deadline !== null && Date.now() >= deadline) return undefined;
-    await racingTimeout(pipe.whenReadable(), left(deadline));
-    if (pipe.closed) throw closedError();
-  }
-}
-
-/** {@link take}, blocking the thread. */
-function takeSync(pipe: QueuePipe, deadline: number | null): Frame | undefined {
-  const now = pipe.takeNow();
-  if (now !== null) return now;
-  for (;;) {
-    if (!pipe.readable(left(deadline))) return undefined;
-    const frame = pipe.takeSync(deadline);
-    if (frame !== null) return frame;
-  }
-}
-
-/** `promise`, or a resolution once `ms` have passed (null: never). */
-function racingTimeout(promise: Promise<void>, ms: number | null): Promise<void> {
-  if (ms === null) return promise;
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([promise, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]).finally(() => clearTimeout(timer));
 }
 
 function deadlineOf(limit: number | null): number | null {
@@ -393,7 +67,7 @@ function deadlineOf(limit: number | null): number | null {
  */
 export class Queue<T = unknown> {
   // Declared only: a queue made without the addon (queues/portable.ts) has none of these.
-  /** @internal */ declare _pipe: QueuePipe;
+  /** @internal */ declare _ring: QueueRing;
   /** @internal Free places (maxsize, or unbounded). */ declare _places: Semaphore;
   /** @internal */ readonly _maxsize: number;
 
@@ -404,9 +78,11 @@ export class Queue<T = unknown> {
     const adopted = adoption;
     adoption = undefined;
     if (adopted === undefined && loadNative() === null) return portable().newQueue(new.target, Math.max(maxsize, 0));
-    this._pipe = adopted?.pipe ?? QueuePipe.create();
+    this._ring = adopted?.ring ?? QueueRing.create();
     this._places = adopted?.places ?? new BoundedSemaphore(this._maxsize)._signalling(); // a getter releases what a putter took
-    this._pipe.onLost = () => this._places.release();
+    this._ring.onLost = (count) => {
+      for (let i = 0; i < count; i++) this._places.release();
+    };
   }
 
   /**
@@ -443,7 +119,7 @@ export class Queue<T = unknown> {
    */
   async get(options?: QueueOptions): Promise<T> {
     const deadline = deadlineOf(limitOf(options));
-    const frame = await take(this.open(), deadline);
+    const frame = await this.open().take(deadline);
     if (frame === undefined) throw new Empty('the queue is empty');
     return this.taken(frame);
   }
@@ -451,7 +127,7 @@ export class Queue<T = unknown> {
   /** {@link get}, blocking the thread. */
   getSync(options?: QueueOptions): T {
     const deadline = deadlineOf(limitOf(options));
-    const frame = takeSync(this.open(), deadline);
+    const frame = this.open().takeSync(deadline);
     if (frame === undefined) throw new Empty('the queue is empty');
     return this.taken(frame);
   }
@@ -469,7 +145,7 @@ export class Queue<T = unknown> {
 
   /** Whether no item is there to get now. */
   empty(): boolean {
-    return !this.open().readable(0);
+    return this.open().empty();
   }
 
   /** Whether every place is taken (never, without a maxsize). */
@@ -484,7 +160,7 @@ export class Queue<T = unknown> {
    * other processes keep using it.
    */
   close(): void {
-    this._pipe.close();
+    this._ring.close();
   }
 
   /** For porting: there is no feeder thread to wait for, every put is complete. Resolves at once. */
@@ -497,19 +173,19 @@ export class Queue<T = unknown> {
 
   /** Whether {@link close} was called in this process. */
   get closed(): boolean {
-    return this._pipe.closed;
+    return this._ring.closed;
   }
 
   /** @internal */
-  protected open(): QueuePipe {
-    if (this._pipe.closed) throw closedError();
-    return this._pipe;
+  protected open(): QueueRing {
+    if (this._ring.closed) throw closedError();
+    return this._ring;
   }
 
   /** Writes a message (its place taken); gives the place back if the write fails. */
   private write(bytes: Uint8Array): void {
     try {
-      this._pipe.write(bytes);
+      this._ring.write(bytes);
     } catch (error) {
       this._places.release();
       throw error;
@@ -527,13 +203,13 @@ export class Queue<T = unknown> {
  * `put` writes the item before it returns; `get` waits for one.
  */
 export class SimpleQueue<T = unknown> {
-  /** @internal */ declare _pipe: QueuePipe;
+  /** @internal */ declare _ring: QueueRing;
 
   constructor() {
     const adopted = adoption;
     adoption = undefined;
     if (adopted === undefined && loadNative() === null) return portable().newSimpleQueue(new.target);
-    this._pipe = adopted?.pipe ?? QueuePipe.create();
+    this._ring = adopted?.ring ?? QueueRing.create();
   }
 
   /** Puts `obj` in the queue (it is there when this returns). */
@@ -544,32 +220,32 @@ export class SimpleQueue<T = unknown> {
 
   /** The next item, waiting on the event loop. */
   async get(): Promise<T> {
-    return loads((await take(this.open(), null)) as Frame) as T;
+    return loads((await this.open().take(null)) as Frame) as T;
   }
 
   /** The next item, blocking the thread. */
   getSync(): T {
-    return loads(takeSync(this.open(), null) as Frame) as T;
+    return loads(this.open().takeSync(null) as Frame) as T;
   }
 
   /** Whether no item is there to get now. */
   empty(): boolean {
-    return !this.open().readable(0);
+    return this.open().empty();
   }
 
   /** Closes this process's descriptors of the queue; any use here throws afterwards. */
   close(): void {
-    this._pipe.close();
+    this._ring.close();
   }
 
   /** Whether {@link close} was called in this process. */
   get closed(): boolean {
-    return this._pipe.closed;
+    return this._ring.closed;
   }
 
-  private open(): QueuePipe {
-    if (this._pipe.closed) throw closedError();
-    return this._pipe;
+  private open(): QueueRing {
+    if (this._ring.closed) throw closedError();
+    return this._ring;
   }
 }
 
@@ -586,7 +262,7 @@ export class JoinableQueue<T = unknown> extends Queue<T> {
   constructor(maxsize = 0) {
     const adopted = adoption;
     super(maxsize);
-    if (this._pipe === undefined) return; // made without the addon, by queues/portable.ts
+    if (this._ring === undefined) return; // made without the addon, by queues/portable.ts
     this._unfinished = adopted?.unfinished ?? new Semaphore(0);
     this._condition = adopted?.condition ?? new Condition();
   }
@@ -655,7 +331,7 @@ export class JoinableQueue<T = unknown> extends Queue<T> {
 
 /** What a rebuilt queue takes over instead of making its own (see the constructors). */
 interface Adoption {
-  pipe: QueuePipe;
+  ring: QueueRing;
   places?: Semaphore;
   unfinished?: Semaphore;
   condition?: Condition;
@@ -672,7 +348,7 @@ function adopt<Q>(adopted: Adoption, make: () => Q): Q {
 }
 
 interface QueueState {
-  pipe: PipeState;
+  ring: RingState;
   maxsize: number;
   shared: Buffer;
 }
@@ -682,19 +358,19 @@ registerReducer(Queue, {
   reduce: (queue: Queue): QueueState => {
     const joinable = queue instanceof JoinableQueue;
     const shared = joinable ? [queue._places, queue._unfinished, queue._condition] : [queue._places];
-    return { pipe: queue._pipe.reduce(), maxsize: queue._maxsize, shared: dumps(shared, 'the state of a queue') };
+    return { ring: queue._ring.reduce(), maxsize: queue._maxsize, shared: dumps(shared, 'the state of a queue') };
   },
   rebuild: (state: QueueState): Queue => {
     const [places, unfinished, condition] = loads(state.shared) as [Semaphore, Semaphore?, Condition?];
-    const pipe = QueuePipe.rebuild(state.pipe);
+    const ring = QueueRing.rebuild(state.ring);
     const maxsize = state.maxsize === UNBOUNDED ? 0 : state.maxsize;
-    if (unfinished !== undefined) return adopt({ pipe, places, unfinished, condition }, () => new JoinableQueue(maxsize));
-    return adopt({ pipe, places }, () => new Queue(maxsize));
+    if (unfinished !== undefined) return adopt({ ring, places, unfinished, condition }, () => new JoinableQueue(maxsize));
+    return adopt({ ring, places }, () => new Queue(maxsize));
   },
 });
 
 registerReducer(SimpleQueue, {
   kind: 'SimpleQueue',
-  reduce: (queue: SimpleQueue): PipeState => queue._pipe.reduce(),
-  rebuild: (state: PipeState): SimpleQueue => adopt({ pipe: QueuePipe.rebuild(state) }, () => new SimpleQueue()),
+  reduce: (queue: SimpleQueue): RingState => queue._ring.reduce(),
+  rebuild: (state: RingState): SimpleQueue => adopt({ ring: QueueRing.rebuild(state) }, () => new SimpleQueue()),
 });

@@ -5,6 +5,8 @@
  * of small items from one, then four, producer children to the parent; the
  * CPU time a Queue spends per item, ours and Python's.
  */
+import * as os from 'os';
+
 import * as mp from '../..';
 import { median, printTable, PYTHON_TIMING, runPython, timeRunsAsync } from './lib';
 
@@ -170,7 +172,13 @@ out.sort()
 print(json.dumps(out[len(out) // 2]))
 `;
 
+/** The machine's 1-minute load average, to read the figures by (they swing with it). */
+function load(): string {
+  return os.loadavg()[0].toFixed(1);
+}
+
 async function main(): Promise<void> {
+  console.log(`\n(50-connection: load average ${load()} on ${os.cpus().length} CPUs at the start)`);
   const asyncTrip = await roundTrip(false);
   const syncTrip = await roundTrip(true);
   const pythonTrip = runPython<number>(PYTHON_ROUND_TRIP);
@@ -199,6 +207,7 @@ async function main(): Promise<void> {
     { name: 'ours: putSync + getSync', value: cpu, unit: 'µs' },
     { name: 'Python: put + get', value: runPython<number>(PYTHON_QUEUE_CPU), unit: 'µs', baseline: cpu },
   ]);
+  console.log(`(50-connection: load average ${load()} at the end)`);
 }
 
 main().catch((error) => {
