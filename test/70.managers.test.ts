@@ -4,14 +4,14 @@
  * inside other proxies), errors of the server, its end (shutdown, its owner
  * killed), remote use on 127.0.0.1 with an authkey, load and reference counts.
  */
-import { ChildProcessWithoutNullStreams, spawn } from 'child_process';
+import type { ChildProcess } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as v8 from 'v8';
 import * as vm from 'vm';
 
 import * as mp from '..';
-import { FIXTURES, procStat } from './helpers';
+import { exited, FIXTURES, procStat, spawnTracked } from './helpers';
 
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const targets = require('./fixtures/managers_targets') as Record<string, (...args: never[]) => unknown>;
@@ -271,7 +271,7 @@ describeWithConnection("a manager's end", () => {
   });
 
   test.each(methods)("its owner killed by SIGKILL (%s): the server and its Pool's workers end, leaving no process or socket file", async (method) => {
-    const owner = spawn(process.execPath, [path.join(FIXTURES, 'managers_owner.js'), method], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const owner = spawnTracked(process.execPath, [path.join(FIXTURES, 'managers_owner.js'), method], { stdio: ['ignore', 'pipe', 'pipe'] });
     const { serverPid, address, poolPid } = (await firstLine(owner)) as { serverPid: number; address: string; poolPid: number };
     expect(procStat(serverPid)).not.toBeNull();
     expect(procStat(poolPid)).not.toBeNull();
@@ -284,12 +284,12 @@ describeWithConnection("a manager's end", () => {
 
 describeWithConnection('remote use, as in Python\'s documentation (two processes on 127.0.0.1)', () => {
   test('a QueueManager serves a queue on 0.0.0.0; another process puts, this one gets; a wrong authkey is refused', async () => {
-    const server = spawn(process.execPath, [path.join(FIXTURES, 'managers_queue_server.js')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const server = spawnTracked(process.execPath, [path.join(FIXTURES, 'managers_queue_server.js')], { stdio: ['ignore', 'pipe', 'pipe'] });
     try {
       const { address: listening } = (await firstLine(server)) as { address: [string, number] };
       expect(listening[0]).toBe('0.0.0.0');
       const address: [string, number] = ['127.0.0.1', listening[1]]; // every interface: this machine's loopback too
-      const client = spawn(process.execPath, [path.join(FIXTURES, 'managers_queue_client.js'), JSON.stringify(address)], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const client = spawnTracked(process.execPath, [path.join(FIXTURES, 'managers_queue_client.js'), JSON.stringify(address)], { stdio: ['ignore', 'pipe', 'pipe'] });
       expect(await firstLine(client)).toEqual({ put: 3 });
       await exited(client);
 
@@ -312,7 +312,7 @@ describeWithConnection('remote use, as in Python\'s documentation (two processes
 // --- helpers ----------------------------------------------------------------------
 
 /** The first JSON line a child prints (its stderr collected for the failure message). */
-function firstLine(child: ChildProcessWithoutNullStreams | ReturnType<typeof spawn>): Promise<unknown> {
+function firstLine(child: ChildProcess): Promise<unknown> {
   return new Promise((resolve, reject) => {
     let out = '';
     let err = '';
@@ -324,11 +324,6 @@ function firstLine(child: ChildProcessWithoutNullStreams | ReturnType<typeof spa
     });
     child.on('exit', (code) => reject(new Error(`the child exited (${code}) before printing a line: ${err}`)));
   });
-}
-
-function exited(child: ReturnType<typeof spawn>): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => child.on('exit', () => resolve()));
 }
 
 /** Waits until `condition()` holds, checking after each turn of the event loop (bounded by the test's timeout). */
