@@ -267,6 +267,34 @@ export interface NativeBinding {
   /** Throws the error a pending connect ended with, if any. */
   socketError(fd: number): void;
   // end native/connection.cc
+  /** native/manager_link.cc: see {@link NativeManagerLink}; with `onFrames` the link is read on the event loop, else it blocks. */
+  ManagerLink: new (fd: number, onFrames?: ManagerFramesCallback) => NativeManagerLink;
+}
+
+// --- native/manager_link.cc: a manager's calls ----------------------------------
+
+/** A frame as a manager link hands it over: the text of a JSON payload (after its tag byte), else the bytes. */
+export type ManagerFrame = string | Buffer;
+
+/** Frames read on the event loop: `ended` at end of file, `error` when reading failed (then ended too). */
+export type ManagerFramesCallback = (frames: ManagerFrame[], ended: boolean, error: Error | null) => void;
+
+/**
+ * A connection of a manager (src/managers/link.ts) after its handshake, over
+ * a descriptor it owns, in Connection's framing. A blocking link calls (one
+ * write, one read); an evented one reads on the event loop once started.
+ */
+export interface NativeManagerLink {
+  readonly fd: number;
+  /** Sends `payload` as one frame and blocks for the next frame; `undefined` at end of file. */
+  call(payload: Uint8Array): ManagerFrame | undefined;
+  /** Writes one whole frame, blocking while the peer is full. */
+  send(payload: Uint8Array): void;
+  /** Reads on the event loop, reporting to the callback given to the constructor. */
+  start(): void;
+  stop(): void;
+  /** Stops reading and closes the descriptor. */
+  close(): void;
 }
 
 /** Set to `1` to run without the addon, exactly as on Windows. */
