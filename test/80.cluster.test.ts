@@ -103,6 +103,24 @@ describe('cluster Pool', () => {
     expect(async.ready() && async.successful()).toBe(true);
   });
 
+  test('a node\'s pool process publishes the reply of the chunk it ran itself, on a connection of its own', async () => {
+    const queue = queueName();
+    await startNodes(queue, ['A']);
+    const p = pool(queue);
+    const admin = client(redis);
+    try {
+      // A process connects after its first chunk (the node publishes until then): wait until the process that
+      // ran an apply() has a connection whose last command was a PUBLISH (it sends nothing else).
+      for (let direct = false; !direct; ) {
+        const [, pid] = await p.apply(tasks.withPid, [1]);
+        const clients = ((await admin.client('LIST')) as string).split('\n');
+        direct = clients.some((line) => line.includes(` name=node-multiprocessing:reply:${pid} `) && line.includes(' cmd=publish '));
+      }
+    } finally {
+      admin.disconnect();
+    }
+  });
+
   test('the first task error rejects with its class name, message, properties and remote stack; the rest of the call is removed', async () => {
     const queue = queueName();
     await startNodes(queue, ['A']);
