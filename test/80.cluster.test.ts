@@ -298,6 +298,25 @@ describe('cluster Pool', () => {
     return outcome;
   }
 
+  test('a node that lost a running chunk\'s lock stops it without an outcome: BullMQ hands the job on, the call gets its result', async () => {
+    const queue = queueName();
+    await startNodes(queue, ['A'], ['--lock-duration', '1000', '--stalled-interval', '1000']);
+    const p = pool(queue);
+    const key = `${queue}:started`;
+    const call = p.apply(tasks.gate, [7, key]);
+    await started(key, 1);
+    const admin = client(redis);
+    try {
+      const [jobId] = await admin.lrange(`bull:${queue}:active`, 0, -1);
+      await admin.del(`bull:${queue}:${jobId}:lock`); // as when the node was cut off from Redis for longer than the lock
+      await started(key, 1); // the node's renewal failed and it stopped the chunk; the stalled check handed it back
+      await admin.rpush(`${key}:release`, '1');
+    } finally {
+      admin.disconnect();
+    }
+    expect(await call).toBe(7);
+  });
+
   test('a node SIGKILLed with { retries: 0 }: its chunks fail with WorkerLostError', async () => {
     const error = await lostNodeOutcome({ retries: 0 }, ['--lock-duration', '1000', '--stalled-interval', '1000']);
     expect(error).toBeInstanceOf(WorkerLostError);

@@ -14,7 +14,7 @@ import { serialize } from 'v8';
 import { WorkerLostError } from '../errors';
 import { cpuCount } from '../process';
 import { validateInteger, validateOptions } from '../validate';
-import { CancelledCalls, cancelChannel } from './cancel';
+import { CancelledCalls, cancelChannel, LostLock } from './cancel';
 import { ConnectionOption, failFast, persistent, portable, redisOptions } from './connection';
 import { loadEngine } from './engine';
 import { Executor, localPoolExecutor, ResolvedSetup } from './executor';
@@ -236,7 +236,7 @@ class Node implements WorkerNode {
    */
   private async settle(job: Job<ChunkJob, JobResult>, result: JobResult): Promise<JobResult> {
     const channel = job.data.reply;
-    if ('replied' in result || typeof channel !== 'string' || this.publisher === undefined) return result;
+    if ('replied' in result || 'lost' in result || typeof channel !== 'string' || this.publisher === undefined) return result;
     const received = await publishReply(this.publisher, channel, job.id ?? '', result).catch(() => false);
     return received ? { replied: true } : result;
   }
@@ -278,7 +278,8 @@ class Node implements WorkerNode {
       const executor = await this.executor(chunk.setup);
       return await executor.run(fn, chunk.items, chunk.star, signal, this.directReply(job));
     } catch (error) {
-      if (signal.aborted) return { cancelled: true };
+      // A lost lock is no outcome for the client: the chunk runs again where BullMQ hands it.
+      if (signal.aborted) return signal.reason instanceof LostLock ? { lost: true } : { cancelled: true };
       if (error instanceof WorkerLostError) return lostResult(`${error.message} on worker node ${this.name}`, error);
       return { error: encodeError(error) };
     } finally {
