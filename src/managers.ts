@@ -29,8 +29,7 @@ import { AsyncResultProxy, IteratorProxy, IteratorProxyLater, makePool, PoolProx
 import type { ManagedCallbacks, ManagedCallOptions, ManagedMapOptions } from './managers/pool';
 import * as proxies from './managers/proxies';
 import type { AcquireOptions, BlockOptions, DictKey } from './managers/proxies';
-import type { LinkConnection } from './managers/link';
-import { Address, autoProxyType, BaseProxy, connectionLayer, linkTo, ProxyClass, ProxyState, ServerLink, setProxyType } from './managers/proxy';
+import { Address, autoProxyType, BaseProxy, ClientConnection, connectionLayer, linkTo, ProxyClass, ProxyState, ServerLink, setProxyType } from './managers/proxy';
 import { Server, ServedCallable, ServedType, ServerListener } from './managers/server';
 
 export {
@@ -74,7 +73,9 @@ export {
 
 // --- what the connection layer gives ------------------------------------------------
 
-type PipeEnd = LinkConnection;
+interface PipeEnd extends ClientConnection {
+  recvSync(): unknown;
+}
 
 interface ConnectionModule {
   Pipe(duplex?: boolean): [PipeEnd, PipeEnd];

@@ -28,7 +28,7 @@ import * as fs from 'fs';
 
 import { BaseContext, getContext } from './context';
 import { TimeoutError, WorkerLostError } from './errors';
-import { Channel, decodePayload, encodeMessage, encodePayload, Header, inheritedHandles } from './pool/channel';
+import { Channel, decodePayload, encodeMessage, encodePayload, Header, inheritedHandles, NativeWire, Wire } from './pool/channel';
 import { ErrorDescription, rebuildError } from './pool/remote_error';
 import { AsyncResult, IMapIterator, MapResult, ProgressCallback, ResultCallbacks, validateCallbacks } from './pool/results';
 import { MESSAGE, poolWorker, prepareForkedWorkers, TASK_KIND, WorkerConfig } from './pool/worker';
@@ -107,8 +107,6 @@ const TERMINATE = 2;
 const IMAP_CHUNKS_PER_WORKER = 2;
 /** How often the pool looks whether a worker that has not said hello yet has died. */
 const STARTUP_WATCH_MS = 200;
-/** The read buffer of a worker's socket pair: the results that fit are read in one go. */
-const READ_BUFFER_SIZE = 64 * 1024;
 /** How many queued tasks a stale worker (one forked before a function existed) looks through for one it can run. */
 const SCAN_LIMIT = 64;
 
@@ -367,7 +365,7 @@ function abortError(signal: AbortSignal): Error {
 
 /** A worker process as the pool sees it. */
 class PoolWorker {
-  channel: Channel | null = null;
+  channel: Wire | null = null;
   state: 'starting' | 'ready' | 'stopping' | 'gone' = 'starting';
   /** The task it runs, `null` when idle. */
   task: Task | null = null;
@@ -460,8 +458,9 @@ export class Pool implements AsyncDisposable {
   /** Under spawn and forkserver: the functions' module references, by id. */
   readonly #references: Reference[] = [];
 
-  readonly #server: net.Server;
-  readonly #address: string;
+  /** The socket the workers connect to (spawn, forkserver); forked workers get a socket pair each instead. */
+  readonly #server: net.Server | null = null;
+  readonly #address: string = '';
   readonly #token = randomBytes(16).toString('hex');
   /** Keeps the event loop alive while calls are in progress (unref'd when idle). */
   #keepAlive: NodeJS.Timeout | null = null;
@@ -492,13 +491,17 @@ export class Pool implements AsyncDisposable {
     if (this.#initializer !== null && this.#method !== 'fork') referenceOf(this.#initializer, 'initializer', this.#method);
     if (this.#method !== 'fork') dumps(this.#initargs, 'initargs');
 
-    this.#address = socketAddress();
-    this.#server = net.createServer((socket) => this.#accept(socket));
-    this.#server.on('error', () => {});
-    this.#server.listen(this.#address);
-    this.#server.unref();
-    inheritedHandles.add(this.#server);
-    if (this.#method === 'fork') prepareForkedWorkers(this.#address, loadNative()?.precompile ?? null);
+    const native = loadNative();
+    if (this.#method === 'fork' && native !== null) {
+      prepareForkedWorkers(native.precompile);
+    } else {
+      this.#address = socketAddress();
+      this.#server = net.createServer((socket) => this.#accept(socket));
+      this.#server.on('error', () => {});
+      this.#server.listen(this.#address);
+      this.#server.unref();
+      inheritedHandles.add(this.#server);
+    }
 
     const pool = this;
     this.#core = {
@@ -802,7 +805,7 @@ export class Pool implements AsyncDisposable {
     task.worker = worker;
     worker.task = task;
     const header = [MESSAGE.TASK, task.id, id, task.job.kind];
-    (worker.channel as Channel).send(encodeMessage(reference === null ? header : [...header, reference], task.payload));
+    (worker.channel as Wire).send(encodeMessage(reference === null ? header : [...header, reference], task.payload));
   }
 
   // --- loop 2: collecting results ---------------------------------------------------
@@ -823,39 +826,26 @@ export class Pool implements AsyncDisposable {
   }
 
   /**
-   * The pool's end of a forked worker's socket pair: its own from the start
-   * (its end of file is the worker's, even before the hello), read into one
-   * buffer, reused.
+   * The pool's end of a forked worker's socket pair, read by the addon: its
+   * own from the start (its end of file is the worker's, even before the hello).
    */
   #attach(worker: PoolWorker, fd: number): void {
     let ready = false;
-    // (Node's Socket takes `onread` as connect() does; its types say so only for connect().)
-    const socket = new net.Socket({
+    const wire: Wire = new NativeWire(
+      loadNative() as NonNullable<ReturnType<typeof loadNative>>,
       fd,
-      readable: true,
-      writable: true,
-      onread: {
-        buffer: Buffer.allocUnsafe(READ_BUFFER_SIZE),
-        callback: (length: number, buffer: Uint8Array): boolean => {
-          channel.received(Buffer.from(buffer.buffer, buffer.byteOffset, length));
-          return true;
-        },
-      },
-    } as net.SocketConstructorOpts);
-    const channel = new Channel(
-      socket,
       (header, payload) => {
         if (ready) this.#receive(worker, header, payload);
-        else ready = this.#hello(channel, header) === worker;
+        else ready = this.#hello(wire, header) === worker;
       },
       () => this.#lost(worker),
     );
-    worker.channel = channel;
-    if (!this.#busy) channel.unref();
+    worker.channel = wire;
+    if (!this.#busy) wire.unref();
   }
 
   /** The first message of a connection: which worker it is; a stranger is hung up on. */
-  #hello(channel: Channel, header: Header): PoolWorker | null {
+  #hello(channel: Wire, header: Header): PoolWorker | null {
     const worker = header[0] === MESSAGE.HELLO && header[1] === this.#token ? this.#workers.get(header[2] as number) : undefined;
     if (header[0] === MESSAGE.INIT_ERROR && this.#broken === null) this.#break(header[1] as ErrorDescription);
     if (worker === undefined || worker.state !== 'starting' || (worker.channel !== null && worker.channel !== channel)) {
@@ -1042,7 +1032,7 @@ export class Pool implements AsyncDisposable {
   }
 
   #closeServer(): void {
-    if (!this.#server.listening) return;
+    if (this.#server === null || !this.#server.listening) return;
     inheritedHandles.delete(this.#server);
     this.#server.close();
     if (!this.#address.startsWith('\0')) fs.rmSync(this.#address, { force: true });

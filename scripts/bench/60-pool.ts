@@ -8,6 +8,7 @@
  *   and CPU time over wall time (this shared machine may not give 2 cores);
  * - a pool of 4 started, used once by 4 tasks, terminated.
  */
+import * as os from 'os';
 import * as path from 'path';
 
 import * as mp from '../../dist';
@@ -137,7 +138,13 @@ async function startTerminate(): Promise<number> {
   return median(samples);
 }
 
+/** The machine's 1-minute load average: the figures swing with it. */
+function load(): string {
+  return `load average ${os.loadavg()[0].toFixed(1)} on ${os.cpus().length} CPUs`;
+}
+
 async function main(): Promise<void> {
+  const loadBefore = load();
   const py = python();
   const mine = await ours();
   const threads = await piscina();
@@ -168,6 +175,7 @@ async function main(): Promise<void> {
     { name: "  Python's", value: py?.start ?? null, unit: 'ms', baseline: start },
   ];
   printTable('Pool (fork start method)', rows);
+  console.log(`(60-pool: ${loadBefore} at the start, ${load()} at the end)`);
 }
 
 void main();

@@ -1,22 +1,28 @@
 /**
  * The pool's wire between the parent and a worker: a Unix socket carrying
  * length-prefixed messages (a 4-byte little-endian length, then the message
- * as `reduction.dumps` makes it, so shared objects arrive usable). Every
- * start method uses it alike: the worker connects to the pool's listening
- * socket and says which worker it is.
+ * as `reduction.dumps` makes it, so shared objects arrive usable).
  *
- * Each socket and server is recorded in {@link inheritedHandles}: a worker
- * forked from the parent closes its copies of them first, or its event loop
- * would read what was meant for the parent.
+ * Two ends of it ({@link Wire}): a forked worker with the addon talks over a
+ * socket pair read and written by the addon's `Channel` (one read() takes
+ * every message there and hands them over in one call; a send is one
+ * writev(), no stream machinery: {@link NativeWire}); the other start
+ * methods, and the path without the addon, connect to the pool's listening
+ * socket with Node's `net` ({@link Channel}) and say which worker they are.
+ *
+ * Each socket, server and native wire is recorded in {@link inheritedHandles}:
+ * a worker forked from the parent closes its copies of them first, or its
+ * event loop would read what was meant for the parent.
  * @internal
  */
 import type * as Net from 'net';
 import * as v8 from 'v8';
 
+import type { NativeBinding, NativeChannel } from '../native';
 import { dumps, loads } from '../reduction';
 
-/** The pool sockets and servers of this process, closed by a forked worker (see the module's doc). */
-export const inheritedHandles = new Set<Net.Socket | Net.Server>();
+/** The pool sockets, servers and wires of this process, closed by a forked worker (see the module's doc). */
+export const inheritedHandles = new Set<Net.Socket | Net.Server | NativeWire>();
 
 /**
  * Closes this process's copies of the parent's pool handles (in a forked
@@ -25,6 +31,10 @@ export const inheritedHandles = new Set<Net.Socket | Net.Server>();
  */
 export function closeInheritedHandles(): void {
   for (const handle of inheritedHandles) {
+    if (handle instanceof NativeWire) {
+      handle.detach();
+      continue;
+    }
     handle.removeAllListeners();
     handle.on('error', () => {});
     if ('destroy' in handle) handle.destroy();
@@ -153,8 +163,18 @@ function decodeHeader(bytes: Buffer): Header {
   return header;
 }
 
-/** One end of the wire over a connected socket. */
-export class Channel {
+/** One end of the wire: sends messages made by {@link encodeMessage}; received ones go to its {@link MessageHandler}. */
+export interface Wire {
+  readonly closed: boolean;
+  send(frame: Buffer): void;
+  /** Hangs up; the wire's close callback follows (asynchronously). */
+  close(): void;
+  ref(): void;
+  unref(): void;
+}
+
+/** One end of the wire over a connected socket, with Node's `net`. */
+export class Channel implements Wire {
   #chunks: Buffer[] = [];
   #buffered = 0;
   #closed = false;
@@ -237,6 +257,75 @@ export class Channel {
     if (offset < buffer.length) {
       this.#chunks.push(reused && buffer === chunk ? Buffer.from(buffer.subarray(offset)) : buffer.subarray(offset));
       this.#buffered = buffer.length - offset;
+    }
+  }
+}
+
+/**
+ * One end of the wire over a socket pair's descriptor, read and written by
+ * the addon's `Channel` (Python's framing: a 4-byte big-endian length; the
+ * message after it is ours, less our own length word). Its end of file, or a
+ * read error, is the peer's end (a worker killed mid-message included).
+ */
+export class NativeWire implements Wire {
+  #channel: NativeChannel | null;
+  #closed = false;
+  readonly #onMessage: MessageHandler;
+  readonly #onClose: () => void;
+
+  constructor(native: NativeBinding, fd: number, onMessage: MessageHandler, onClose: () => void) {
+    this.#onMessage = onMessage;
+    this.#onClose = onClose;
+    this.#channel = new native.Channel(fd, (frames, ended) => this.#received(frames, ended));
+    this.#channel.start();
+    inheritedHandles.add(this);
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  send(frame: Buffer): void {
+    if (this.#closed) return;
+    try {
+      (this.#channel as NativeChannel).send(frame.subarray(4));
+    } catch {
+      // The peer is gone (EPIPE, ECONNRESET): the read side sees its end and reports it.
+    }
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.detach();
+    process.nextTick(this.#onClose);
+  }
+
+  ref(): void {
+    this.#channel?.ref();
+  }
+
+  unref(): void {
+    this.#channel?.unref();
+  }
+
+  /** Closes the descriptor without a word to the close callback (a forked worker's copy of its parent's wire). */
+  detach(): void {
+    this.#closed = true;
+    inheritedHandles.delete(this);
+    this.#channel?.close();
+    this.#channel = null;
+  }
+
+  #received(frames: Buffer[], ended: boolean): void {
+    // Each frame is a copy of its own (a handler may keep its payload).
+    for (let i = 0; i < frames.length && !this.#closed; i++) {
+      const frame = frames[i];
+      const headLength = frame.readUInt32LE(0);
+      this.#onMessage(decodeHeader(frame.subarray(4, 4 + headLength)), frame.subarray(4 + headLength));
+    }
+    if (ended && !this.#closed) {
+      this.detach();
+      this.#onClose();
     }
   }
 }

@@ -68,31 +68,55 @@ const writers: LineWriter[] = [];
  * In a worker: `process.stdout` and `process.stderr` write whole lines
  * synchronously from now on (see the module's doc). Errors (EPIPE) go to the
  * write's callback, or are thrown (console.log() ignores them, as Node's).
+ * A stream Node has not made yet is patched when it is first asked for:
+ * making one costs a fresh worker milliseconds it may never need.
  */
 export function writeWholeLines(): void {
   if (writers.length > 0) return;
-  for (const [stream, fd] of [
-    [process.stdout, 1],
-    [process.stderr, 2],
+  for (const [name, fd] of [
+    ['stdout', 1],
+    ['stderr', 2],
   ] as const) {
     const writer = new LineWriter(fd);
     writers.push(writer);
-    stream.write = function write(chunk: string | Uint8Array, encodingOrCallback?: BufferEncoding | WriteCallback, callback?: WriteCallback): boolean {
-      const encoding = typeof encodingOrCallback === 'string' ? encodingOrCallback : undefined;
-      const done = typeof encodingOrCallback === 'function' ? encodingOrCallback : callback;
-      try {
-        writer.write(typeof chunk === 'string' ? Buffer.from(chunk, encoding) : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-      } catch (error) {
-        if (done === undefined) throw error;
-        process.nextTick(done, error as Error);
-        return false;
-      }
-      if (done !== undefined) process.nextTick(done, null);
-      return true;
-    } as typeof stream.write;
+    const descriptor = Object.getOwnPropertyDescriptor(process, name);
+    const get = descriptor?.get;
+    if (get === undefined || descriptor?.configurable !== true) {
+      writeLinesTo(process[name], writer);
+      continue;
+    }
+    let stream: NodeJS.WriteStream | null = null;
+    Object.defineProperty(process, name, {
+      configurable: true,
+      enumerable: descriptor.enumerable,
+      get(): NodeJS.WriteStream {
+        if (stream === null) {
+          stream = get.call(process) as NodeJS.WriteStream;
+          writeLinesTo(stream, writer);
+        }
+        return stream;
+      },
+    });
   }
   // process.exit() in a task: the unfinished lines are written before the worker leaves.
   process.prependListener('exit', flushLines);
+}
+
+/** Makes `stream.write` write through `writer`. */
+function writeLinesTo(stream: NodeJS.WriteStream, writer: LineWriter): void {
+  stream.write = function write(chunk: string | Uint8Array, encodingOrCallback?: BufferEncoding | WriteCallback, callback?: WriteCallback): boolean {
+    const encoding = typeof encodingOrCallback === 'string' ? encodingOrCallback : undefined;
+    const done = typeof encodingOrCallback === 'function' ? encodingOrCallback : callback;
+    try {
+      writer.write(typeof chunk === 'string' ? Buffer.from(chunk, encoding) : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+    } catch (error) {
+      if (done === undefined) throw error;
+      process.nextTick(done, error as Error);
+      return false;
+    }
+    if (done !== undefined) process.nextTick(done, null);
+    return true;
+  } as typeof stream.write;
 }
 
 /** Writes the unfinished lines of stdout and stderr (at the end of a task, as the worker leaves). */

@@ -11,7 +11,8 @@ import { closeSync } from 'fs';
 import * as net from 'net';
 
 import { Reference, resolveCommonJs, resolveReference } from '../reference';
-import { Channel, closeInheritedHandles, decodePayload, encodeMessage, encodePayload, Header } from './channel';
+import { loadNative } from '../native';
+import { Channel, closeInheritedHandles, decodePayload, encodeMessage, encodePayload, Header, NativeWire, Wire } from './channel';
 import { flushLines, writeWholeLines } from './output';
 import { describeError } from './remote_error';
 
@@ -48,7 +49,7 @@ export interface WorkerConfig {
   initargs: unknown[];
   /** Under fork: the pool's table of task functions, as it was when this worker was forked. */
   functions: readonly AnyFunction[] | null;
-  /** Under fork, with the addon: `[pool's end, worker's end]` of a socket pair, instead of connecting to `address`. */
+  /** Under fork, with the addon: `[pool's end, worker's end]` of a socket pair, read by the addon, instead of connecting to `address`. */
   socketPair?: [number, number];
 }
 
@@ -60,22 +61,18 @@ let prepared = false;
 /**
  * In the parent, before its first pool forks: compiles what a forked worker
  * runs first (V8 compiles a function on its first call: in every worker
- * otherwise, ~10 ms each), its client side of Node's `net` included, by
- * connecting once to the pool's own socket.
+ * otherwise, ~10 ms each).
  */
-export function prepareForkedWorkers(address: string, precompile: ((fn: (...args: never[]) => unknown) => void) | null): void {
+export function prepareForkedWorkers(precompile: (fn: (...args: never[]) => unknown) => void): void {
   if (prepared) return;
   prepared = true;
-  if (precompile !== null) {
-    for (const fn of [poolWorker, apply, isPromise, encodeMessage, encodePayload, decodePayload, describeError]) precompile(fn);
-    for (const method of Object.getOwnPropertyNames(TaskRunner.prototype)) {
-      const fn = (TaskRunner.prototype as unknown as Record<string, unknown>)[method];
-      if (typeof fn === 'function') precompile(fn as (...args: never[]) => unknown);
+  for (const fn of [poolWorker, apply, isPromise, encodeMessage, encodePayload, decodePayload, describeError, closeInheritedHandles]) precompile(fn);
+  for (const prototype of [TaskRunner.prototype, NativeWire.prototype]) {
+    for (const method of Object.getOwnPropertyNames(prototype)) {
+      const descriptor = Object.getOwnPropertyDescriptor(prototype, method);
+      if (typeof descriptor?.value === 'function') precompile(descriptor.value as (...args: never[]) => unknown);
     }
   }
-  const probe = net.connect(address);
-  probe.on('error', () => {});
-  probe.once('connect', () => probe.destroy());
 }
 
 /** The worker's main function: resolves when the worker is done. */
@@ -86,6 +83,19 @@ export function poolWorker(config: WorkerConfig): Promise<void> {
   writeWholeLines();
   return new Promise((resolve) => {
     const runner = new TaskRunner(config);
+    const left = (): void => {
+      flushLines();
+      resolve();
+    };
+    const onMessage = (header: Header, payload: Buffer): void => runner.receive(header, payload);
+    const pair = config.socketPair;
+    if (pair !== undefined) {
+      // The pool's end of the pair is closed here, or the pool's death would never reach this one as end of file.
+      closeSync(pair[0]);
+      runner.channel = new NativeWire(loadNative() as NonNullable<ReturnType<typeof loadNative>>, pair[1], onMessage, left);
+      void runner.start();
+      return;
+    }
     // One read buffer, reused: no allocation per read (a stream's 64 KiB each).
     const onread = {
       buffer: Buffer.allocUnsafe(READ_BUFFER_SIZE),
@@ -94,23 +104,15 @@ export function poolWorker(config: WorkerConfig): Promise<void> {
         return true;
       },
     };
-    const pair = config.socketPair;
-    // The pool's end of the pair is closed here, or the pool's death would never reach this one as end of file.
-    if (pair !== undefined) closeSync(pair[0]);
-    const socket = pair !== undefined ? new net.Socket({ fd: pair[1], readable: true, writable: true, onread } as net.SocketConstructorOpts) : net.connect({ path: config.address, onread });
-    const left = (): void => {
-      flushLines();
-      resolve();
-    };
-    const channel = new Channel(socket, (header, payload) => runner.receive(header, payload), left);
+    const socket = net.connect({ path: config.address, onread });
+    const channel = new Channel(socket, onMessage, left);
     runner.channel = channel;
-    if (pair !== undefined) void runner.start();
-    else socket.once('connect', () => void runner.start());
+    socket.once('connect', () => void runner.start());
   });
 }
 
 class TaskRunner {
-  channel: Channel | null = null;
+  channel: Wire | null = null;
   readonly #config: WorkerConfig;
   readonly #functions = new Map<number, AnyFunction>();
   readonly #queue: Array<[Header, Buffer]> = [];
@@ -121,7 +123,7 @@ class TaskRunner {
   }
 
   async start(): Promise<void> {
-    const channel = this.channel as Channel;
+    const channel = this.channel as Wire;
     try {
       const { initializer, initargs } = this.#config;
       if (initializer !== null) {
@@ -130,7 +132,8 @@ class TaskRunner {
       }
     } catch (error) {
       channel.send(encodeMessage([MESSAGE.INIT_ERROR, describeError(error)]));
-      channel.socket.end();
+      if (channel instanceof Channel) channel.socket.end();
+      else channel.close();
       return;
     }
     channel.send(encodeMessage([MESSAGE.HELLO, this.#config.token, this.#config.workerId]));
