@@ -38,6 +38,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   mp::InitFdWait(env, exports);
   mp::InitSocket(env, exports);
   mp::InitQueueRing(env, exports);
+  mp::InitManagerLink(env, exports);
   return exports;
 }
 

@@ -6,39 +6,14 @@
 //                                pipe() (the forkserver's requests)
 //   streamPipe(size?) takes the pipe's capacity in bytes (F_SETPIPE_SZ, capped
 //                                by the system; a Queue's pipe holds a burst)
-//   new Channel(fd, onMessages?, exact?, textTag?) the framed byte stream over
-//                                `fd`, which it owns; `exact`: never reads past
-//                                the frame being read, so that several processes
-//                                may take turns reading one pipe (a Queue's);
-//                                `textTag`: a payload that starts with this byte
-//                                is received as the UTF-8 text after it (a
-//                                string), not as a Buffer:
+//   new Channel(fd, onMessages?)  the framed byte stream over `fd`, which it owns:
 //     send(bytes)                one whole frame, blocking while the peer is full
-//     trySend(bytes)             one whole frame of at most atomicWriteSize
-//                                bytes (header included) in one write(), which
-//                                a pipe takes whole or not at all: false when
-//                                there is no room for it now
-//     recvSync(timeoutMs)        the next frame's payload (or text); null: timed out;
+//     recvSync(timeoutMs)        the next frame's payload; null: timed out;
 //                                undefined: end of file
 //     poll(timeoutMs)            whether a frame (or the end) is there to read
 //     start()/stop()             read on the event loop: every frame read goes
 //                                to onMessages(frames[], ended, error)
 //     ref()/unref(), close(), fd
-//     track(words, index)        an exact reader records its progress in
-//                                words[index..index+4] of shared memory (bytes
-//                                of the frame being read, then the first 12
-//                                bytes of that frame), and reads the next
-//                                frame's header with the end of each frame (one
-//                                read() per message): readers taking turns go
-//                                on from there, and one can take over from a
-//                                reader that died mid-frame:
-//     adopt()                    (on taking the turn) goes on from the progress
-//                                in the words: a frame whose payload was not
-//                                begun is read and delivered here; the rest of
-//                                one a dead reader had begun is discarded (that
-//                                item died with it: true), so the stream stays
-//                                in step
-//   atomicWriteSize              PIPE_BUF: what a pipe writes whole
 //   takeFd(pid, fd) -> fd        a copy of another process's descriptor
 //                                (pidfd_getfd), as Python's resource_sharer
 //
@@ -48,7 +23,7 @@
 // what we send and we read what it sends.
 //
 // Reading is buffered: one read() takes every small frame the peer has sent
-// (a Pool's results, a Queue's burst) and a frame too large for the buffer is
+// (a Pool's results) and a frame too large for the buffer is
 // read straight into its own memory. Both the event loop's reads and
 // recvSync() take from the same buffer, so they can be mixed.
 //
@@ -59,7 +34,6 @@
 // ahead included, and a parent's poll that was started stops in the child the
 // first time it fires there, so that the child never reads for its parent.
 #include <fcntl.h>
-#include <limits.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -87,12 +61,7 @@ constexpr size_t kBufferSize = 256 * 1024;     // frames that fit are read many 
 constexpr uint64_t kMaxShortLength = 0x7fffffff;  // larger: the -1 + 8-byte header
 constexpr int kReadsPerEvent = 16;             // then other handles get their turn
 constexpr int kSocketBufferSize = 1024 * 1024;
-// The words of a tracked reader's progress (see track()).
-constexpr size_t kProgressRead = 0;    // bytes of the frame read so far, high then low 32 bits
-constexpr size_t kProgressHeader = 2;  // its first 12 bytes (3 words)
-constexpr size_t kProgressWords = 5;
 constexpr size_t kLongHeader = 12;
-constexpr size_t kReadThrough = 4;  // a tracked reader's read goes this far into the next frame
 
 uint64_t NowMs() { return uv_hrtime() / 1000000u; }
 
@@ -191,9 +160,7 @@ class Channel : public Napi::ObjectWrap<Channel> {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "Channel",
-                       {InstanceMethod<&Channel::Send>("send"), InstanceMethod<&Channel::TrySend>("trySend"),
-                        InstanceMethod<&Channel::RecvSync>("recvSync"), InstanceMethod<&Channel::Track>("track"),
-                        InstanceMethod<&Channel::Adopt>("adopt"),
+                       {InstanceMethod<&Channel::Send>("send"), InstanceMethod<&Channel::RecvSync>("recvSync"),
                         InstanceMethod<&Channel::Poll>("poll"), InstanceMethod<&Channel::Start>("start"),
                         InstanceMethod<&Channel::Stop>("stop"), InstanceMethod<&Channel::Ref>("ref"),
                         InstanceMethod<&Channel::Unref>("unref"), InstanceMethod<&Channel::Close>("close"),
@@ -202,16 +169,11 @@ class Channel : public Napi::ObjectWrap<Channel> {
 
   Channel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Channel>(info) {
     Napi::Env env = info.Env();
-    const char* usage = "new Channel(fd: number, onMessages?: Function, exact?: boolean, textTag?: number)";
+    const char* usage = "new Channel(fd: number, onMessages?: Function)";
     const int fd = IntArg(info, 0, usage);
     if (info.Length() > 1 && !info[1].IsUndefined()) {
       if (!info[1].IsFunction()) ThrowUsage(env, usage);
       onMessages_ = Napi::Persistent(info[1].As<Napi::Function>());
-    }
-    exact_ = info.Length() > 2 && info[2].ToBoolean().Value();
-    if (info.Length() > 3 && !info[3].IsUndefined()) {
-      textTag_ = IntArg(info, 3, usage);
-      if (textTag_ < 0 || textTag_ > 255) ThrowUsage(env, usage);
     }
     SetNonBlocking(env, fd);
     if (napi_get_uv_event_loop(env, &loop_) != napi_ok) throw Napi::Error::New(env, "Channel: no event loop");
@@ -247,74 +209,6 @@ class Channel : public Napi::ObjectWrap<Channel> {
     return env.Undefined();
   }
 
-  // trySend(bytes: Uint8Array) -> boolean: see the top of the file.
-  Napi::Value TrySend(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    const char* usage = "trySend(bytes: Uint8Array of at most atomicWriteSize - 4 bytes)";
-    if (info.Length() < 1 || !info[0].IsTypedArray()) ThrowUsage(env, usage);
-    CheckOpen(env);
-    Napi::TypedArray array = info[0].As<Napi::TypedArray>();
-    const size_t length = array.ByteLength();
-    if (length + 4 > PIPE_BUF) ThrowUsage(env, usage);
-    uint8_t frame[PIPE_BUF];
-    const size_t headerSize = WriteHeader(frame, length);
-    std::memcpy(frame + headerSize, static_cast<const uint8_t*>(array.ArrayBuffer().Data()) + array.ByteOffset(), length);
-    ssize_t wrote;
-    do {
-      wrote = write(fd_, frame, headerSize + length);
-    } while (wrote < 0 && errno == EINTR);
-    if (wrote < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return Napi::Boolean::New(env, false);
-      ThrowErrno(env, "write");
-    }
-    if (static_cast<size_t>(wrote) != headerSize + length) ThrowErrno(env, EIO, "write");  // not a pipe's write
-    return Napi::Boolean::New(env, true);
-  }
-
-  // track(words: Int32Array, index: number): see the top of the file.
-  Napi::Value Track(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    const char* usage = "track(words: Int32Array, index: number)";
-    if (info.Length() < 2 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
-      ThrowUsage(env, usage);
-    }
-    Napi::Int32Array words = info[0].As<Napi::Int32Array>();
-    const int index = IntArg(info, 1, usage);
-    if (index < 0 || static_cast<size_t>(index) + kProgressWords > words.ElementLength()) ThrowUsage(env, usage);
-    progressWords_ = Napi::Persistent(words);
-    progress_ = reinterpret_cast<uint32_t*>(words.Data()) + index;
-    return env.Undefined();
-  }
-
-  // adopt() -> boolean: see the top of the file; true when a frame is dropped.
-  Napi::Value Adopt(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    if (progress_ == nullptr || !exact_) ThrowUsage(env, "adopt() needs an exact reader given track()");
-    CheckOpen(env);
-    ResetFrame();
-    discard_ = 0;
-    const uint64_t read = (uint64_t{LoadProgress(kProgressRead)} << 32) | LoadProgress(kProgressRead + 1);
-    if (read == 0) return Napi::Boolean::New(env, false);
-    uint8_t header[kLongHeader];
-    for (size_t i = 0; i < 3; i++) {
-      const uint32_t word = LoadProgress(kProgressHeader + i);
-      std::memcpy(header + 4 * i, &word, 4);
-    }
-    const size_t known = static_cast<size_t>(std::min<uint64_t>(read, kLongHeader));
-    uint64_t length = 0;
-    size_t headerSize = 0;
-    if (!ParseHeader(header, known, &length, &headerSize) || read == headerSize) {
-      // Nothing of the payload was taken: the frame is read (and delivered) here.
-      if (!buffer_) buffer_.reset(new uint8_t[kBufferSize]);
-      std::memcpy(buffer_.get(), header, known);
-      end_ = known;
-      return Napi::Boolean::New(env, false);
-    }
-    discard_ = headerSize + length - read;
-    discarded_ = read;
-    return Napi::Boolean::New(env, true);
-  }
-
   // recvSync(timeoutMs): Buffer | null (timed out) | undefined (end of file)
   Napi::Value RecvSync(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -324,7 +218,6 @@ class Channel : public Napi::ObjectWrap<Channel> {
     const double timeoutMs = info[0].As<Napi::Number>().DoubleValue();
     const bool forever = timeoutMs < 0 || std::isinf(timeoutMs);
     const uint64_t deadline = forever ? 0 : NowMs() + static_cast<uint64_t>(std::ceil(timeoutMs));
-    if (discard_ > 0) Discard(env);
     for (;;) {
       Napi::Value frame;
       if (TakeFrame(env, &frame)) return frame;
@@ -338,10 +231,7 @@ class Channel : public Napi::ObjectWrap<Channel> {
       }
       if (errno != EAGAIN && errno != EWOULDBLOCK) ThrowErrno(env, "read");
       const double left = forever ? -1.0 : static_cast<double>(deadline > NowMs() ? deadline - NowMs() : 0);
-      // An exact reader that has begun a frame finishes it: another reader
-      // of the same pipe would otherwise take the rest.
-      const bool begun = exact_ && (end_ > start_ || big_ != nullptr);
-      if (!PollFd(env, fd_, POLLIN, begun ? -1.0 : left)) return env.Null();
+      if (!PollFd(env, fd_, POLLIN, left)) return env.Null();
     }
   }
 
@@ -420,85 +310,11 @@ class Channel : public Napi::ObjectWrap<Channel> {
     return end_ > start_ && ParseHeader(buffer_.get() + start_, end_ - start_, length, headerSize);
   }
 
-  // --- a tracked reader's progress (track/adopt) -------------------------------------
-
-  uint32_t LoadProgress(size_t word) const { return __atomic_load_n(progress_ + word, __ATOMIC_ACQUIRE); }
-  void StoreProgress(size_t word, uint32_t value) { __atomic_store_n(progress_ + word, value, __ATOMIC_RELEASE); }
-
-  void StoreRead(uint64_t read) {
-    StoreProgress(kProgressRead, static_cast<uint32_t>(read >> 32));
-    StoreProgress(kProgressRead + 1, static_cast<uint32_t>(read));
-  }
-
-  // After each read of an exact, tracked reader: how far into its frame it is.
-  void RecordProgress() {
-    if (progress_ == nullptr || !exact_) return;
-    if (big_ != nullptr) {
-      StoreRead(bigHeaderSize_ + bigFilled_);
-      return;
-    }
-    const size_t read = end_ - start_;
-    if (read == 0) {
-      StoreRead(0);
-      return;
-    }
-    uint8_t header[kLongHeader] = {};
-    std::memcpy(header, buffer_.get() + start_, std::min(read, kLongHeader));
-    for (size_t i = 0; i < 3; i++) {
-      uint32_t word;
-      std::memcpy(&word, header + 4 * i, 4);
-      StoreProgress(kProgressHeader + i, word);
-    }
-    StoreRead(read);
-  }
-
-  // Reads and drops the rest of a frame a dead reader had begun (adopt()),
-  // blocking until it is all there: the next reader starts at a frame.
-  void Discard(Napi::Env env) {
-    uint8_t scratch[16 * 1024];
-    while (discard_ > 0) {
-      ssize_t got;
-      do {
-        got = read(fd_, scratch, static_cast<size_t>(std::min<uint64_t>(discard_, sizeof scratch)));
-      } while (got < 0 && errno == EINTR);
-      if (got == 0) {
-        ended_ = true;
-        discard_ = 0;
-        break;
-      }
-      if (got < 0) {
-        if (errno != EAGAIN && errno != EWOULDBLOCK) ThrowErrno(env, "read");
-        PollFd(env, fd_, POLLIN, -1);
-        continue;
-      }
-      discard_ -= static_cast<uint64_t>(got);
-      discarded_ += static_cast<uint64_t>(got);
-      if (progress_ != nullptr) StoreRead(discard_ > 0 ? discarded_ : 0);
-    }
-  }
-
   // Forgets the frame being read in this process.
   void ResetFrame() {
     std::free(big_);
     big_ = nullptr;
     start_ = end_ = 0;
-  }
-
-  // What the frame being read still lacks in the buffer (its header first).
-  size_t FrameBytesMissing() const {
-    const size_t available = end_ - start_;
-    uint64_t length = 0;
-    size_t headerSize = 0;
-    if (!Header(&length, &headerSize)) {
-      const bool longHeader = available >= 4 && ReadBigEndian32(buffer_.get() + start_) == 0xffffffffu;
-      return (longHeader ? 12 : 4) - available;
-    }
-    // A frame that does not fit goes to its own memory (TakeFrame) before the next read.
-    // A tracked reader reads the next frame's header with the rest of this one
-    // (one read() per message): it stays in the shared progress for whoever
-    // reads next.
-    const uint64_t through = progress_ != nullptr ? kReadThrough : 0;
-    return static_cast<size_t>(std::min<uint64_t>(headerSize + length - available + through, kBufferSize - end_));
   }
 
   bool HasFrame() const {
@@ -508,27 +324,13 @@ class Channel : public Napi::ObjectWrap<Channel> {
     return Header(&length, &headerSize) && end_ - start_ - headerSize >= length;
   }
 
-  // Whether a payload is text (see the constructor's textTag).
-  bool IsText(const uint8_t* data, uint64_t length) const { return textTag_ >= 0 && length > 0 && data[0] == textTag_; }
-
-  // The UTF-8 text after the tag byte, as a string: no Buffer to make, then decode.
-  static Napi::Value Text(Napi::Env env, const uint8_t* data, uint64_t length) {
-    return Napi::String::New(env, reinterpret_cast<const char*>(data) + 1, static_cast<size_t>(length - 1));
-  }
-
   // Takes the next whole frame read so far, if there is one.
   bool TakeFrame(Napi::Env env, Napi::Value* frame) {
     if (big_ != nullptr) {
       if (bigFilled_ < bigSize_) return false;
       uint8_t* data = big_;
       big_ = nullptr;
-      if (IsText(data, bigSize_)) {
-        std::unique_ptr<uint8_t, decltype(&std::free)> owned(data, std::free);
-        *frame = Text(env, data, bigSize_);
-      } else {
-        *frame = Napi::Buffer<uint8_t>::NewOrCopy(env, data, bigSize_, [](Napi::Env, uint8_t* bytes) { std::free(bytes); });
-      }
-      FrameTaken();
+      *frame = Napi::Buffer<uint8_t>::NewOrCopy(env, data, bigSize_, [](Napi::Env, uint8_t* bytes) { std::free(bytes); });
       return true;
     }
     uint64_t length = 0;
@@ -537,10 +339,9 @@ class Channel : public Napi::ObjectWrap<Channel> {
     const size_t payload = end_ - start_ - headerSize;
     if (payload >= length) {
       const uint8_t* data = buffer_.get() + start_ + headerSize;
-      *frame = IsText(data, length) ? Text(env, data, length) : Napi::Buffer<uint8_t>::Copy(env, data, length);
+      *frame = Napi::Buffer<uint8_t>::Copy(env, data, length);
       start_ += headerSize + length;
       if (start_ == end_) start_ = end_ = 0;
-      FrameTaken();
       return true;
     }
     if (headerSize + length <= kBufferSize) return false;  // the rest will fit in the buffer
@@ -552,13 +353,9 @@ class Channel : public Napi::ObjectWrap<Channel> {
     big_ = memory;
     bigSize_ = length;
     bigFilled_ = payload;
-    bigHeaderSize_ = headerSize;
     start_ = end_ = 0;
     return false;
   }
-
-  // A whole frame is taken: a tracked reader records what it read of the next one.
-  void FrameTaken() { RecordProgress(); }
 
   // One read() into where the bytes belong; its result (errno set when < 0).
   ssize_t ReadSome(Napi::Env env, size_t* wanted) {
@@ -574,7 +371,7 @@ class Channel : public Napi::ObjectWrap<Channel> {
         start_ = 0;
       }
       into = buffer_.get() + end_;
-      *wanted = exact_ ? FrameBytesMissing() : kBufferSize - end_;
+      *wanted = kBufferSize - end_;
     }
     ssize_t got;
     do {
@@ -583,7 +380,6 @@ class Channel : public Napi::ObjectWrap<Channel> {
     if (got > 0) {
       if (big_ != nullptr) bigFilled_ += static_cast<size_t>(got);
       else end_ += static_cast<size_t>(got);
-      RecordProgress();
     }
     return got;
   }
@@ -657,8 +453,6 @@ class Channel : public Napi::ObjectWrap<Channel> {
     }
     ResetFrame();
     buffer_.reset();
-    progressWords_.Reset();
-    progress_ = nullptr;
   }
 
   int fd_ = -1;
@@ -669,14 +463,7 @@ class Channel : public Napi::ObjectWrap<Channel> {
   uint8_t* big_ = nullptr;  // a frame larger than the buffer, being read
   size_t bigSize_ = 0;
   size_t bigFilled_ = 0;
-  size_t bigHeaderSize_ = 0;
-  uint64_t discard_ = 0;    // bytes of a dead reader's frame still to drop (adopt)
-  uint64_t discarded_ = 0;  // bytes of that frame read so far, by it and by us
-  uint32_t* progress_ = nullptr;  // the tracked words (track), in shared memory
-  Napi::Reference<Napi::Int32Array> progressWords_;
   bool ended_ = false;
-  bool exact_ = false;
-  int textTag_ = -1;  // payloads starting with this byte are returned as the UTF-8 text after it
   uv_loop_t* loop_ = nullptr;
   LoopPoll poll_{this, OnReadable};
   napi_async_context asyncContext_ = nullptr;
@@ -692,7 +479,6 @@ void InitConnection(Napi::Env env, Napi::Object exports) {
   exports.Set("pipe", Napi::Function::New(env, StreamPipe, "pipe"));
   exports.Set("takeFd", Napi::Function::New(env, TakeFd, "takeFd"));
   exports.Set("Channel", Channel::Define(env));
-  exports.Set("atomicWriteSize", Napi::Number::New(env, PIPE_BUF));
 }
 
 }  // namespace mp

@@ -15,5 +15,6 @@ void InitConnection(Napi::Env env, Napi::Object exports);  // connection.cc: fra
 void InitFdWait(Napi::Env env, Napi::Object exports);  // fd_wait.cc: waiting for descriptors (connection.wait)
 void InitSocket(Napi::Env env, Napi::Object exports);  // socket.cc: Listener and Client sockets
 void InitQueueRing(Napi::Env env, Napi::Object exports);  // queue_ring.cc: a Queue's items in shared memory
+void InitManagerLink(Napi::Env env, Napi::Object exports);  // manager_link.cc: a manager's calls over a socket
 
 }  // namespace mp

@@ -29,7 +29,8 @@ import { AsyncResultProxy, IteratorProxy, IteratorProxyLater, makePool, PoolProx
 import type { ManagedCallbacks, ManagedCallOptions, ManagedMapOptions } from './managers/pool';
 import * as proxies from './managers/proxies';
 import type { AcquireOptions, BlockOptions, DictKey } from './managers/proxies';
-import { Address, autoProxyType, BaseProxy, ClientConnection, connectionLayer, linkTo, ProxyClass, ProxyState, ServerLink, setProxyType } from './managers/proxy';
+import type { LinkConnection } from './managers/link';
+import { Address, autoProxyType, BaseProxy, connectionLayer, linkTo, ProxyClass, ProxyState, ServerLink, setProxyType } from './managers/proxy';
 import { Server, ServedCallable, ServedType, ServerListener } from './managers/server';
 
 export {
@@ -73,9 +74,7 @@ export {
 
 // --- what the connection layer gives ------------------------------------------------
 
-interface PipeEnd extends ClientConnection {
-  recvSync(): unknown;
-}
+type PipeEnd = LinkConnection;
 
 interface ConnectionModule {
   Pipe(duplex?: boolean): [PipeEnd, PipeEnd];

@@ -59,30 +59,8 @@ export interface NativeChannel {
   readonly fd: number;
   /** Writes one whole frame, blocking while the peer is full. */
   send(bytes: Uint8Array): void;
-  /**
-   * Writes one whole frame of at most `atomicWriteSize` bytes (its 4-byte
-   * header included) in one write(), which a pipe takes whole or not at all;
-   * `false` when there is no room for it now.
-   */
-  trySend(bytes: Uint8Array): boolean;
-  /**
-   * An exact reader records its progress through the frame it reads in
-   * `words[index..index + 4]` (shared memory), and reads the next frame's
-   * header with the end of each frame (one read() per message), for
-   * {@link adopt}.
-   */
-  track(words: Int32Array, index: number): void;
-  /**
-   * On taking the turn: goes on from the progress in the tracked words. A
-   * frame whose payload was not begun is delivered by the next `recvSync`;
-   * the rest of one a dead reader had begun is dropped: `true`.
-   */
-  adopt(): boolean;
-  /**
-   * The next frame (its text, for a payload that starts with the channel's
-   * `textTag`); `null`: timed out (timeoutMs < 0: never); `undefined`: end of file.
-   */
-  recvSync(timeoutMs: number): Buffer | string | null | undefined;
+  /** The next frame; `null`: timed out (timeoutMs < 0: never); `undefined`: end of file. */
+  recvSync(timeoutMs: number): Buffer | null | undefined;
   /** Whether a whole frame or the end of file is there, waiting up to `timeoutMs`. */
   poll(timeoutMs: number): boolean;
   /** Reads on the event loop, reporting to the callback given to the constructor. */
@@ -253,16 +231,9 @@ export interface NativeBinding {
   streamPipe(size?: number): [number, number];
   /** A blocking pipe, both ends close-on-exec: `[readFd, writeFd]` (streamPipe without a size). */
   pipe(): [number, number];
-  /** PIPE_BUF: the largest write a pipe takes whole, never mixed with another writer's. */
-  atomicWriteSize: number;
   /** A close-on-exec copy of descriptor `fd` of process `pid` (pidfd_getfd). */
   takeFd(pid: number, fd: number): number;
-  /**
-   * `exact`: never reads past the frame being read (readers taking turns on
-   * one pipe); `textTag`: a payload that starts with this byte is received as
-   * the UTF-8 text after it (a string).
-   */
-  Channel: new (fd: number, onFrames?: FramesCallback, exact?: boolean, textTag?: number) => NativeChannel;
+  Channel: new (fd: number, onFrames?: FramesCallback) => NativeChannel;
   // native/queue_ring.cc
   /** Where a ring's data starts in its shared block (bytes). */
   queueRingHeaderBytes: number;
@@ -296,6 +267,34 @@ export interface NativeBinding {
   /** Throws the error a pending connect ended with, if any. */
   socketError(fd: number): void;
   // end native/connection.cc
+  /** native/manager_link.cc: see {@link NativeManagerLink}; with `onFrames` the link is read on the event loop, else it blocks. */
+  ManagerLink: new (fd: number, onFrames?: ManagerFramesCallback) => NativeManagerLink;
+}
+
+// --- native/manager_link.cc: a manager's calls ----------------------------------
+
+/** A frame as a manager link hands it over: the text of a JSON payload (after its tag byte), else the bytes. */
+export type ManagerFrame = string | Buffer;
+
+/** Frames read on the event loop: `ended` at end of file, `error` when reading failed (then ended too). */
+export type ManagerFramesCallback = (frames: ManagerFrame[], ended: boolean, error: Error | null) => void;
+
+/**
+ * A connection of a manager (src/managers/link.ts) after its handshake, over
+ * a descriptor it owns, in Connection's framing. A blocking link calls (one
+ * write, one read); an evented one reads on the event loop once started.
+ */
+export interface NativeManagerLink {
+  readonly fd: number;
+  /** Sends `payload` as one frame and blocks for the next frame; `undefined` at end of file. */
+  call(payload: Uint8Array): ManagerFrame | undefined;
+  /** Writes one whole frame, blocking while the peer is full. */
+  send(payload: Uint8Array): void;
+  /** Reads on the event loop, reporting to the callback given to the constructor. */
+  start(): void;
+  stop(): void;
+  /** Stops reading and closes the descriptor. */
+  close(): void;
 }
 
 /** Set to `1` to run without the addon, exactly as on Windows. */

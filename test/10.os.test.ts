@@ -178,7 +178,7 @@ describe('the forked child runs its event loop', () => {
   test('output still queued for a slow reader at the fork is written once, by the parent', () => {
     const fixture = path.join(__dirname, 'fixtures', 'os_output_pending.js');
     // The reader sleeps first: the 512 KiB write fills the pipe and waits in libuv's queue.
-    const out = execFileSync('sh', ['-c', `"${process.execPath}" "${fixture}" | (sleep 0.5; cat)`], { encoding: 'utf8', timeout: 20000 });
+    const out = execFileSync('sh', ['-c', `"${process.execPath}" "${fixture}" | (sleep 0.5; cat)`], { encoding: 'utf8', timeout: 600000 }); // a hang guard
     expect(out.match(/^x{1023}$/gm)).toHaveLength(512);
     expect(out.match(/^start$/gm)).toHaveLength(1);
     expect(out.match(/^end of the big write$/gm)).toHaveLength(1);

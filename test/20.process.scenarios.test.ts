@@ -3,13 +3,13 @@
  * in a fresh node (test/fixtures/process_*) and checks its output, its exit
  * status and the kernel's view of its children (/proc).
  */
-import { spawn, spawnSync } from 'child_process';
+import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 
 import * as mp from '..';
-import { FIXTURES, jsonLines, runFixture } from './helpers';
+import { FIXTURES, jsonLines, runFixture, spawnTracked } from './helpers';
 import { running, waitFor } from './fixtures/process_helpers';
 
 const methods = mp.getAllStartMethods();
@@ -173,12 +173,12 @@ describe.each(methods.filter((method) => method !== 'fork'))('an unguarded main 
 
 (NO_ADDON ? describe.skip : describe)('forkserver', () => {
   test('the fork server exits when its parent is killed (SIGKILL)', async () => {
-    const parent = spawn(process.execPath, [path.join(FIXTURES, 'process_scenarios.js'), 'forkserver-parent', 'forkserver'], {
+    const parent = spawnTracked(process.execPath, [path.join(FIXTURES, 'process_scenarios.js'), 'forkserver-parent', 'forkserver'], {
       stdio: ['ignore', 'pipe', 'inherit'],
       env: process.env,
     });
     let output = '';
-    parent.stdout.on('data', (data: Buffer) => (output += data.toString()));
+    parent.stdout?.on('data', (data: Buffer) => (output += data.toString()));
     expect(await waitFor(() => output.includes('\n'), 60000)).toBe(true);
     const [{ exitCode, serverPid }] = jsonLines<{ exitCode: number; serverPid: number }>(output);
     expect(exitCode).toBe(0);

@@ -5,12 +5,12 @@
  * Each case runs in fixture processes (test/fixtures/shm_*.js), so that the
  * family ends within the test.
  */
-import { ChildProcess, spawn } from 'child_process';
+import type { ChildProcess } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as readline from 'readline';
 
-import { FIXTURES, jsonLines, procStat, runFixture, waitFor } from './helpers';
+import { exited, FIXTURES, jsonLines, procStat, runFixture, spawnTracked, waitFor } from './helpers';
 
 interface Started {
   child: ChildProcess;
@@ -20,7 +20,7 @@ interface Started {
 /** Starts a fixture and resolves with the first JSON line it prints. */
 function start(name: string, args: string[] = []): Promise<Started> {
   // stderr piped: the tracker shares it and warns about the segment left by a killed creator.
-  const child = spawnFixture(name, args, 'ignore');
+  const child = spawnTracked(process.execPath, [path.join(FIXTURES, name), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   return new Promise((resolve, reject) => {
@@ -33,22 +33,6 @@ function start(name: string, args: string[] = []): Promise<Started> {
   });
 }
 
-/** Every fixture started here: killed after each test, even a failed one (a live one keeps jest from exiting). */
-const fixtures = new Set<ChildProcess>();
-
-function spawnFixture(name: string, args: string[], stdin: 'ignore' | 'pipe'): ChildProcess {
-  const child = spawn(process.execPath, [path.join(FIXTURES, name), ...args], { stdio: [stdin, 'pipe', 'pipe'] });
-  fixtures.add(child);
-  return child;
-}
-
-afterEach(async () => {
-  const running = [...fixtures].filter((child) => child.exitCode === null && child.signalCode === null);
-  fixtures.clear();
-  for (const child of running) child.kill('SIGKILL');
-  await Promise.all(running.map(exited));
-});
-
 /** A deadline for what the tracker does on its own: generous, since the machine may be slowed many times over. */
 const TRACKER_DEADLINE_MS = 60000;
 
@@ -57,10 +41,6 @@ const alive = (pid: number) => {
   const stat = procStat(pid);
   return stat !== null && stat.state !== 'Z';
 };
-
-function exited(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve() : child.once('exit', () => resolve())));
-}
 
 test('SIGKILL of the creator: its segment and its heap arena are gone within seconds, and so is the tracker', async () => {
   const { child, report } = await start('shm_sigkill.js');
@@ -128,7 +108,7 @@ test('a spawned child given the tracker fd registers with its parent\'s tracker,
 
 /** A fixture that reads commands on stdin: its JSON lines in order, and its stderr. */
 function startInteractive(name: string): { child: ChildProcess; next(): Promise<Record<string, unknown>>; stderr(): string } {
-  const child = spawnFixture(name, [], 'pipe');
+  const child = spawnTracked(process.execPath, [path.join(FIXTURES, name)], { stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const lines = readline.createInterface({ input: child.stdout as NodeJS.ReadableStream });

@@ -2,17 +2,17 @@
  * Listener and Client (Unix sockets and TCP, the authkey handshake both
  * ways), a real Python peer on the wire, and connection.wait().
  */
-import { ChildProcess, spawn } from 'child_process';
+import type { ChildProcess } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 
 import * as mp from '..';
-import { FIXTURES } from './helpers';
+import { FIXTURES, spawnTracked } from './helpers';
 
 const { Listener, Client, ClientAsync, wait, waitSync } = mp.connection;
 
 function python(args: string[]): { child: ChildProcess; stdout: Promise<string>; exit: Promise<number | null> } {
-  const child = spawn('python3', [path.join(FIXTURES, 'connection_python.py'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawnTracked('python3', [path.join(FIXTURES, 'connection_python.py'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
   child.stderr?.resume(); // expected errors (a refused key) stay out of the test log

@@ -4,14 +4,14 @@
  * inside other proxies), errors of the server, its end (shutdown, its owner
  * killed), remote use on 127.0.0.1 with an authkey, load and reference counts.
  */
-import { ChildProcessWithoutNullStreams, spawn } from 'child_process';
+import type { ChildProcess } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as v8 from 'v8';
 import * as vm from 'vm';
 
 import * as mp from '..';
-import { FIXTURES, procStat } from './helpers';
+import { exited, FIXTURES, procStat, spawnTracked } from './helpers';
 
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const targets = require('./fixtures/managers_targets') as Record<string, (...args: never[]) => unknown>;
@@ -271,7 +271,7 @@ describeWithConnection("a manager's end", () => {
   });
 
   test.each(methods)("its owner killed by SIGKILL (%s): the server and its Pool's workers end, leaving no process or socket file", async (method) => {
-    const owner = spawn(process.execPath, [path.join(FIXTURES, 'managers_owner.js'), method], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const owner = spawnTracked(process.execPath, [path.join(FIXTURES, 'managers_owner.js'), method], { stdio: ['ignore', 'pipe', 'pipe'] });
     const { serverPid, address, poolPid } = (await firstLine(owner)) as { serverPid: number; address: string; poolPid: number };
     expect(procStat(serverPid)).not.toBeNull();
     expect(procStat(poolPid)).not.toBeNull();
@@ -282,29 +282,82 @@ describeWithConnection("a manager's end", () => {
   });
 });
 
+/** The environment of a child process run with the addon, or without it (as on Windows). */
+function envOf(addon: boolean): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  if (addon) delete env.NODE_MULTIPROCESSING_NO_NATIVE;
+  else env.NODE_MULTIPROCESSING_NO_NATIVE = '1';
+  return env;
+}
+
+/** A fixture run with or without the addon; killed after its test if still running (helpers' spawnTracked). */
+function spawnFixture(fixture: string, args: string[], addon = true): ChildProcess {
+  return spawnTracked(process.execPath, [path.join(FIXTURES, fixture), ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: envOf(addon) });
+}
+
 describeWithConnection('remote use, as in Python\'s documentation (two processes on 127.0.0.1)', () => {
-  test('a QueueManager serves a queue on 0.0.0.0; another process puts, this one gets; a wrong authkey is refused', async () => {
-    const server = spawn(process.execPath, [path.join(FIXTURES, 'managers_queue_server.js')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // The wire is the same with and without the addon: either kind of server serves either kind of client.
+  test.each([
+    ['with', 'without'],
+    ['without', 'with'],
+  ])('a QueueManager serves a queue on 0.0.0.0 (%s the addon); another process (%s it) puts, this one gets; a wrong authkey is refused', async (serverAddon, clientAddon) => {
+    const server = spawnFixture('managers_queue_server.js', [], serverAddon === 'with');
+    const { address: listening } = (await firstLine(server)) as { address: [string, number] };
+    expect(listening[0]).toBe('0.0.0.0');
+    const address: [string, number] = ['127.0.0.1', listening[1]]; // every interface: this machine's loopback too
+    const client = spawnFixture('managers_queue_client.js', [JSON.stringify(address)], clientAddon === 'with');
+    expect(await firstLine(client)).toEqual({ put: 3 });
+    await exited(client);
+
+    class QueueManager extends mp.BaseManager {}
+    QueueManager.register('getQueue');
+    const m = new QueueManager({ address, authkey: 'abracadabra' });
+    await m.connect();
+    const queue = await (m as unknown as { getQueue(): Promise<mp.QueueProxy<string>> }).getQueue();
+    expect([await queue.get(), await queue.get(), queue.getSync()]).toEqual(['hello', 'from', 'afar']);
+
+    const intruder = new QueueManager({ address, authkey: 'wrong' });
+    await expect(intruder.connect()).rejects.toMatchObject({ name: 'AuthenticationError' });
+  });
+});
+
+describeWithConnection('values larger than a link reads at once (64 KiB)', () => {
+  test('a 300,000-character string and a 1 MiB Buffer go and come back whole, Sync and Promise', async () => {
+    const manager = await mp.Manager();
     try {
-      const { address: listening } = (await firstLine(server)) as { address: [string, number] };
-      expect(listening[0]).toBe('0.0.0.0');
-      const address: [string, number] = ['127.0.0.1', listening[1]]; // every interface: this machine's loopback too
-      const client = spawn(process.execPath, [path.join(FIXTURES, 'managers_queue_client.js'), JSON.stringify(address)], { stdio: ['ignore', 'pipe', 'pipe'] });
-      expect(await firstLine(client)).toEqual({ put: 3 });
-      await exited(client);
-
-      class QueueManager extends mp.BaseManager {}
-      QueueManager.register('getQueue');
-      const m = new QueueManager({ address, authkey: 'abracadabra' });
-      await m.connect();
-      const queue = await (m as unknown as { getQueue(): Promise<mp.QueueProxy<string>> }).getQueue();
-      expect([await queue.get(), await queue.get(), queue.getSync()]).toEqual(['hello', 'from', 'afar']);
-
-      const intruder = new QueueManager({ address, authkey: 'wrong' });
-      await expect(intruder.connect()).rejects.toMatchObject({ name: 'AuthenticationError' });
+      const d = await manager.dict<string, unknown>();
+      const text = 'x'.repeat(299_999) + 'y';
+      const bytes = Buffer.alloc(1 << 20, 7);
+      bytes[bytes.length - 1] = 9;
+      d.setSync('text', text);
+      await d.set('bytes', bytes);
+      expect(await d.get('text')).toBe(text);
+      expect(Buffer.from(d.getSync('bytes') as Uint8Array).equals(bytes)).toBe(true);
+      // Many answers in one read, then a large one split over reads, in order.
+      const small = Array.from({ length: 50 }, (_, i) => d.set(`k${i}`, i));
+      const large = d.get('text');
+      await Promise.all(small);
+      expect(await large).toBe(text);
     } finally {
-      server.kill('SIGTERM');
-      await exited(server);
+      await manager.shutdown();
+    }
+  });
+});
+
+describeWithConnection('without the addon (as on Windows)', () => {
+  const seen = { a: 1, b: '2', size: 102, error: 'KeyError', errorSync: 'KeyError' };
+
+  test('a Manager serves a dict: Promise and Sync calls, a burst of 100, the server\'s errors', async () => {
+    expect(await firstLine(spawnFixture('managers_plain_client.js', [], false))).toEqual(seen);
+  });
+
+  test('a client without it uses a server with it', async () => {
+    const manager = await mp.Manager();
+    try {
+      const client = spawnFixture('managers_plain_client.js', [JSON.stringify(manager.address), manager.authkey.toString('hex')], false);
+      expect(await firstLine(client)).toEqual(seen);
+    } finally {
+      await manager.shutdown();
     }
   });
 });
@@ -312,7 +365,7 @@ describeWithConnection('remote use, as in Python\'s documentation (two processes
 // --- helpers ----------------------------------------------------------------------
 
 /** The first JSON line a child prints (its stderr collected for the failure message). */
-function firstLine(child: ChildProcessWithoutNullStreams | ReturnType<typeof spawn>): Promise<unknown> {
+function firstLine(child: ChildProcess): Promise<unknown> {
   return new Promise((resolve, reject) => {
     let out = '';
     let err = '';
@@ -324,11 +377,6 @@ function firstLine(child: ChildProcessWithoutNullStreams | ReturnType<typeof spa
     });
     child.on('exit', (code) => reject(new Error(`the child exited (${code}) before printing a line: ${err}`)));
   });
-}
-
-function exited(child: ReturnType<typeof spawn>): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => child.on('exit', () => resolve()));
 }
 
 /** Waits until `condition()` holds, checking after each turn of the event loop (bounded by the test's timeout). */

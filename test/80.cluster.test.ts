@@ -103,6 +103,24 @@ describe('cluster Pool', () => {
     expect(async.ready() && async.successful()).toBe(true);
   });
 
+  test('a node\'s pool process publishes the reply of the chunk it ran itself, on a connection of its own', async () => {
+    const queue = queueName();
+    await startNodes(queue, ['A']);
+    const p = pool(queue);
+    const admin = client(redis);
+    try {
+      // A process connects after its first chunk (the node publishes until then): wait until the process that
+      // ran an apply() has a connection whose last command was a PUBLISH (it sends nothing else).
+      for (let direct = false; !direct; ) {
+        const [, pid] = await p.apply(tasks.withPid, [1]);
+        const clients = ((await admin.client('LIST')) as string).split('\n');
+        direct = clients.some((line) => line.includes(` name=node-multiprocessing:reply:${pid} `) && line.includes(' cmd=publish '));
+      }
+    } finally {
+      admin.disconnect();
+    }
+  });
+
   test('the first task error rejects with its class name, message, properties and remote stack; the rest of the call is removed', async () => {
     const queue = queueName();
     await startNodes(queue, ['A']);
@@ -279,6 +297,25 @@ describe('cluster Pool', () => {
     await a.stop('SIGKILL');
     return outcome;
   }
+
+  test('a node that lost a running chunk\'s lock stops it without an outcome: BullMQ hands the job on, the call gets its result', async () => {
+    const queue = queueName();
+    await startNodes(queue, ['A'], ['--lock-duration', '1000', '--stalled-interval', '1000']);
+    const p = pool(queue);
+    const key = `${queue}:started`;
+    const call = p.apply(tasks.gate, [7, key]);
+    await started(key, 1);
+    const admin = client(redis);
+    try {
+      const [jobId] = await admin.lrange(`bull:${queue}:active`, 0, -1);
+      await admin.del(`bull:${queue}:${jobId}:lock`); // as when the node was cut off from Redis for longer than the lock
+      await started(key, 1); // the node's renewal failed and it stopped the chunk; the stalled check handed it back
+      await admin.rpush(`${key}:release`, '1');
+    } finally {
+      admin.disconnect();
+    }
+    expect(await call).toBe(7);
+  });
 
   test('a node SIGKILLed with { retries: 0 }: its chunks fail with WorkerLostError', async () => {
     const error = await lostNodeOutcome({ retries: 0 }, ['--lock-duration', '1000', '--stalled-interval', '1000']);

@@ -2,7 +2,7 @@
  * Shared test helpers: run a fixture in a fresh node process, and read the
  * kernel's view of processes from /proc (never the demos' text).
  */
-import { spawnSync, SpawnSyncReturns } from 'child_process';
+import { ChildProcess, spawn, SpawnOptions, spawnSync, SpawnSyncReturns } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 
@@ -39,6 +39,34 @@ export function runFixture(
   });
   if (result.error) throw result.error;
   return { status: result.status, signal: result.signal, stdout: result.stdout, stderr: result.stderr };
+}
+
+/** Processes started by {@link spawnTracked}: killed after each test that left them running. */
+const spawnedChildren = new Set<ChildProcess>();
+
+/** Resolves once `child` has exited (at once if it has). */
+export function exited(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => child.once('exit', () => resolve()));
+}
+
+afterEach(async () => {
+  const running = [...spawnedChildren].filter((child) => child.exitCode === null && child.signalCode === null);
+  spawnedChildren.clear();
+  for (const child of running) child.kill('SIGKILL');
+  await Promise.all(running.map(exited));
+});
+
+/**
+ * `child_process.spawn` for a test's long-lived helper process (a fixture
+ * that waits to be killed, a peer): one that is still running when the test
+ * ends, also because it failed, is killed then; a live child would keep jest
+ * from exiting, and CI would hang.
+ */
+export function spawnTracked(command: string, args: readonly string[], options: SpawnOptions): ChildProcess {
+  const child = spawn(command, args, options);
+  spawnedChildren.add(child);
+  return child;
 }
 
 /** The JSON lines a fixture printed, parsed. */

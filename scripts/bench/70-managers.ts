@@ -5,6 +5,8 @@
  * turns (ROUNDS each): on a shared machine the load changes from one second to
  * the next, and each side's median is taken over its turns.
  */
+import * as os from 'os';
+
 import * as mp from '../..';
 import { median, printTable, PYTHON_TIMING, runPython, timeRunsAsync } from './lib';
 
@@ -70,6 +72,7 @@ async function main(): Promise<void> {
     console.log(`\n## Managers\n\nskipped: ${(error as Error).message}`);
     return;
   }
+  const loadAtStart = os.loadavg()[0];
   const manager = await mp.Manager();
   const ours = { blocking: [] as number[], promised: [] as number[], starts: [] as number[] };
   const python = { roundTrip: [] as number[], starts: [] as number[] };
@@ -84,7 +87,8 @@ async function main(): Promise<void> {
   const pythonFigure = (samples: number[]): number | null => (samples.some(Number.isNaN) ? null : median(samples));
   const blocking = median(ours.blocking);
   const starts = median(ours.starts);
-  printTable(`Managers: a dict through the server process (medians of ${ROUNDS} turns each, taken in turn)`, [
+  const loads = `load average ${loadAtStart.toFixed(1)} at the start, ${os.loadavg()[0].toFixed(1)} at the end, ${os.cpus().length} CPUs`;
+  printTable(`Managers: a dict through the server process (medians of ${ROUNDS} turns each, taken in turn; ${loads})`, [
     { name: 'ours: dict.setSync + getSync from a child', value: blocking, unit: 'µs' },
     { name: 'ours: await dict.set + get from a child', value: median(ours.promised), unit: 'µs' },
     { name: "Python: d['k'] = i; d['k'] from a child", value: pythonFigure(python.roundTrip), unit: 'µs', baseline: blocking, target: 'ours <= 1/2' },

@@ -17,6 +17,9 @@ export async function publishCancel(publisher: Redis, channel: string, calls: st
   if (calls.length > 0) await publisher.publish(channel, calls.join('\n'));
 }
 
+/** The reason of a chunk's abort when its node lost the job's lock (see {@link CancelledCalls.lose}). */
+export class LostLock extends Error {}
+
 /**
  * What a node knows of cancelled calls: it aborts their running chunks and
  * answers chunks of them it picks up later without running them. The most
@@ -68,7 +71,7 @@ export class CancelledCalls {
    * call is gone; running it on here only holds a process.
    */
   lose(jobs: string[]): void {
-    for (const job of jobs) this.byJob.get(job)?.abort(new Error(`the node lost the lock of job ${job}`));
+    for (const job of jobs) this.byJob.get(job)?.abort(new LostLock(`the node lost the lock of job ${job}`));
   }
 
   cancel(call: string): void {

@@ -6,8 +6,13 @@
  * the task function of the node's mp.Pool, found by module reference.
  * @internal
  */
+import type { Redis } from 'ioredis';
+
 import { Reference, resolveCommonJs, resolveReference } from '../reference';
-import { ChunkResult, decodeValues, encodeError, encodeValues } from './wire';
+import { failFast } from './connection';
+import { loadRedis } from './engine';
+import { DirectReply, publishReply, replyConnectionName } from './replies';
+import { ChunkResult, decodeValues, encodeError, encodeValues, JobResult } from './wire';
 
 type Task = (...args: unknown[]) => unknown;
 
@@ -18,9 +23,18 @@ const loaded = new Map<string, Task | Promise<Task>>();
  * Runs `fn` (a reference to the node's copy of the task's module) on each of
  * the serialised `items` (spread as arguments when `star`), in order; stops at
  * the first task error and returns it. A task that returns a Promise is awaited
- * before the next one starts.
+ * before the next one starts. With `reply`, publishes the outcome on the
+ * client's reply channel itself and returns `{ replied: true }` once a client
+ * received it; else (not connected yet, Redis away, no client listening) the
+ * outcome, which the node then sends.
  */
-export function runChunk(fn: Reference, items: string, star: boolean): ChunkResult | Promise<ChunkResult> {
+export function runChunk(fn: Reference, items: string, star: boolean, reply: DirectReply | null = null): JobResult | Promise<JobResult> {
+  const result = run(fn, items, star);
+  if (reply === null) return result;
+  return result instanceof Promise ? result.then((settled) => replyDirectly(settled, reply)) : replyDirectly(result, reply);
+}
+
+function run(fn: Reference, items: string, star: boolean): ChunkResult | Promise<ChunkResult> {
   try {
     const task = taskOf(fn);
     const args = decodeValues(items);
@@ -61,6 +75,38 @@ function runFrom(task: Task, args: unknown[], star: boolean, results: unknown[],
     return { ok: encodeValues(results, 'a task result') };
   } catch (error) {
     return failed(error);
+  }
+}
+
+/**
+ * This process's reply connections, by key: `null` while one is being made,
+ * `false` when ioredis cannot be loaded here (the node then sends every reply).
+ */
+const publishers = new Map<string, Redis | null | false>();
+
+function replyDirectly(result: ChunkResult, reply: DirectReply): JobResult | Promise<JobResult> {
+  const publisher = publishers.get(reply.key);
+  if (publisher === undefined) {
+    publishers.set(reply.key, null);
+    // After this chunk's result is on its way: loading ioredis takes tens of ms.
+    setImmediate(() => publishers.set(reply.key, connect(reply)));
+  }
+  if (!publisher || publisher.status !== 'ready') return result;
+  return publishReply(publisher, reply.channel, reply.jobId, result).then(
+    (received): JobResult => (received ? { replied: true } : result),
+    () => result,
+  );
+}
+
+/** A fail-fast connection (a reply it cannot publish at once is the node's to send). */
+function connect(reply: DirectReply): Redis | false {
+  try {
+    const Redis = loadRedis();
+    const publisher = new Redis({ ...failFast(reply.redis), lazyConnect: false, connectionName: replyConnectionName(process.pid) });
+    publisher.on('error', () => undefined); // the node reports Redis errors; this one's replies fall back to it
+    return publisher;
+  } catch {
+    return false;
   }
 }
 

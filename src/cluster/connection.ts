@@ -49,6 +49,25 @@ export function persistent(options: RedisOptions): RedisOptions {
   return { ...options, maxRetriesPerRequest: null };
 }
 
+/**
+ * `options` without what cannot cross into another process (functions:
+ * retryStrategy, a custom Connector...), for a node's pool processes, which
+ * connect with them (see chunk.ts). Those processes then use ioredis's
+ * defaults for what was dropped; one that cannot connect with what is left
+ * leaves its replies to the node.
+ */
+export function portable(options: RedisOptions): RedisOptions {
+  return withoutFunctions(options) as RedisOptions;
+}
+
+function withoutFunctions(value: unknown): unknown {
+  if (Array.isArray(value)) return value.filter((item) => typeof item !== 'function').map(withoutFunctions);
+  if (typeof value !== 'object' || value === null || Object.getPrototypeOf(value) !== Object.prototype) return value;
+  const copy: Record<string, unknown> = {};
+  for (const [key, item] of Object.entries(value)) if (typeof item !== 'function') copy[key] = withoutFunctions(item);
+  return copy;
+}
+
 /** ioredis options as BullMQ's connection option (BullMQ declares its own, looser, copy of their type). */
 export function bullConnection(options: RedisOptions): ConnectionOptions {
   return options as ConnectionOptions;

@@ -28,6 +28,20 @@ function load(name: string): unknown {
 }
 
 let engine: Engine | undefined;
+let redisOnly: typeof IORedis | undefined;
+
+/**
+ * ioredis alone, for a node's pool process that publishes its chunks' replies
+ * (see chunk.ts): it needs no BullMQ.
+ */
+export function loadRedis(): typeof IORedis {
+  if (engine !== undefined) return engine.Redis;
+  if (redisOnly === undefined) {
+    const ioredis = load('ioredis') as { default?: typeof IORedis } & typeof IORedis;
+    redisOnly = ioredis.default ?? ioredis;
+  }
+  return redisOnly;
+}
 
 /** BullMQ and ioredis, loaded on the first call. */
 export function loadEngine(): Engine {

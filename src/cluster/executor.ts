@@ -10,7 +10,8 @@ import { getAllStartMethods, getContext } from '../context';
 import type * as PoolModule from '../pool';
 import type { Reference } from '../reference';
 import { runChunk } from './chunk';
-import type { ChunkResult } from './wire';
+import type { DirectReply } from './replies';
+import type { JobResult } from './wire';
 
 export type Task = (...args: never[]) => unknown;
 
@@ -25,11 +26,12 @@ export interface Executor {
   /**
    * Runs the chunk's tasks (`fn`: the node's reference to the task, `items`
    * in their wire encoding) in a process of the pool: resolves with the
-   * chunk's result or first task error; rejects with `WorkerLostError` when
-   * the process died in it, or when `signal` aborts (the process is killed
-   * and replaced).
+   * chunk's result or first task error, or `{ replied: true }` when the
+   * process published it on `reply` itself; rejects with `WorkerLostError`
+   * when the process died in it, or when `signal` aborts (the process is
+   * killed and replaced).
    */
-  run(fn: Reference, items: string, star: boolean, signal: AbortSignal): Promise<ChunkResult>;
+  run(fn: Reference, items: string, star: boolean, signal: AbortSignal, reply: DirectReply | null): Promise<JobResult>;
   /** Lets running chunks finish, then ends the pool's processes. */
   close(): Promise<void>;
 }
@@ -52,7 +54,8 @@ export function localPoolExecutor(setup: ResolvedSetup, processes: number): Exec
     context: getContext(getAllStartMethods().includes('forkserver') ? 'forkserver' : 'spawn'),
   });
   return {
-    run: (fn, items, star, signal) => pool.apply(runChunk, [fn, items, star], { signal }),
+    // With maxtasksperchild, processes come and go: each would connect to Redis for a few replies.
+    run: (fn, items, star, signal, reply) => pool.apply(runChunk, [fn, items, star, setup.maxtasksperchild === null ? reply : null], { signal }),
     async close() {
       pool.close();
       await pool.join();

@@ -9,17 +9,18 @@
 import type { Job, Worker as BullWorker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { hostname } from 'os';
+import { serialize } from 'v8';
 
 import { WorkerLostError } from '../errors';
 import { cpuCount } from '../process';
 import { validateInteger, validateOptions } from '../validate';
-import { CancelledCalls, cancelChannel } from './cancel';
-import { ConnectionOption, failFast, persistent, redisOptions } from './connection';
+import { CancelledCalls, cancelChannel, LostLock } from './cancel';
+import { ConnectionOption, failFast, persistent, portable, redisOptions } from './connection';
 import { loadEngine } from './engine';
 import { Executor, localPoolExecutor, ResolvedSetup } from './executor';
 import { TaskModules } from './tasks';
-import { publishReply } from './replies';
-import { ChunkJob, ChunkResult, decodeValues, encodeError, JobResult, lostResult, Setup, WIRE_VERSION } from './wire';
+import { DirectReply, publishReply } from './replies';
+import { ChunkJob, decodeValues, encodeError, JobResult, lostResult, Setup, WIRE_VERSION } from './wire';
 
 /** Options of {@link runWorker} (and of `node-multiprocessing worker`). */
 export interface WorkerNodeOptions {
@@ -138,6 +139,16 @@ function printOnce(): (error: Error) => void {
   };
 }
 
+/** `value` when it can be sent to a process (structured clone), else null. */
+function crosses<T>(value: T): T | null {
+  try {
+    serialize(value);
+    return value;
+  } catch {
+    return null;
+  }
+}
+
 class Node implements WorkerNode {
   readonly name: string;
   /**
@@ -155,12 +166,21 @@ class Node implements WorkerNode {
   /** The local pools, one per client setup (initializer, initargs, maxtasksperchild). */
   private readonly executors = new Map<string, Promise<Executor>>();
   private closing: Promise<void> | undefined;
+  /**
+   * The node's connection options as its pool processes get them (see
+   * connection.ts `portable`); null when they cannot cross (the node then
+   * publishes every reply).
+   */
+  private readonly portableConnection: ReturnType<typeof portable> | null;
+  private readonly portableKey: string;
 
   constructor(
     private readonly settings: NodeSettings,
     private readonly tasks: TaskModules,
   ) {
     this.name = settings.name;
+    this.portableConnection = crosses(portable(settings.connection));
+    this.portableKey = JSON.stringify(this.portableConnection);
   }
 
   async start(): Promise<void> {
@@ -175,7 +195,7 @@ class Node implements WorkerNode {
     const commands = (this.commands = new Redis(persistent(settings.connection)));
     commands.on('error', () => undefined); // the workers report Redis errors
     for (let i = 0; i < settings.concurrency; i++) {
-      const worker = new bullmq.Worker<ChunkJob, JobResult>(settings.queue, async (job) => this.reply(job, await this.process(job)), {
+      const worker = new bullmq.Worker<ChunkJob, JobResult>(settings.queue, async (job) => this.settle(job, await this.process(job)), {
         connection: commands,
         prefix: settings.prefix,
         name: settings.name,
@@ -210,10 +230,13 @@ class Node implements WorkerNode {
     await this.commands?.quit().catch(() => this.commands?.disconnect());
   }
 
-  /** Sends `result` to the chunk's client on its reply channel; the job's value says whether it went (else it is the result). */
-  private async reply(job: Job<ChunkJob, JobResult>, result: ChunkResult): Promise<JobResult> {
+  /**
+   * Sends `result` to the chunk's client on its reply channel unless the pool
+   * process did; the job's value says whether it went (else it is the result).
+   */
+  private async settle(job: Job<ChunkJob, JobResult>, result: JobResult): Promise<JobResult> {
     const channel = job.data.reply;
-    if (typeof channel !== 'string' || this.publisher === undefined) return result;
+    if ('replied' in result || 'lost' in result || typeof channel !== 'string' || this.publisher === undefined) return result;
     const received = await publishReply(this.publisher, channel, job.id ?? '', result).catch(() => false);
     return received ? { replied: true } : result;
   }
@@ -235,7 +258,7 @@ class Node implements WorkerNode {
     await publishReply(this.publisher, chunk.reply, job.id ?? '', result).catch(() => false);
   }
 
-  private async process(job: Job<ChunkJob, JobResult>): Promise<ChunkResult> {
+  private async process(job: Job<ChunkJob, JobResult>): Promise<JobResult> {
     const chunk = job.data;
     if (chunk.v !== WIRE_VERSION) {
       return { error: encodeError(new Error(`node ${this.name} speaks wire version ${WIRE_VERSION}, the job ${chunk.v}: update one of them`)) };
@@ -253,14 +276,22 @@ class Node implements WorkerNode {
     try {
       const fn = this.tasks.locate(chunk.fn);
       const executor = await this.executor(chunk.setup);
-      return await executor.run(fn, chunk.items, chunk.star, signal);
+      return await executor.run(fn, chunk.items, chunk.star, signal, this.directReply(job));
     } catch (error) {
-      if (signal.aborted) return { cancelled: true };
+      // A lost lock is no outcome for the client: the chunk runs again where BullMQ hands it.
+      if (signal.aborted) return signal.reason instanceof LostLock ? { lost: true } : { cancelled: true };
       if (error instanceof WorkerLostError) return lostResult(`${error.message} on worker node ${this.name}`, error);
       return { error: encodeError(error) };
     } finally {
       watch.release();
     }
+  }
+
+  /** Where the pool process that runs `job` publishes its reply itself (see replies.ts). */
+  private directReply(job: Job<ChunkJob, JobResult>): DirectReply | null {
+    const channel = job.data.reply;
+    if (typeof channel !== 'string' || job.id === undefined || this.portableConnection === null) return null;
+    return { channel, jobId: job.id, redis: this.portableConnection, key: this.portableKey };
   }
 
   /** The executor of a client's setup: one per distinct initializer, initargs and maxtasksperchild. */

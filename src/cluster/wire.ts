@@ -47,10 +47,12 @@ export interface ChunkJob {
  * A chunk's outcome: base64 of the serialised results, or of the serialised
  * {@link ErrorDescription} of the first task error; or that the node stopped
  * it (cancelled). As the job's return value, `replied` says that the outcome
- * went to the client on its reply channel.
+ * went to the client on its reply channel; `lost` that the node lost the
+ * job's lock and stopped the chunk without an outcome (its completion then
+ * fails: BullMQ hands the job to a node again, or fails it past its stall count).
  */
 export type ChunkResult = { ok: string } | { error: string } | { cancelled: true };
-export type JobResult = ChunkResult | { replied: true };
+export type JobResult = ChunkResult | { replied: true } | { lost: true };
 
 export function encodeValues(values: unknown[], what: string): string {
   try {

@@ -19,20 +19,9 @@
 import { forkGeneration, registerAtFork } from '../at_fork';
 import { EOFError } from '../errors';
 import { registerReducer } from '../reduction';
-import { addressKey, HeldProxy, localServer, readsOnThisLoop } from './server';
+import { Link, LinkConnection, takeOver } from './link';
+import { addressKey, HeldProxy, localServer } from './server';
 import { ERROR, NO_ANSWER, ObjectInfo, PROXY, rebuildError, RemoteErrorState, Reply, Request } from './protocol';
-
-/** What a proxy needs of a Connection (connection.ts's). */
-export interface ClientConnection {
-  send(message: unknown): void;
-  recv(): Promise<unknown>;
-  recvSync(): unknown;
-  /** Calls `onReady` as messages arrive (or the connection ends); returns the function that stops it. */
-  watch(onReady: () => void): () => void;
-  /** Whether `recvSync()` answers at once with what the loop received (a message, or the end), without a system call. */
-  _hasReceived(): boolean;
-  close(): void;
-}
 
 /** An address a manager's server listens on: a Unix socket path or `[host, port]`. */
 export type Address = string | [host: string, port: number];
@@ -41,7 +30,7 @@ export type Address = string | [host: string, port: number];
 interface ConnectionLayer {
   Pipe: unknown;
   Listener: unknown;
-  Client(address: Address, options: { authkey: Buffer }): ClientConnection;
+  Client(address: Address, options: { authkey: Buffer }): LinkConnection;
 }
 
 /** connection.ts, checked for what managers need of it. @internal */
@@ -63,7 +52,7 @@ export function connectionLayer(): ConnectionLayer {
 }
 
 /** Opens an authenticated connection to a server (mp.connection.Client). */
-function connect(address: Address, authkey: Buffer): ClientConnection {
+function connect(address: Address, authkey: Buffer): LinkConnection {
   return connectionLayer().Client(address, { authkey });
 }
 
@@ -92,16 +81,22 @@ interface PendingCall {
 export class ServerLink {
   readonly #address: Address;
   readonly #authkey: Buffer;
-  #async: ClientConnection | null = null;
-  #sync: ClientConnection | null = null;
+  #async: Link | null = null;
+  #sync: Link | null = null;
   readonly #pending = new Map<number, PendingCall>();
   /** Calls not sent yet: at most MAX_IN_FLIGHT are. */
   #waiting: Request[] = [];
   #nextCall = 1;
-  /** Stops reading the answers of the async connection; null while it does not read. */
-  #stopReading: (() => void) | null = null;
+  /** The async link reads its answers (while calls are pending, and a turn of the loop after). */
+  #reading = false;
   #idleCheck = false;
   #broken: Error | null = null;
+  /** How the async link's answers are taken. */
+  readonly #reader = {
+    onMessage: (reply: unknown): void => this.#answered(reply as Reply),
+    onEnd: (error: Error): void => void this.#breakWith(error),
+    more: (): boolean => this.#pending.size > 0,
+  };
 
   constructor(address: Address, authkey: Buffer) {
     this.#address = address;
@@ -116,17 +111,33 @@ export class ServerLink {
     return this.#authkey;
   }
 
-  /** A connection that said which process it belongs to (calls of both connections are one caller's). */
-  #open(): ClientConnection {
-    let connection: ClientConnection;
+  /**
+   * A link that said which process it belongs to (calls of both links are
+   * one caller's). The hello is answered before anything else is sent: its
+   * Connection has nothing buffered past that answer when the link takes it
+   * over (link.ts).
+   */
+  #open(evented: boolean): Link {
+    let connection: LinkConnection;
     try {
       connection = connect(this.#address, this.#authkey);
     } catch (error) {
       if ((error as Error).name === 'AuthenticationError') throw error;
       throw serverGone(this.#address, error);
     }
-    connection.send([NO_ANSWER, null, 'hello', [clientId()]] satisfies Request);
-    return connection;
+    let answer: Reply;
+    try {
+      connection.send([0, null, 'hello', [clientId()]] satisfies Request);
+      answer = connection.recvSync() as Reply;
+    } catch (error) {
+      connection.close();
+      throw serverGone(this.#address, error);
+    }
+    if (answer[1] === ERROR) {
+      connection.close();
+      throw serverGone(this.#address, rebuildError(answer[2] as RemoteErrorState));
+    }
+    return takeOver(connection, evented);
   }
 
   /** Sends a call and resolves with its answer. */
@@ -149,7 +160,7 @@ export class ServerLink {
   }
 
   #send(request: Request): void {
-    this.#async ??= this.#open();
+    this.#async ??= this.#open(true);
     this.#async.send(request);
   }
 
@@ -167,40 +178,20 @@ export class ServerLink {
   }
 
   /**
-   * Reads answers while calls are pending, each batch in the read's own
-   * callback. Not longer: an idle connection must not keep the process alive;
-   * but a turn of the loop later, so that a caller that awaits one call and
-   * makes the next keeps its connection reading.
+   * Reads answers while calls are pending. Not longer: an idle link must not
+   * keep the process alive; but a turn of the loop later, so that a caller
+   * that awaits one call and makes the next keeps its link reading.
    */
   #readAnswers(): void {
-    if (this.#stopReading !== null) return;
-    const connection = this.#async as ClientConnection;
-    if (!readsOnThisLoop()) return this.#recvAnswers(connection);
-    const stop = connection.watch(() => {
-      if (connection._hasReceived()) this.#takeAnswers(connection);
-    });
-    this.#stopReading = () => {
-      this.#stopReading = null;
-      stop();
-    };
+    if (this.#async === null) return;
+    this.#reading = true;
+    this.#async.read(this.#reader); // again on each call: a link without the addon stops once nothing is pending
   }
 
-  /** Without the addon: answers read with recv() while calls are pending. */
-  #recvAnswers(connection: ClientConnection): void {
-    let reading = true;
-    this.#stopReading = () => {
-      reading = false;
-      this.#stopReading = null;
-    };
-    void (async () => {
-      try {
-        while (reading && this.#pending.size > 0) this.#answered((await connection.recv()) as Reply);
-      } catch (error) {
-        this.#breakWith(error);
-      } finally {
-        if (reading) this.#stopReading?.();
-      }
-    })();
+  #stopReading(): void {
+    if (!this.#reading) return;
+    this.#reading = false;
+    this.#async?.pause();
   }
 
   #answered(reply: Reply): void {
@@ -208,22 +199,11 @@ export class ServerLink {
     this.#pending.delete(reply[0]);
     this.#sendNext();
     call?.resolve(reply);
-  }
-
-  #takeAnswers(connection: ClientConnection): void {
-    try {
-      do {
-        this.#answered(connection.recvSync() as Reply); // one the loop received, or the end (EOFError)
-      } while (connection._hasReceived());
-    } catch (error) {
-      this.#breakWith(error);
-      return;
-    }
     if (this.#pending.size === 0 && !this.#idleCheck) {
       this.#idleCheck = true;
       setImmediate(() => {
         this.#idleCheck = false;
-        if (this.#pending.size === 0) this.#stopReading?.();
+        if (this.#pending.size === 0) this.#stopReading();
       });
     }
   }
@@ -232,9 +212,8 @@ export class ServerLink {
   callSync(objectId: string | null, method: string, args: unknown[]): Reply {
     if (this.#broken !== null) throw this.#broken;
     try {
-      this.#sync ??= this.#open();
-      this.#sync.send([0, objectId, method, args] satisfies Request);
-      return this.#sync.recvSync() as Reply;
+      this.#sync ??= this.#open(false);
+      return this.#sync.call([0, objectId, method, args] satisfies Request) as Reply;
     } catch (error) {
       throw this.#failure(error);
     }
@@ -253,7 +232,7 @@ export class ServerLink {
     for (const call of this.#pending.values()) call.reject(error);
     this.#pending.clear();
     this.#waiting = [];
-    this.#stopReading?.();
+    this.#reading = false;
     this.#async?.close();
     this.#sync?.close();
     this.#async = this.#sync = null;
@@ -266,7 +245,7 @@ export class ServerLink {
    * event loop alive.
    */
   _forgetInChild(): void {
-    this.#stopReading?.();
+    this.#stopReading();
   }
 
   /** A call the server does not answer (hello, incref, decref); lost with a broken link. */

@@ -7,9 +7,9 @@
  * @internal
  */
 import { forkGeneration } from '../at_fork';
-import { loadNative } from '../native';
 import { isThenable } from '../util';
 import { describe } from '../validate';
+import { Link, LinkConnection, takeOver } from './link';
 import { pythonError } from './objects';
 import { ERROR, errorState, isRequest, NO_ANSWER, ObjectInfo, PROXY, Reply, Request, RETURN } from './protocol';
 import { Caller, runAs } from './waiting';
@@ -28,24 +28,10 @@ export interface ServedType {
   readonly methodToTypeid: Readonly<Record<string, string>> | null;
 }
 
-/** What the server needs of a Connection (connection.ts's). */
-export interface ServerConnection {
-  send(message: unknown): void;
-  recv(): Promise<unknown>;
-  recvSync(): unknown;
-  /** Calls `onReady` as messages arrive (or the connection ends); returns the function that stops it. */
-  watch(onReady: () => void): () => void;
-  /** Whether `recvSync()` answers at once with what the loop received (a message, or the end), without a system call. */
-  _hasReceived(): boolean;
-  /** Whether `recvSync()` answers at once, whatever read it (a poll when nothing was). */
-  _ready(): boolean;
-  close(): void;
-}
-
 /** What the server needs of a Listener (connection.ts's). */
 export interface ServerListener<A = unknown> {
   readonly address: A;
-  accept(): Promise<ServerConnection>;
+  accept(): Promise<LinkConnection>;
   close(): void;
 }
 
@@ -72,15 +58,6 @@ function release(object: object): void {
   } catch {
     // An object that fails to let go must not stop the server from serving the others.
   }
-}
-
-/**
- * Whether connections read on this process's event loop (the addon's
- * Channel): watchers then drain them. Without the addon (a broker carries
- * the messages) they are read with recv().
- */
-export function readsOnThisLoop(): boolean {
-  return loadNative() !== null;
 }
 
 /** A result that the server keeps and answers as a proxy. */
@@ -143,7 +120,8 @@ export class Server {
   readonly #listener: ServerListener;
   readonly #objects = new Map<string, HeldObject>();
   readonly #ids = new Map<object, string>();
-  readonly #connections = new Set<ServerConnection>();
+  /** Clients' links, and connections that have not said hello yet. */
+  readonly #connections = new Set<Link | LinkConnection>();
   #nextId = 0;
   #nextConnection = 0;
   #stopped: Promise<void>;
@@ -176,7 +154,7 @@ export class Server {
 
   async #acceptLoop(): Promise<void> {
     while (!this.#closed) {
-      let connection: ServerConnection;
+      let connection: LinkConnection;
       try {
         connection = await this.#listener.accept();
       } catch (error) {
@@ -191,56 +169,51 @@ export class Server {
   }
 
   /**
-   * Serves a client: each batch of requests read is served in the read's own
-   * callback, in order (no Promise per request), and the connection keeps
-   * reading while it is open (no stop and restart of its poll per request).
+   * Serves a client: its first message (a hello) read on its Connection,
+   * which then has nothing buffered past it (the client waits for the
+   * answer), the rest on the link that takes the connection over (link.ts),
+   * each batch of requests in the read's own callback, in order.
    */
-  #serveConnection(connection: ServerConnection): void {
+  #serveConnection(connection: LinkConnection): void {
     const gone = new AbortController();
     const caller: MutableCaller = { id: `connection-${this.#nextConnection++}`, signal: gone.signal };
     this.#connections.add(connection);
-    let stopWatching: (() => void) | null = null;
-    const end = (): void => {
-      stopWatching?.();
-      gone.abort();
-      this.#connections.delete(connection);
-      connection.close();
-    };
-    const serveByRecv = async (): Promise<void> => {
-      try {
-        for (;;) {
-          const message = await connection.recv();
-          if (!isRequest(message)) throw new TypeError(`not a manager request: ${describe(message)}`);
-          this.#handle(connection, caller, message);
+    void connection.recv().then(
+      (hello) => {
+        if (!this.#connections.delete(connection)) return; // the server stopped meanwhile
+        if (!isRequest(hello)) {
+          connection.close();
+          return;
         }
-      } catch {
-        end(); // gone, or nonsense
-      }
-    };
-    const serveWhile = (more: () => boolean): void => {
-      try {
-        while (more()) {
-          const message = connection.recvSync();
-          if (!isRequest(message)) throw new TypeError(`not a manager request: ${describe(message)}`);
-          this.#handle(connection, caller, message);
+        let link: Link;
+        try {
+          link = takeOver(connection, true);
+        } catch {
+          return; // closed by takeOver: the client sees the end
         }
-      } catch {
-        // The client is gone (EOF) or spoke nonsense: drop it, keep serving the others.
-        end();
-      }
-    };
-    if (!readsOnThisLoop()) {
-      void serveByRecv();
-      return;
-    }
-    // What the loop received: messages, or the end (which recvSync() throws).
-    stopWatching = connection.watch(() => serveWhile(() => connection._hasReceived()));
-    // The client speaks as soon as the handshake is over: the handshake's last read may have taken
-    // its first requests too. Served here, until nothing whole is left in this process.
-    serveWhile(() => connection._ready());
+        const end = (): void => {
+          gone.abort();
+          this.#connections.delete(link);
+          link.close();
+        };
+        this.#connections.add(link);
+        this.#handle(link, caller, hello);
+        link.read({
+          onMessage: (message) => {
+            if (isRequest(message)) this.#handle(link, caller, message);
+            else end(); // nonsense: drop the client, keep serving the others
+          },
+          onEnd: end,
+        });
+      },
+      () => {
+        this.#connections.delete(connection);
+        connection.close();
+      },
+    );
   }
 
-  #handle(connection: ServerConnection, caller: MutableCaller, [callId, objectId, method, args]: Request): void {
+  #handle(connection: Link, caller: MutableCaller, [callId, objectId, method, args]: Request): void {
     let result: unknown;
     try {
       result = runAs(caller, () => (objectId === null ? this.#control(caller, method, args) : this.#callMethod(objectId, method, args)));
@@ -262,7 +235,7 @@ export class Server {
     return value === undefined ? [callId, RETURN] : [callId, RETURN, value]; // JSON carries the short form
   }
 
-  #answer(connection: ServerConnection, reply: Reply): void {
+  #answer(connection: Link, reply: Reply): void {
     if (reply[0] === NO_ANSWER || !this.#connections.has(connection)) return; // not asked for, or the caller is gone
     try {
       connection.send(reply);

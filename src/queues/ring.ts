@@ -105,6 +105,12 @@ export class QueueRing {
       const ring = this.open();
       let got = ring.take();
       if (typeof got !== 'number') return got;
+      // One turn of the event loop before sleeping: a producer busy on another
+      // CPU has often put the next item by then, and neither side makes a
+      // system call for it (no bell to ring, no watch to start and stop).
+      await new Promise((resolve) => setImmediate(resolve));
+      got = this.open().take();
+      if (typeof got !== 'number') return got;
       got = ring.prepareWait(); // asleep from here: a producer will ring the bell
       if (typeof got !== 'number') return got;
       try {
