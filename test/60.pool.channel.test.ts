@@ -1,0 +1,187 @@
+/**
+ * The pool's native wire (src/pool/channel.ts NativeWire): the parent's and a
+ * forked worker's end of a socket pair, read by the addon. Framing, a burst
+ * of messages, large messages, a peer that dies mid-message, end of file.
+ * The ends here are in this process, or one is a forked child's; both are
+ * real descriptors of a real socket pair.
+ */
+import * as fs from 'fs';
+
+import * as mp from '..';
+
+import type * as ChannelModule from '../dist/pool/channel';
+import type * as NativeModule from '../dist/native';
+
+// eslint-disable-next-line @typescript-eslint/no-var-requires
+const { NativeWire, encodeMessage, encodePayload, decodePayload } = require('../dist/pool/channel') as typeof ChannelModule;
+// eslint-disable-next-line @typescript-eslint/no-var-requires
+const { loadNative } = require('../dist/native') as typeof NativeModule;
+
+const native = loadNative();
+const withAddon = native !== null ? describe : describe.skip;
+
+type Received = Array<{ header: readonly unknown[]; value: unknown }>;
+
+/** A wire over one end of a fresh pair; the other end is returned as a raw descriptor. */
+function wireAndPeer(received: Received, onClose: () => void): [InstanceType<typeof NativeWire>, number] {
+  const [mine, peer] = (native as NonNullable<typeof native>).socketpair();
+  const wire = new NativeWire(native as NonNullable<typeof native>, mine, (header, payload) => {
+    received.push({ header, value: payload.length > 0 ? decodePayload(payload) : undefined });
+  }, onClose);
+  return [wire, peer];
+}
+
+/** A message as the raw peer writes it: Python's framing (4-byte big-endian length) around ours, less our length word. */
+function rawFrame(header: number[], value?: unknown): Buffer {
+  const message = encodeMessage(header, value === undefined ? null : encodePayload(value, 'value')).subarray(4);
+  const length = Buffer.alloc(4);
+  length.writeUInt32BE(message.length);
+  return Buffer.concat([length, message]);
+}
+
+/** Resolves once `predicate` holds, looking after each turn of the event loop (no time limit of its own). */
+async function until(predicate: () => boolean): Promise<void> {
+  while (!predicate()) await new Promise((resolve) => setImmediate(resolve));
+}
+
+withAddon('pool: native wire', () => {
+  const open: number[] = [];
+  const wires: Array<InstanceType<typeof NativeWire>> = [];
+  const children: mp.Process[] = [];
+
+  afterEach(() => {
+    for (const wire of wires.splice(0)) wire.detach();
+    for (const fd of open.splice(0)) {
+      try {
+        fs.closeSync(fd);
+      } catch {
+        // closed by the test
+      }
+    }
+    for (const child of children.splice(0)) {
+      if (child.exitCode === null) child.kill();
+    }
+  });
+
+  test('a burst written at once arrives as whole messages, in order, headers and payloads intact', async () => {
+    const received: Received = [];
+    const [wire, peer] = wireAndPeer(received, () => {});
+    wires.push(wire);
+    open.push(peer);
+    const values: unknown[] = [7.5, [1, 2, 3], { a: 'b', c: [null, true] }, 'text', undefined];
+    const burst = Buffer.concat(values.map((value, i) => rawFrame([3, i, 2 ** 32 - 1], value)));
+    // Byte by byte for the first message (a frame split anywhere), then the rest in one write.
+    for (let i = 0; i < 10; i++) fs.writeSync(peer, burst.subarray(i, i + 1));
+    fs.writeSync(peer, burst.subarray(10));
+    await until(() => received.length === values.length);
+    expect(received.map((m) => m.header)).toEqual(values.map((_, i) => [3, i, 2 ** 32 - 1]));
+    expect(received.map((m) => m.value)).toEqual(values);
+  });
+
+  test('what it sends is one frame per message, readable by the peer', () => {
+    const [wire, peer] = wireAndPeer([], () => {});
+    wires.push(wire);
+    open.push(peer);
+    wire.send(encodeMessage([1, 42, 0, 0], encodePayload([3], 'args')));
+    const bytes = Buffer.alloc(256);
+    const got = fs.readSync(peer, bytes);
+    const length = bytes.readUInt32BE(0);
+    expect(got).toBe(4 + length);
+    const headLength = bytes.readUInt32LE(4);
+    expect(decodePayload(bytes.subarray(8 + headLength, 4 + length))).toEqual([3]);
+  });
+
+  test('large messages cross whole both ways (a forked child echoes them)', async () => {
+    const [mine, theirs] = (native as NonNullable<typeof native>).socketpair();
+    const child = new (mp.getContext('fork').Process)({
+      target: () => {
+        fs.closeSync(mine);
+        const wire: InstanceType<typeof NativeWire> = new NativeWire(native as NonNullable<typeof native>, theirs, (header, payload) => {
+          if (header[0] === 2) wire.close();
+          else wire.send(encodeMessage([...header] as number[], Buffer.from(payload)));
+        }, () => {});
+        return new Promise<void>((resolve) => setTimeout(resolve, 2 ** 30).unref());
+      },
+    });
+    children.push(child);
+    child.start();
+    fs.closeSync(theirs);
+    const received: Received = [];
+    let closed = 0;
+    const wire = new NativeWire(native as NonNullable<typeof native>, mine, (header, payload) => {
+      received.push({ header, value: decodePayload(payload) });
+    }, () => closed++);
+    wires.push(wire);
+    const big = Array.from({ length: 1_000_000 }, (_, i) => i * 0.5); // 8 MB as numbers
+    const text = 'x'.repeat(3 * 1024 * 1024);
+    // One at a time, as the pool does: a send blocks while the peer's buffer is full, and the
+    // peer echoing the first would block on ours while we still wrote the second.
+    wire.send(encodeMessage([3, 1], encodePayload(big, 'big')));
+    await until(() => received.length === 1);
+    wire.send(encodeMessage([3, 2], encodePayload({ text }, 'text')));
+    await until(() => received.length === 2);
+    expect(received[0].header).toEqual([3, 1]);
+    expect(received[0].value).toEqual(big);
+    expect(received[1].value).toEqual({ text });
+    wire.send(encodeMessage([2]));
+    await until(() => closed === 1); // the child hung up: end of file here
+    await child.join();
+  });
+
+  test('a peer gone mid-message: no message, the close callback once, sends after it do nothing', async () => {
+    const received: Received = [];
+    let closed = 0;
+    const [wire, peer] = wireAndPeer(received, () => closed++);
+    wires.push(wire);
+    const frame = rawFrame([3, 9], Array.from({ length: 100 }, (_, i) => i));
+    fs.writeSync(peer, frame.subarray(0, 40)); // the header says more is coming
+    fs.closeSync(peer); // as a killed worker's descriptors are
+    await until(() => closed > 0);
+    expect(received).toEqual([]);
+    expect(wire.closed).toBe(true);
+    expect(() => wire.send(encodeMessage([3, 10]))).not.toThrow();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(closed).toBe(1);
+  });
+
+  test('a forked child killed by SIGKILL mid-message: no message, its end of file, once', async () => {
+    const [mine, theirs] = (native as NonNullable<typeof native>).socketpair();
+    const frame = rawFrame([3, 1], Array.from({ length: 10_000 }, (_, i) => i));
+    const child = new (mp.getContext('fork').Process)({
+      target: () => {
+        fs.closeSync(mine);
+        fs.writeSync(theirs, frame.subarray(0, frame.length >> 1));
+        process.kill(process.pid, 'SIGKILL');
+      },
+    });
+    children.push(child);
+    child.start();
+    fs.closeSync(theirs);
+    const received: Received = [];
+    let closed = 0;
+    const wire = new NativeWire(native as NonNullable<typeof native>, mine, (header, payload) => {
+      received.push({ header, value: decodePayload(payload) });
+    }, () => closed++);
+    wires.push(wire);
+    await until(() => closed > 0);
+    await child.join();
+    expect(child.exitCode).toBe(-9);
+    expect(received).toEqual([]);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(closed).toBe(1);
+  });
+
+  test('local close: the close callback follows, asynchronously, once', async () => {
+    let closed = 0;
+    const [wire, peer] = wireAndPeer([], () => closed++);
+    open.push(peer);
+    wire.close();
+    expect(closed).toBe(0);
+    await until(() => closed === 1);
+    wire.close();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(closed).toBe(1);
+    // The peer sees end of file.
+    expect(fs.readSync(peer, Buffer.alloc(8))).toBe(0);
+  });
+});
