@@ -96,11 +96,13 @@ withAddon('pool: native wire', () => {
     const child = new (mp.getContext('fork').Process)({
       target: () => {
         fs.closeSync(mine);
-        const wire: InstanceType<typeof NativeWire> = new NativeWire(native as NonNullable<typeof native>, theirs, (header, payload) => {
-          if (header[0] === 2) wire.close();
-          else wire.send(encodeMessage([...header] as number[], Buffer.from(payload)));
-        }, () => {});
-        return new Promise<void>((resolve) => setTimeout(resolve, 2 ** 30).unref());
+        // The child leaves once its wire has closed (told to by the parent).
+        return new Promise<void>((resolve) => {
+          const wire: InstanceType<typeof NativeWire> = new NativeWire(native as NonNullable<typeof native>, theirs, (header, payload) => {
+            if (header[0] === 2) wire.close();
+            else wire.send(encodeMessage([...header] as number[], Buffer.from(payload)));
+          }, resolve);
+        });
       },
     });
     children.push(child);
@@ -126,6 +128,7 @@ withAddon('pool: native wire', () => {
     wire.send(encodeMessage([2]));
     await until(() => closed === 1); // the child hung up: end of file here
     await child.join();
+    expect(child.exitCode).toBe(0);
   });
 
   test('a peer gone mid-message: no message, the close callback once, sends after it do nothing', async () => {
@@ -151,7 +154,8 @@ withAddon('pool: native wire', () => {
       target: () => {
         fs.closeSync(mine);
         fs.writeSync(theirs, frame.subarray(0, frame.length >> 1));
-        process.kill(process.pid, 'SIGKILL');
+        // (mp.os.getpid(): jest's sandboxed process object keeps the parent's pid)
+        mp.os.kill(mp.os.getpid(), 'SIGKILL');
       },
     });
     children.push(child);
