@@ -63,6 +63,20 @@ withAddon('pool: native wire', () => {
     }
   });
 
+  /** Starts `child` (which holds `theirs`), closes our copy of `theirs`, and reads `mine` with a wire. */
+  function startWithPeer(child: mp.Process, mine: number, theirs: number): { wire: InstanceType<typeof NativeWire>; received: Received; closed: () => number } {
+    children.push(child);
+    child.start();
+    fs.closeSync(theirs);
+    const received: Received = [];
+    let closed = 0;
+    const wire = new NativeWire(native as NonNullable<typeof native>, mine, (header, payload) => {
+      received.push({ header, value: decodePayload(payload) });
+    }, () => closed++);
+    wires.push(wire);
+    return { wire, received, closed: () => closed };
+  }
+
   test('a burst written at once arrives as whole messages, in order, headers and payloads intact', async () => {
     const received: Received = [];
     const [wire, peer] = wireAndPeer(received, () => {});
@@ -105,15 +119,7 @@ withAddon('pool: native wire', () => {
         });
       },
     });
-    children.push(child);
-    child.start();
-    fs.closeSync(theirs);
-    const received: Received = [];
-    let closed = 0;
-    const wire = new NativeWire(native as NonNullable<typeof native>, mine, (header, payload) => {
-      received.push({ header, value: decodePayload(payload) });
-    }, () => closed++);
-    wires.push(wire);
+    const { wire, received, closed } = startWithPeer(child, mine, theirs);
     const big = Array.from({ length: 1_000_000 }, (_, i) => i * 0.5); // 8 MB as numbers
     const text = 'x'.repeat(3 * 1024 * 1024);
     // One at a time, as the pool does: a send blocks while the peer's buffer is full, and the
@@ -126,7 +132,7 @@ withAddon('pool: native wire', () => {
     expect(received[0].value).toEqual(big);
     expect(received[1].value).toEqual({ text });
     wire.send(encodeMessage([2]));
-    await until(() => closed === 1); // the child hung up: end of file here
+    await until(() => closed() === 1); // the child hung up: end of file here
     await child.join();
     expect(child.exitCode).toBe(0);
   });
@@ -158,21 +164,13 @@ withAddon('pool: native wire', () => {
         mp.os.kill(mp.os.getpid(), 'SIGKILL');
       },
     });
-    children.push(child);
-    child.start();
-    fs.closeSync(theirs);
-    const received: Received = [];
-    let closed = 0;
-    const wire = new NativeWire(native as NonNullable<typeof native>, mine, (header, payload) => {
-      received.push({ header, value: decodePayload(payload) });
-    }, () => closed++);
-    wires.push(wire);
-    await until(() => closed > 0);
+    const { received, closed } = startWithPeer(child, mine, theirs);
+    await until(() => closed() > 0);
     await child.join();
     expect(child.exitCode).toBe(-9);
     expect(received).toEqual([]);
     await new Promise((resolve) => setImmediate(resolve));
-    expect(closed).toBe(1);
+    expect(closed()).toBe(1);
   });
 
   test('local close: the close callback follows, asynchronously, once', async () => {
