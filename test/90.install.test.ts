@@ -33,6 +33,24 @@ function npmCli(): string {
   return npm.endsWith('.js') ? npm : path.join(path.dirname(npm), 'npm-cli.js');
 }
 
+/**
+ * How this machine's npm reaches the registry: its cache, its config files (the
+ * global one lives beside the machine's node, not beside the node under test),
+ * its CA and proxy. Without them an install behind a TLS-inspecting proxy fails
+ * with SELF_SIGNED_CERT_IN_CHAIN. Nothing that names this project (such as
+ * npm_config_local_prefix) is passed: the install must not see the repository.
+ */
+function networkSettings(): NodeJS.ProcessEnv {
+  const npmKeys = ['cache', 'cafile', 'ca', 'strict_ssl', 'registry', 'proxy', 'https_proxy', 'noproxy', 'userconfig', 'globalconfig'];
+  const envKeys = ['NODE_EXTRA_CA_CERTS', 'SSL_CERT_FILE', 'SSL_CERT_DIR', 'HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'http_proxy', 'https_proxy', 'no_proxy'];
+  const settings: NodeJS.ProcessEnv = {};
+  for (const key of [...npmKeys.map((name) => `npm_config_${name}`), ...envKeys]) {
+    if (process.env[key] !== undefined) settings[key] = process.env[key];
+  }
+  settings.npm_config_globalconfig ??= execFileSync('npm', ['config', 'get', 'globalconfig'], { encoding: 'utf8' }).trim();
+  return settings;
+}
+
 const node20 = nodeBinary(20);
 const node24 = nodeBinary(24);
 const missing = [node20 === null ? 'Node 20' : null, node24 === null ? 'Node 24' : null].filter(Boolean).join(' and ');
@@ -75,8 +93,7 @@ maybe('the npm tarball, installed without a C++ compiler', () => {
     fs.symlinkSync('/bin/sh', path.join(bin, 'sh')); // npm runs scripts with sh
     fs.writeFileSync(path.join(project, 'package.json'), JSON.stringify({ name: `scratch-${major}`, private: true }));
     // PATH has node and sh, nothing else: no cc, c++, make or python for node-gyp.
-    const env: NodeJS.ProcessEnv = { HOME: process.env.HOME, PATH: bin, CI: 'true' };
-    if (process.env.npm_config_cache) env.npm_config_cache = process.env.npm_config_cache;
+    const env: NodeJS.ProcessEnv = { ...networkSettings(), HOME: process.env.HOME, PATH: bin, CI: 'true' };
     for (const tool of ['c++', 'g++', 'cc', 'make', 'python3']) {
       expect(spawnSync('/bin/sh', ['-c', `command -v ${tool}`], { env }).status).not.toBe(0);
     }
