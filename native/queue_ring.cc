@@ -16,7 +16,8 @@
 //       if set, is called when items that will never be delivered were
 //       dropped (see "Deaths"): a property, not a reference held here, so that
 //       a callback reaching back to this object leaves no cycle through a root.
-//     put(bytes)        the item is in the ring when this returns; blocks the
+//     put(bytes | text) the item is in the ring when this returns (text: the
+//                       text tag and its UTF-8, taken back as a string); blocks the
 //                       thread while there is no room (or while another
 //                       producer writes a large item)
 //     take() -> string | Buffer | 0 (nothing now) | 1 (busy: try again soon)
@@ -529,14 +530,39 @@ class QueueRing : public Napi::ObjectWrap<QueueRing> {
     return static_cast<const uint8_t*>(array.ArrayBuffer().Data()) + array.ByteOffset();
   }
 
-  // put(bytes: Uint8Array)
+  // put(item: Uint8Array | string)
   Napi::Value Put(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
+    const char* usage = "put(item: Uint8Array | string)";
+    if (info.Length() >= 1 && info[0].IsString()) {
+      if (textTag_ < 0) ThrowUsage(env, usage);
+      CheckOpen(env);
+      PutText(env, info[0]);
+      return env.Undefined();
+    }
     size_t length = 0;
-    const uint8_t* data = BytesArg(info, "put(bytes: Uint8Array)", &length);
+    const uint8_t* data = BytesArg(info, usage, &length);
     CheckOpen(env);
     PutItem(data, length, kNever);
     return env.Undefined();
+  }
+
+  // A text item: the text tag, then the UTF-8 that V8 writes straight into a
+  // buffer here (no Buffer made in JS: a small item allocates nothing there).
+  void PutText(Napi::Env env, Napi::Value text) {
+    size_t units = 0;
+    if (napi_get_value_string_utf16(env, text, nullptr, 0, &units) != napi_ok) throw Napi::Error::New(env);
+    const size_t room = 3 * units + 1;  // a UTF-16 unit is at most 3 bytes of UTF-8; napi adds a NUL
+    uint8_t stack[4096];
+    std::unique_ptr<uint8_t[]> heap;
+    uint8_t* bytes = stack;
+    if (1 + room > sizeof stack) bytes = (heap = std::unique_ptr<uint8_t[]>(new uint8_t[1 + room])).get();
+    bytes[0] = static_cast<uint8_t>(textTag_);
+    size_t written = 0;
+    if (napi_get_value_string_utf8(env, text, reinterpret_cast<char*>(bytes + 1), room, &written) != napi_ok) {
+      throw Napi::Error::New(env);
+    }
+    PutItem(bytes, 1 + written, kNever);
   }
 
   // _putPartial(bytes, slots): the item's first `slots` slots (0: none), the lock kept (tests).

@@ -90,8 +90,12 @@ export interface NativeQueueRing {
   readonly bellFd: number;
   /** The descriptor of the ring's memory (see queueRingMemory). */
   readonly memoryFd: number;
-  /** Puts one item; it is in the ring when this returns (blocks while there is no room). */
-  put(bytes: Uint8Array): void;
+  /**
+   * Puts one item: bytes, or text (written as the ring's text tag and its
+   * UTF-8, taken back as a string); it is in the ring when this returns
+   * (blocks while there is no room).
+   */
+  put(item: Uint8Array | string): void;
   take(): Buffer | string | 0 | 1;
   /** The next item, blocking up to `timeoutMs` (< 0: no limit); `null`: timed out. */
   takeSync(timeoutMs: number): Buffer | string | null;

@@ -23,7 +23,7 @@ import { Empty, Full } from './errors';
 import { loadNative } from './native';
 import { closedError, limitOf } from './queues/options';
 import { Frame, QueueRing, RingState } from './queues/ring';
-import { dumps, loads, registerReducer } from './reduction';
+import { dumps, dumpsText, loads, registerReducer } from './reduction';
 import { BoundedSemaphore, Condition, Semaphore } from './synchronize';
 import { validateInteger } from './validate';
 
@@ -92,7 +92,7 @@ export class Queue<T = unknown> {
    */
   async put(obj: T, options?: QueueOptions): Promise<void> {
     const limit = limitOf(options);
-    const bytes = dumps(obj, 'obj');
+    const bytes = dumpsText(obj, 'obj');
     this.open();
     if (!(await (limit === null ? this._places.acquire() : this._places.acquire({ timeout: limit })))) throw new Full('the queue is full');
     this.write(bytes);
@@ -101,7 +101,7 @@ export class Queue<T = unknown> {
   /** {@link put}, blocking the thread. */
   putSync(obj: T, options?: QueueOptions): void {
     const limit = limitOf(options);
-    const bytes = dumps(obj, 'obj');
+    const bytes = dumpsText(obj, 'obj');
     this.open();
     // Without options, acquireSync() takes a free place without building its waiting steps.
     if (!(limit === null ? this._places.acquireSync() : this._places.acquireSync({ timeout: limit }))) throw new Full('the queue is full');
@@ -118,8 +118,11 @@ export class Queue<T = unknown> {
    * `timeout`, or at once without `block`).
    */
   async get(options?: QueueOptions): Promise<T> {
-    const deadline = deadlineOf(limitOf(options));
-    const frame = await this.open().take(deadline);
+    const limit = limitOf(options);
+    // An item there now is taken before any await: no promise but this call's.
+    const now = this.open().takeNow();
+    if (now !== null) return this.taken(now);
+    const frame = await this.open().take(deadlineOf(limit));
     if (frame === undefined) throw new Empty('the queue is empty');
     return this.taken(frame);
   }
@@ -183,7 +186,7 @@ export class Queue<T = unknown> {
   }
 
   /** Writes a message (its place taken); gives the place back if the write fails. */
-  private write(bytes: Uint8Array): void {
+  private write(bytes: Uint8Array | string): void {
     try {
       this._ring.write(bytes);
     } catch (error) {
@@ -214,7 +217,7 @@ export class SimpleQueue<T = unknown> {
 
   /** Puts `obj` in the queue (it is there when this returns). */
   put(obj: T): void {
-    const bytes = dumps(obj, 'obj');
+    const bytes = dumpsText(obj, 'obj');
     this.open().write(bytes);
   }
 

@@ -268,6 +268,20 @@ function isJsonSafe(value: unknown, depth: number): boolean {
  */
 export function dumps(value: unknown, what = 'value'): Buffer {
   if (isJsonSafe(value, 0)) return Buffer.from(`\u0001${JSON.stringify(value)}`, 'utf8');
+  return dumpsCloned(value, what);
+}
+
+/**
+ * {@link dumps}, but a value that travels as JSON is answered as its JSON text
+ * (no tag, no Buffer made): for a channel that writes text itself, tagged, and
+ * hands it back as text (the Queue ring), so that a small item costs no copy
+ * and no Buffer in the sender. {@link loads} takes either form.
+ */
+export function dumpsText(value: unknown, what = 'value'): string | Buffer {
+  return isJsonSafe(value, 0) ? JSON.stringify(value) : dumpsCloned(value, what);
+}
+
+function dumpsCloned(value: unknown, what: string): Buffer {
   const reduced = reduceDeep(value, what, new Map());
   try {
     return v8().serialize(reduced);

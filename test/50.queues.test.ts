@@ -40,6 +40,15 @@ describe('Queue in one process', () => {
     q.close();
   });
 
+  test('text items arrive exactly: any Unicode, a lone surrogate, small and larger than a slot', async () => {
+    const q = new mp.Queue<unknown>();
+    const items = ['', 'é', '€ and 😀', '\ud800 alone', { k: 'ü'.repeat(3000) }, ['😀'.repeat(100_000)], 'x'.repeat(200_000)];
+    for (const item of items) q.putSync(item);
+    for (const item of items) expect(await q.get()).toEqual(item);
+    expect(q.empty()).toBe(true);
+    q.close();
+  });
+
   test('a waiting get() is answered by a later put(); bad arguments and use after close throw', async () => {
     const q = new mp.Queue<string>();
     const waiting = q.get();

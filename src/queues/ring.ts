@@ -81,8 +81,8 @@ export class QueueRing {
     return this.ring === null;
   }
 
-  /** Puts one item: it is in the ring when this returns (blocks while the ring is full). */
-  write(bytes: Uint8Array): void {
+  /** Puts one item (bytes, or JSON text: see `dumpsText`): it is in the ring when this returns (blocks while the ring is full). */
+  write(bytes: Uint8Array | string): void {
     this.open().put(bytes);
   }
 
