@@ -299,7 +299,7 @@ class IMapJob<R> extends Job {
 
   async #pull(): Promise<void> {
     try {
-      while (this.feeding && this.#submitted - this.iterator._yielded < this.#limit) {
+      while (this.feeding && this.iterator._hasRoom(this.#submitted, this.#limit)) {
         const items: unknown[] = [];
         let ended = false;
         while (items.length < this.#chunksize && !ended) {

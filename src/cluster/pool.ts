@@ -697,8 +697,7 @@ class Call {
   private hasRoom(): boolean {
     if (this.exhausted || this.ended || this.inFlight.size >= this.pool.window) return false;
     if (this.results instanceof Collected) return true;
-    const unconsumed = this.total - this.results._yielded;
-    return unconsumed < this.pool.window * this.options.chunksize;
+    return this.results._hasRoom(this.total, this.pool.window * this.options.chunksize);
   }
 
   private async read(): Promise<void> {

@@ -363,6 +363,14 @@ export class IMapIterator<T> implements AsyncIterableIterator<T> {
   get _yielded(): number {
     return this.#yielded + this.#skippedPlaces;
   }
+
+  /**
+   * The feeder's window rule (mp.Pool's imap and the cluster Pool's): having read `read` items of the input, it may
+   * read more while fewer than `limit` of them wait for the consumer. @internal
+   */
+  _hasRoom(read: number, limit: number): boolean {
+    return read - this._yielded < limit;
+  }
 }
 
 /** The place of an item of a failed chunk after its first (Python skips them). */
