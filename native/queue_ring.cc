@@ -31,7 +31,7 @@
 //                       nothing written), a consumer after `slots` slots of a
 //                       large item (0: the assembler, nothing taken), as if
 //                       killed there
-//     _state() -> [head, tail, reserveHolder, assembler] (tests only)
+//     _state() -> [head, tail, reserveHolder, assembler, sleepers] (tests only)
 //   queueRingHeaderBytes: where the data starts in the block
 //
 // Layout: a header (head and tail: 64-bit byte counts that only grow; the
@@ -63,11 +63,16 @@
 //   it had the item (as one killed the instant get() returned). An assembler
 //   killed part-way through a large item: the next consumer finds the slots
 //   left with the assembler dead, drops them: onLost(1).
-// - a consumer killed while registered asleep leaves the sleepers count high:
-//   producers then ring the bell once for every time the ring empties.
+// - a consumer killed while registered asleep leaves its sleeper slot (its
+//   thread id) and its bit in the mask: the next consumer that goes to sleep
+//   finds that thread dead and frees both, so producers do not go on ringing
+//   for it. (Past kSlotCount sleepers at once, a sleeper is only counted, in
+//   kSleepers: one killed then stays counted.)
 //
-// Waking: a producer rings the bell (writes one byte) after publishing a slot
-// when some consumer sleeps and the bell is not rung yet (the word kBell). A
+// Waking: a consumer about to sleep registers: it takes a sleeper slot (its
+// thread id there, then its bit in kSleeperMask). A producer rings the bell
+// (writes one byte) after publishing a slot when some consumer sleeps (a bit
+// set, or kSleepers) and the bell is not rung yet (the word kBell). A
 // consumer that found nothing clears kBell, drains the pipe, and looks again
 // before it sleeps; one that takes an item while more are there and others
 // sleep rings it again. Producers waiting for room sleep on the futex kRoomSeq,
@@ -77,7 +82,6 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sched.h>
-#include <signal.h>
 #include <unistd.h>
 
 #ifdef __linux__
@@ -94,12 +98,14 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <vector>
 
 #include <uv.h>
 
 #include "errors.h"
 #include "fd_wait.h"
 #include "modules.h"
+#include "thread_alive.h"
 
 namespace mp {
 namespace {
@@ -109,12 +115,19 @@ constexpr size_t kHead = 0;            // u64: bytes taken by consumers
 constexpr size_t kTail = 8;            // u64: bytes published by producers
 constexpr size_t kReserveLock = 16;    // u32: thread id of the producer in the lock, 0: free
 constexpr size_t kReserveWaiters = 20; // u32: producers asleep on the lock
-constexpr size_t kSleepers = 24;       // u32: consumers asleep on the bell
+constexpr size_t kSleepers = 24;       // u32: consumers asleep on the bell without a slot (all taken)
 constexpr size_t kBell = 28;           // u32: 1 once the bell is rung and not yet drained
 constexpr size_t kRoomSeq = 32;        // u32: bumped when room is freed while producers wait
 constexpr size_t kRoomWaiters = 36;    // u32: producers asleep waiting for room
 constexpr size_t kAssembler = 40;      // u32: thread id of the consumer taking a large item
-constexpr size_t kHeaderBytes = 64;
+constexpr size_t kSleeperMask = 44;    // u32: bit i set while the consumer of sleeper slot i sleeps
+constexpr size_t kSleeperSlots = 64;   // u32 x kSlotCount: a sleeping consumer's thread id, 0: free
+constexpr int kSlotCount = 32;
+constexpr size_t kHeaderBytes = kSleeperSlots + 4 * kSlotCount;
+
+// A sleeper slot being freed by the thread whose id is in the other bits
+// (its sleeper died): nobody takes the slot meanwhile.
+constexpr uint32_t kHealing = 0x80000000u;
 
 // Slots.
 constexpr size_t kSlotHeader = 8;
@@ -164,27 +177,6 @@ uint32_t OwnTid() {
     generation = now;
   }
   return tid;
-}
-
-// Whether thread `tid` still runs: gone (ESRCH) or a zombie is dead. The same
-// test as futex.cc's threadAlive(), which serves the JS locks.
-bool Alive(uint32_t tid) {
-  if (kill(static_cast<pid_t>(tid), 0) != 0 && errno == ESRCH) return false;
-  char path[32];
-  std::snprintf(path, sizeof path, "/proc/%u/stat", tid);
-  const int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return !(errno == ENOENT || errno == ESRCH);
-  char text[512];
-  ssize_t length;
-  do {
-    length = read(fd, text, sizeof text - 1);
-  } while (length < 0 && errno == EINTR);
-  close(fd);
-  if (length <= 0) return length == 0 ? true : errno != ESRCH;
-  text[length] = '\0';
-  const char* end = std::strrchr(text, ')');  // "tid (comm) S ...": comm may hold ')'
-  if (end == nullptr || end[1] != ' ') return true;
-  return end[2] != 'Z' && end[2] != 'X' && end[2] != 'x';
 }
 
 // What take() found instead of an item.
@@ -281,7 +273,7 @@ class QueueRing : public Napi::ObjectWrap<QueueRing> {
       U32(kReserveWaiters).fetch_add(1);
       FutexWaitMs(&lock, holder, kCheckMs);
       U32(kReserveWaiters).fetch_sub(1);
-      if (lock.load() == holder && !Alive(holder) && lock.compare_exchange_strong(holder, me)) return;
+      if (lock.load() == holder && !ThreadAlive(static_cast<pid_t>(holder)) && lock.compare_exchange_strong(holder, me)) return;
     }
   }
 
@@ -342,7 +334,7 @@ class QueueRing : public Napi::ObjectWrap<QueueRing> {
 
   // Rings the bell if a consumer sleeps and nobody rang it since it was drained.
   void RingBell() {
-    if (U32(kSleepers).load() == 0) return;
+    if (!AnySleeper()) return;
     uint32_t expected = 0;
     if (!U32(kBell).compare_exchange_strong(expected, 1)) return;
     const char byte = 1;
@@ -368,7 +360,7 @@ class QueueRing : public Napi::ObjectWrap<QueueRing> {
 
   // After a take: if more items are there and consumers sleep, one of them is woken.
   void PassOn() {
-    if (U32(kSleepers).load() != 0 && U64(kTail).load() != U64(kHead).load()) RingBell();
+    if (AnySleeper() && U64(kTail).load() != U64(kHead).load()) RingBell();
   }
 
   Napi::Value MakeItem(Napi::Env env, const uint8_t* bytes, size_t length) {
@@ -428,7 +420,7 @@ class QueueRing : public Napi::ObjectWrap<QueueRing> {
     const uint32_t me = OwnTid();
     uint32_t holder = 0;
     if (assembler.compare_exchange_strong(holder, me) || holder == me) return true;
-    if (Alive(holder)) return false;
+    if (ThreadAlive(static_cast<pid_t>(holder))) return false;
     return assembler.compare_exchange_strong(holder, me);
   }
 
@@ -460,7 +452,7 @@ class QueueRing : public Napi::ObjectWrap<QueueRing> {
       if (taken == stopAfter) return Assembled::kDropped;
       while (head == U64(kTail).load()) {
         // Its writer holds the lock until its last slot is in: if it does not, it died.
-        if (U32(kReserveLock).load() != writer || (checkAlive && !Alive(writer))) {
+        if (U32(kReserveLock).load() != writer || (checkAlive && !ThreadAlive(static_cast<pid_t>(writer)))) {
           if (head == U64(kTail).load()) return Assembled::kDropped;
           break;
         }
@@ -498,12 +490,75 @@ class QueueRing : public Napi::ObjectWrap<QueueRing> {
   // registered sleeper that looked again after draining the bell.
   // True when woken (or there was something), false when the time ran out.
   bool SleepOnBell(double ms) {
-    U32(kSleepers).fetch_add(1);
+    Register();
     DrainBell();
     bool woken = true;
     if (U64(kHead).load() == U64(kTail).load()) woken = PollFd(bellRead_, ms);
-    U32(kSleepers).fetch_sub(1);
+    Unregister();
     return woken;
+  }
+
+  // --- sleepers -----------------------------------------------------------------------
+
+  std::atomic<uint32_t>& SleeperSlot(int i) { return U32(kSleeperSlots + 4 * static_cast<size_t>(i)); }
+
+  bool AnySleeper() { return U32(kSleeperMask).load() != 0 || U32(kSleepers).load() != 0; }
+
+  // This object's registrations not yet undone (slot numbers, -1: counted
+  // without a slot), innermost last; a forked child starts with none (the
+  // parent's are the parent's).
+  std::vector<int>& Registrations() {
+    if (registrationsGeneration_ != ProcessGeneration()) {
+      registrations_.clear();
+      registrationsGeneration_ = ProcessGeneration();
+    }
+    return registrations_;
+  }
+
+  // Registers this thread as a sleeper: its id in a free slot, then the slot's
+  // bit (a death in between leaves a slot that FreeDeadSleepers() frees).
+  // Sleepers that died are freed first.
+  void Register() {
+    FreeDeadSleepers();
+    const uint32_t me = OwnTid();
+    for (int i = 0; i < kSlotCount; i++) {
+      uint32_t free = 0;
+      if (!SleeperSlot(i).compare_exchange_strong(free, me)) continue;
+      U32(kSleeperMask).fetch_or(1u << i);
+      Registrations().push_back(i);
+      return;
+    }
+    U32(kSleepers).fetch_add(1);
+    Registrations().push_back(-1);
+  }
+
+  // Undoes the latest Register() of this object in this process.
+  void Unregister() {
+    std::vector<int>& registrations = Registrations();
+    if (registrations.empty()) return;
+    const int i = registrations.back();
+    registrations.pop_back();
+    if (i < 0) {
+      U32(kSleepers).fetch_sub(1);
+      return;
+    }
+    U32(kSleeperMask).fetch_and(~(1u << i));  // the bit first: a set bit always has its sleeper's id
+    SleeperSlot(i).store(0);
+  }
+
+  // Frees the slots of sleepers (or of freeing threads) that died: their bits
+  // no longer make producers ring. The slot is taken (kHealing | our id)
+  // before its bit is cleared, so that nobody registers there meanwhile.
+  void FreeDeadSleepers() {
+    const uint32_t me = OwnTid();
+    for (int i = 0; i < kSlotCount; i++) {
+      uint32_t holder = SleeperSlot(i).load();
+      const uint32_t tid = holder & ~kHealing;
+      if (holder == 0 || tid == me || ThreadAlive(static_cast<pid_t>(tid))) continue;
+      if (!SleeperSlot(i).compare_exchange_strong(holder, me | kHealing)) continue;
+      U32(kSleeperMask).fetch_and(~(1u << i));
+      SleeperSlot(i).store(0);
+    }
   }
 
   void DrainBell() {
@@ -606,19 +661,19 @@ class QueueRing : public Napi::ObjectWrap<QueueRing> {
   Napi::Value PrepareWait(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     CheckOpen(env);
-    U32(kSleepers).fetch_add(1);
+    Register();
     Napi::Value item;
     Found found = TakeOnce(env, &item);
     if (found != Found::kItem) {
       DrainBell();
       found = TakeOnce(env, &item);
     }
-    if (found == Found::kItem) U32(kSleepers).fetch_sub(1);
+    if (found == Found::kItem) Unregister();
     return Result(env, found, item);
   }
 
   Napi::Value EndWait(const Napi::CallbackInfo& info) {
-    U32(kSleepers).fetch_sub(1);
+    Unregister();
     return info.Env().Undefined();
   }
 
@@ -634,23 +689,23 @@ class QueueRing : public Napi::ObjectWrap<QueueRing> {
       Napi::Value item;
       Found found = TakeOnce(env, &item);
       if (found == Found::kItem) return item;
-      U32(kSleepers).fetch_add(1);
+      Register();
       found = TakeOnce(env, &item);
       if (found != Found::kItem) {
         DrainBell();
         found = TakeOnce(env, &item);
       }
       if (found == Found::kItem) {
-        U32(kSleepers).fetch_sub(1);
+        Unregister();
         return item;
       }
       const double left = forever ? -1.0 : std::max(0.0, deadline - static_cast<double>(uv_hrtime()) / 1e6);
       if (left == 0) {
-        U32(kSleepers).fetch_sub(1);
+        Unregister();
         return env.Null();
       }
       PollFd(bellRead_, found == Found::kBusy ? (forever ? kCheckMs : std::min<double>(left, kCheckMs)) : left);
-      U32(kSleepers).fetch_sub(1);
+      Unregister();
     }
   }
 
@@ -661,11 +716,14 @@ class QueueRing : public Napi::ObjectWrap<QueueRing> {
 
   Napi::Value State(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    Napi::Array state = Napi::Array::New(env, 4);
+    Napi::Array state = Napi::Array::New(env, 5);
     state.Set(0u, Napi::Number::New(env, static_cast<double>(U64(kHead).load())));
     state.Set(1u, Napi::Number::New(env, static_cast<double>(U64(kTail).load())));
     state.Set(2u, Napi::Number::New(env, U32(kReserveLock).load()));
     state.Set(3u, Napi::Number::New(env, U32(kAssembler).load()));
+    int sleepers = static_cast<int>(U32(kSleepers).load());
+    for (uint32_t mask = U32(kSleeperMask).load(); mask != 0; mask &= mask - 1) sleepers++;
+    state.Set(4u, Napi::Number::New(env, sleepers));
     return state;
   }
 
@@ -689,6 +747,8 @@ class QueueRing : public Napi::ObjectWrap<QueueRing> {
   int bellWrite_ = -1;
   int memoryFd_ = -1;
   int textTag_ = -1;
+  std::vector<int> registrations_;
+  uint32_t registrationsGeneration_ = 0;
 };
 
 // --- the memory -------------------------------------------------------------------

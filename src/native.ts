@@ -112,8 +112,8 @@ export interface NativeQueueRing {
   _takePartial(slots: number): Buffer | string | 0 | 1;
   /** Called with the count of items dropped that will never be delivered (see native/queue_ring.cc, "Deaths"). */
   onLost?: (count: number) => void;
-  /** Tests: `[head, tail, reserve lock holder, assembler]`. */
-  _state(): [number, number, number, number];
+  /** Tests: `[head, tail, reserve lock holder, assembler, consumers registered asleep]`. */
+  _state(): [number, number, number, number, number];
 }
 
 /** `pollFds`/`FdWatch` events: 1 readable, 2 writable, 3 either. */

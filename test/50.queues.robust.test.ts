@@ -13,15 +13,17 @@ const targets = require('./fixtures/queue_targets.js') as {
   putPartThenWait(queue: mp.Queue, value: unknown, slots: number, ready: mp.Event): Promise<void>;
   takePartThenWait(queue: mp.Queue, slots: number, ready: mp.Event): Promise<void>;
   forward(queue: mp.Queue, results: mp.SimpleQueue): Promise<void>;
+  getForever(queue: mp.Queue, ready: mp.Event): Promise<void>;
+  getSyncForever(queue: mp.Queue): void;
 };
 
 /** The internals these tests reach: the native ring's state. */
 interface QueueInternals {
-  _ring: { ring: { _state(): [number, number, number, number] } };
+  _ring: { ring: { _state(): [number, number, number, number, number] } };
 }
 
-/** `[head, tail, reserve lock holder, assembler]` of the queue's ring. */
-function ringState(q: mp.Queue): [number, number, number, number] {
+/** `[head, tail, reserve lock holder, assembler, consumers registered asleep]` of the queue's ring. */
+function ringState(q: mp.Queue): [number, number, number, number, number] {
   return (q as unknown as QueueInternals)._ring.ring._state();
 }
 
@@ -130,6 +132,24 @@ describe('a consumer SIGKILLed', () => {
     expect(await q.get()).toBe('next');
     expect(q.qsize()).toBe(0);
     expect(q.empty()).toBe(true);
+    q.close();
+  });
+
+  test.each([
+    ['await get()', (q: mp.Queue) => start(targets.getForever, [q, new mp.Event()])],
+    ['getSync()', (q: mp.Queue) => start(targets.getSyncForever, [q])],
+  ])('while asleep in %s: the next consumer to sleep frees its registration, the queue goes on', async (_, consume) => {
+    const q = new mp.Queue<string>();
+    const p = consume(q);
+    await until(() => ringState(q)[4] === 1); // registered asleep on the bell
+    await killAndJoin(p);
+    expect(ringState(q)[4]).toBe(1); // left behind: producers would ring for it
+    await expect(q.get({ timeout: 0 })).rejects.toBeInstanceOf(mp.Empty); // registers: frees the dead one's
+    expect(ringState(q)[4]).toBe(0);
+    expect(() => q.getSync({ timeout: 0 })).toThrow(mp.Empty);
+    expect(ringState(q)[4]).toBe(0);
+    q.putSync('after');
+    expect(await q.get()).toBe('after');
     q.close();
   });
 });
