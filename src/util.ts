@@ -87,6 +87,13 @@ export function isThenable(value: unknown): value is PromiseLike<unknown> {
   );
 }
 
+/** Node's AbortError, as its own APIs (and the pools) reject with: `name` 'AbortError', `code` 'ABORT_ERR', the signal's reason as `cause`. */
+export function abortError(signal: AbortSignal): Error {
+  const error = new Error('The operation was aborted', { cause: signal.reason });
+  error.name = 'AbortError';
+  return Object.assign(error, { code: 'ABORT_ERR' });
+}
+
 const STDIO = ['stdout', 'stderr'] as const;
 type StdioName = (typeof STDIO)[number];
 

@@ -12,6 +12,7 @@ import { randomBytes } from 'crypto';
 
 import { ProcessError, TimeoutError } from '../errors';
 import { Reference, referenceOf } from '../reference';
+import { abortError } from '../util';
 import { describe, validateFunction, validateInteger, validateOptions, validateTimeout } from '../validate';
 import { AsyncResult, IMapIterator, validateCallbacks } from '../pool/results';
 import { cancelChannel, publishCancel } from './cancel';
@@ -497,13 +498,6 @@ function taskReference(fn: Fn): Reference {
       { cause: error },
     );
   }
-}
-
-/** Node's AbortError, as mp.Pool and Node's own APIs reject with: `code` 'ABORT_ERR', the signal's reason as `cause`. */
-function abortError(signal: AbortSignal): Error {
-  const error = new Error('The operation was aborted', { cause: signal.reason });
-  error.name = 'AbortError';
-  return Object.assign(error, { code: 'ABORT_ERR' });
 }
 
 /** mp.Pool's AsyncResult of `promise`, with the call's callbacks. */
