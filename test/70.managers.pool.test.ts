@@ -8,7 +8,7 @@ import * as v8 from 'v8';
 import * as vm from 'vm';
 
 import * as mp from '..';
-import { procStat } from './helpers';
+import { procStat, waitFor } from './helpers';
 
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const targets = require('./fixtures/managers_targets') as {
@@ -18,6 +18,7 @@ const targets = require('./fixtures/managers_targets') as {
   failWith(x: number): never;
   hang(dict: mp.DictProxy<string, number>, key: string): Promise<never>;
   mapInChild(pool: mp.PoolProxy, dict: mp.DictProxy, items: number[]): Promise<void>;
+  abortInChild(pool: mp.PoolProxy, dict: mp.DictProxy): Promise<void>;
 };
 
 function gone(pids: number[]): boolean {
@@ -73,8 +74,16 @@ describe.each(mp.getAllStartMethods())('a Pool of a manager of the %s start meth
     await expect(failed.get()).rejects.toBeInstanceOf(RangeError);
     await expect(pool.apply((x: number) => x, [1])).rejects.toThrow(/cannot cross to the manager's server.*module reference/);
     expect(() => pool.imap((x: number) => x, [1])).toThrow(TypeError);
-    const withSignal = { signal: new AbortController().signal } as unknown as mp.ManagedMapOptions; // as a JS caller could
-    await expect(pool.map(targets.square, [1], withSignal)).rejects.toThrow(/options.signal/);
+    // A signal is for the Promise forms only; progress is never reported (one answer per call).
+    const signal = new AbortController().signal;
+    const withSignal = { signal } as unknown as mp.ManagedMapOptions; // as a JS caller could
+    expect(() => pool.mapSync(targets.square, [1], withSignal)).toThrow(/options.signal: a Sync call/);
+    expect(() => pool.applySync(targets.square, [1], withSignal)).toThrow(TypeError);
+    await expect(pool.mapAsync(targets.square, [1], withSignal)).rejects.toThrow(/options.signal: the AsyncResult/);
+    await expect(pool.applyAsync(targets.square, [1], withSignal)).rejects.toThrow(TypeError);
+    const withProgress = { onProgress: () => undefined } as unknown as mp.ManagedMapOptions;
+    await expect(pool.map(targets.square, [1], withProgress)).rejects.toThrow(/options.onProgress: .*answers each call once/);
+    await expect(pool.apply(targets.square, [1], { signal: 'no' as unknown as AbortSignal })).rejects.toThrow(/must be an AbortSignal/);
     await expect(manager.Pool(0)).rejects.toBeInstanceOf(RangeError);
     // The pool still serves.
     expect(await pool.apply(targets.square, [3])).toBe(9);
@@ -88,6 +97,47 @@ describe.each(mp.getAllStartMethods())('a Pool of a manager of the %s start meth
     await child.join();
     expect(child.exitCode).toBe(0);
     expect(await results.toObject()).toEqual({ squares: [4, 9, 16], sum: 5 });
+  });
+
+  test("a signal aborts a running task from the owner: AbortError at once, the task's worker is killed and replaced, the pool serves on", async () => {
+    await using pool = await manager.Pool(1);
+    const seen = await manager.dict<string, number>();
+    const controller = new AbortController();
+    const running = pool.apply(targets.hang, [seen, 'w'], { signal: controller.signal });
+    while (!(await seen.has('w'))) await new Promise((resolve) => setImmediate(resolve));
+    const pid = (await seen.get('w')) as number;
+    const reason = new Error('enough');
+    controller.abort(reason);
+    await expect(running).rejects.toMatchObject({ name: 'AbortError', code: 'ABORT_ERR', cause: reason });
+    expect(await waitFor(() => procStat(pid) === null)).toBe(true);
+    expect(await pool.apply(targets.workerPid)).not.toBe(pid);
+    expect((mp.managers.PoolProxy as unknown as { _exposed: string[] })._exposed).toContain('abort');
+    expect(await pool.starmap(targets.add, [[1, 2]], { signal: controller.signal, chunksize: 1 }).catch((error: Error) => error.name)).toBe('AbortError');
+    expect(await pool.map(targets.square, [1, 2, 3], { signal: new AbortController().signal })).toEqual([1, 4, 9]);
+  });
+
+  test('a signal aborts a running task from a child process given the Pool proxy; the pool serves on', async () => {
+    await using pool = await manager.Pool(1);
+    const seen = await manager.dict<string, unknown>();
+    const child = new ctx.Process({ target: targets.abortInChild, args: [pool, seen] });
+    child.start();
+    await child.join();
+    expect(child.exitCode).toBe(0);
+    expect(await seen.get('outcome')).toEqual(['AbortError', 'ABORT_ERR', 'enough']);
+    const pid = (await seen.get('child')) as number;
+    expect(await waitFor(() => procStat(pid) === null)).toBe(true);
+    expect(await pool.apply(targets.square, [6])).toBe(36);
+  });
+
+  test('a signal aborted already rejects at once with AbortError and runs nothing; the pool serves on', async () => {
+    await using pool = await manager.Pool(1);
+    const seen = await manager.dict<string, number>();
+    const controller = new AbortController();
+    controller.abort();
+    await expect(pool.apply(targets.hang, [seen, 'never'], { signal: controller.signal })).rejects.toMatchObject({ name: 'AbortError' });
+    await expect(pool.map(targets.square, [1], { signal: controller.signal })).rejects.toMatchObject({ name: 'AbortError' });
+    expect(await pool.apply(targets.square, [7])).toBe(49); // served after anything the aborted calls could have started
+    expect(await seen.has('never')).toBe(false);
   });
 
   test('terminate() through the proxy ends a running task and every worker; join() resolves', async () => {

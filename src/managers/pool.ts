@@ -5,12 +5,17 @@
  * reference (as a spawned Process's target): the server loads the module that
  * exports it, and its workers run it. `applyAsync`/`mapAsync` give an
  * {@link AsyncResultProxy} of the server's AsyncResult; `imap` iterates over
- * the server's IMapIterator one result per round trip.
+ * the server's IMapIterator one result per round trip. A caller's AbortSignal
+ * stays in the caller: the call crosses with a token, and an abort sends an
+ * `abort(token)` call that aborts the server's own signal of that call.
  * @internal
  */
 import type * as PoolModule from '../pool';
 import type { AsyncResult, IMapIterator } from '../pool';
+import { randomBytes } from 'crypto';
+
 import { Reference, referenceOf, resolveReference } from '../reference';
+import { abortError } from '../util';
 import { describe, validateFunction, validateOptions } from '../validate';
 import { BaseProxy, exposeMethods } from './proxy';
 import { RELEASE } from './server';
@@ -49,9 +54,21 @@ interface CrossingOptions {
   timeout?: number | null;
 }
 
+/** The options of `apply`/`map`/`starmap` as they cross: with the token of the caller's signal, if it gave one. */
+interface AbortableOptions extends CrossingOptions {
+  token?: string;
+}
+
 function crossingOptions(options: unknown): CrossingOptions {
   const { chunksize, timeout } = validateOptions(options, ['chunksize', 'timeout'] as const);
   return { ...(chunksize === undefined ? {} : { chunksize: chunksize as number | null }), ...(timeout === undefined ? {} : { timeout: timeout as number | null }) };
+}
+
+/** The options of an abortable call and its token (see {@link ServerPool.abort}). */
+function abortableOptions(options: unknown): { token: string | null; options: CrossingOptions } {
+  const { token, ...rest } = validateOptions(options, ['chunksize', 'timeout', 'token'] as const);
+  if (token !== undefined && typeof token !== 'string') throw new TypeError(`options.token must be a string, got ${describe(token)}`);
+  return { token: token ?? null, options: crossingOptions(rest) };
 }
 
 function argumentsOf(args: unknown): unknown[] {
@@ -71,13 +88,15 @@ function itemsOf(items: unknown): unknown[] {
  */
 export class ServerPool {
   readonly #pool: PoolModule.Pool;
+  /** The server's signals of the calls in progress whose caller gave one, by the caller's token. */
+  readonly #aborts = new Map<string, AbortController>();
 
   constructor(pool: PoolModule.Pool) {
     this.#pool = pool;
   }
 
   async apply(fn: unknown, args: unknown = [], options?: unknown): Promise<unknown> {
-    return this.#pool.apply(await functionOf(fn, 'fn'), argumentsOf(args), crossingOptions(options));
+    return this.#abortable(options, async (callOptions) => this.#pool.apply(await functionOf(fn, 'fn'), argumentsOf(args), callOptions));
   }
 
   async applyAsync(fn: unknown, args: unknown = [], options?: unknown): Promise<AsyncResult<unknown>> {
@@ -85,7 +104,7 @@ export class ServerPool {
   }
 
   async map(fn: unknown, items: unknown, options?: unknown): Promise<unknown[]> {
-    return this.#pool.map(await functionOf(fn, 'fn'), itemsOf(items), crossingOptions(options));
+    return this.#abortable(options, async (callOptions) => this.#pool.map(await functionOf(fn, 'fn'), itemsOf(items), callOptions));
   }
 
   async mapAsync(fn: unknown, items: unknown, options?: unknown): Promise<AsyncResult<unknown[]>> {
@@ -93,7 +112,9 @@ export class ServerPool {
   }
 
   async starmap(fn: unknown, items: unknown, options?: unknown): Promise<unknown[]> {
-    return this.#pool.starmap(await functionOf(fn, 'fn'), itemsOf(items) as unknown[][], crossingOptions(options));
+    return this.#abortable(options, async (callOptions) =>
+      this.#pool.starmap(await functionOf(fn, 'fn'), itemsOf(items) as unknown[][], callOptions),
+    );
   }
 
   async starmapAsync(fn: unknown, items: unknown, options?: unknown): Promise<AsyncResult<unknown[]>> {
@@ -108,6 +129,17 @@ export class ServerPool {
     return this.#pool.imapUnordered(await functionOf(fn, 'fn'), itemsOf(items), crossingOptions(options));
   }
 
+  /**
+   * Aborts the call made with `token` (its caller's signal fired): the
+   * server's signal of that call fires, and the real mp.Pool rejects it and
+   * kills and replaces the workers running its tasks. Nothing when that call
+   * has ended already.
+   */
+  abort(token: unknown): void {
+    if (typeof token !== 'string') throw new TypeError(`token must be a string, got ${describe(token)}`);
+    this.#aborts.get(token)?.abort(new Error('the caller aborted the call'));
+  }
+
   close(): void {
     this.#pool.close();
   }
@@ -118,6 +150,19 @@ export class ServerPool {
 
   join(): Promise<void> {
     return this.#pool.join();
+  }
+
+  /**
+   * Runs a call with the server's own signal when its caller sent a token: made
+   * before the call's first await, so that an `abort(token)` sent after the
+   * call (on the same connection, read in order) finds it.
+   */
+  #abortable<T>(options: unknown, run: (options: CrossingOptions & { signal?: AbortSignal }) => Promise<T>): Promise<T> {
+    const { token, options: callOptions } = abortableOptions(options);
+    if (token === null) return run(callOptions);
+    const controller = new AbortController();
+    this.#aborts.set(token, controller);
+    return run({ ...callOptions, signal: controller.signal }).finally(() => this.#aborts.delete(token));
   }
 
   /** The server let go of it (its last proxy was dropped, or the server stops): its workers go. */
@@ -163,17 +208,30 @@ function referenceFor(fn: unknown, what: string): Reference {
   }
 }
 
-/** The options of a manager Pool's `apply`, `map`, `starmap`. */
+/** The options of a manager Pool's calls. */
 export interface ManagedCallOptions {
   /** Milliseconds the whole call may take: past them it rejects with `mp.TimeoutError` (its tasks' workers are replaced). */
   timeout?: number | null;
 }
 
-/** The options of a manager Pool's `map`/`starmap`/`imap`. */
+/** The options of a manager Pool's `map`/`starmap`/`imap` and their twins. */
 export interface ManagedMapOptions extends ManagedCallOptions {
   /** Items per task (default as `mp.Pool`'s). */
   chunksize?: number | null;
 }
+
+/**
+ * The options of the Promise forms `apply`, `map`, `starmap`: also a signal.
+ * Its abort rejects the call at once with an `AbortError` (`cause`: the
+ * signal's reason) and sends an `abort` call to the server, which aborts the
+ * call on its mp.Pool (the workers running its tasks are killed and replaced).
+ */
+export interface AbortableCallOptions extends ManagedCallOptions {
+  signal?: AbortSignal | null;
+}
+
+/** {@link AbortableCallOptions} of `map`/`starmap`. */
+export interface AbortableMapOptions extends ManagedMapOptions, AbortableCallOptions {}
 
 /** Called here, in the client, once a `*Async` call's result is known. */
 export interface ManagedCallbacks<R> {
@@ -182,29 +240,48 @@ export interface ManagedCallbacks<R> {
 }
 
 const CROSSING = ['timeout', 'chunksize'] as const;
-const NOT_CROSSING: Record<string, string> = {
-  signal: "an AbortSignal cannot cross to the manager's server: use options.timeout, or terminate() the pool",
-  onProgress: "a function cannot cross to the manager's server: poll the AsyncResult (ready(), wait(timeout)) instead",
-};
 
-/** The options as they cross; `callbacks` are taken when the call allows them. */
-function optionsFor(options: unknown, known: readonly string[], chunked: boolean): CrossingOptions {
-  if (options === undefined || options === null) return {};
-  if (typeof options !== 'object' || Array.isArray(options)) throw new TypeError(`options must be an object, got ${describe(options)}`);
-  for (const key of Object.keys(options)) {
-    if (Object.prototype.hasOwnProperty.call(NOT_CROSSING, key) && (options as Record<string, unknown>)[key] != null) {
-      throw new TypeError(`options.${key}: ${NOT_CROSSING[key]}`);
-    }
-  }
-  const { chunksize, timeout } = validateOptions(options, [...known, ...Object.keys(NOT_CROSSING)]) as CrossingOptions;
+/** Why a call refuses `signal`, by kind of call (the Promise forms `apply`, `map`, `starmap` take it). */
+const NO_SIGNAL = {
+  sync: 'a Sync call blocks until its answer and cannot see an abort: use the Promise form, options.timeout, or terminate() the pool',
+  async: "the AsyncResult of a manager's Pool cannot be aborted: use apply/map/starmap with the signal, options.timeout, or terminate() the pool",
+  imap: 'an imap cannot be aborted: leave its loop (return()), or use options.timeout',
+} as const;
+type NoSignal = keyof typeof NO_SIGNAL;
+
+/** Refused by every call: one answer per call, no progress on the way. */
+const NO_PROGRESS =
+  "a manager's server answers each call once and cannot report progress: use imap (one result per round trip) or poll the AsyncResult (ready(), wait(timeout))";
+
+/** What a call's options say: how they cross, and the caller's signal (only where `noSignal` is null). */
+interface CallerOptions {
+  crossing: CrossingOptions;
+  signal: AbortSignal | null;
+}
+
+/** The options as they cross; `callbacks` are taken when the call allows them; `noSignal`: why `signal` is refused (null: taken). */
+function optionsFor(options: unknown, known: readonly string[], chunked: boolean, noSignal: NoSignal | null): CallerOptions {
+  if (options === undefined || options === null) return { crossing: {}, signal: null };
+  const { chunksize, timeout, signal = null, onProgress } = validateOptions(options, [...known, 'signal', 'onProgress']) as CrossingOptions & {
+    signal?: unknown;
+    onProgress?: unknown;
+  };
+  if (onProgress != null) throw new TypeError(`options.onProgress: ${NO_PROGRESS}`);
+  if (signal !== null && noSignal !== null) throw new TypeError(`options.signal: ${NO_SIGNAL[noSignal]}`);
+  if (signal !== null && !isAbortSignal(signal)) throw new TypeError(`options.signal must be an AbortSignal, got ${describe(signal)}`);
   if (chunksize !== undefined && !chunked) throw new TypeError('options.chunksize is not an option of this call');
-  return crossingOptions({ chunksize, timeout });
+  return { crossing: crossingOptions({ chunksize, timeout }), signal };
+}
+
+/** An AbortSignal, also one of another realm (a vm context, jest's sandbox), as mp.Pool takes it. */
+function isAbortSignal(value: unknown): value is AbortSignal {
+  return typeof value === 'object' && value !== null && 'aborted' in value && typeof (value as AbortSignal).addEventListener === 'function';
 }
 
 /** The third argument of map-like calls: a chunk size or the options. */
-function mapOptionsFor(chunksizeOrOptions: unknown, known: readonly string[] = CROSSING): CrossingOptions {
-  if (typeof chunksizeOrOptions === 'number' || chunksizeOrOptions === null) return { chunksize: chunksizeOrOptions };
-  return optionsFor(chunksizeOrOptions, known, true);
+function mapOptionsFor(chunksizeOrOptions: unknown, noSignal: NoSignal | null, known: readonly string[] = CROSSING): CallerOptions {
+  if (typeof chunksizeOrOptions === 'number' || chunksizeOrOptions === null) return { crossing: { chunksize: chunksizeOrOptions }, signal: null };
+  return optionsFor(chunksizeOrOptions, known, true, noSignal);
 }
 
 function callbacksOf<R>(options: unknown): ManagedCallbacks<R> {
@@ -244,58 +321,62 @@ function watchResult<R>(result: AsyncResultProxy<R>, { callback, errorCallback }
  * at once, as `mp.Pool`'s.
  */
 export class PoolProxy extends BaseProxy {
-  /** Runs `fn(...args)` in one of the server's workers and resolves with its result. */
-  async apply<A extends unknown[], R>(fn: (...args: A) => R, args?: A, options?: ManagedCallOptions): Promise<Awaited<R>> {
-    return this._callMethod('apply', [referenceFor(fn, 'fn'), argumentsFor(args), optionsFor(options, ['timeout'], false)]) as Promise<Awaited<R>>;
+  /** Runs `fn(...args)` in one of the server's workers and resolves with its result; `signal` aborts it. */
+  async apply<A extends unknown[], R>(fn: (...args: A) => R, args?: A, options?: AbortableCallOptions): Promise<Awaited<R>> {
+    const { crossing, signal } = optionsFor(options, ['timeout'], false, null);
+    return this.#abortable('apply', [referenceFor(fn, 'fn'), argumentsFor(args)], crossing, signal) as Promise<Awaited<R>>;
   }
 
-  /** {@link apply}, blocking. */
+  /** {@link apply}, blocking (no `signal`). */
   applySync<A extends unknown[], R>(fn: (...args: A) => R, args?: A, options?: ManagedCallOptions): Awaited<R> {
-    return this._callMethodSync('apply', [referenceFor(fn, 'fn'), argumentsFor(args), optionsFor(options, ['timeout'], false)]) as Awaited<R>;
+    const { crossing } = optionsFor(options, ['timeout'], false, 'sync');
+    return this._callMethodSync('apply', [referenceFor(fn, 'fn'), argumentsFor(args), crossing]) as Awaited<R>;
   }
 
   /** Starts `fn(...args)`; resolves with the proxy of its AsyncResult. `callback`/`errorCallback` run here. */
   async applyAsync<A extends unknown[], R>(fn: (...args: A) => R, args?: A, options?: ManagedCallOptions & ManagedCallbacks<Awaited<R>>): Promise<AsyncResultProxy<Awaited<R>>> {
-    const call = [referenceFor(fn, 'fn'), argumentsFor(args), optionsFor(options, ['timeout', 'callback', 'errorCallback'], false)];
+    const call = [referenceFor(fn, 'fn'), argumentsFor(args), optionsFor(options, ['timeout', 'callback', 'errorCallback'], false, 'async').crossing];
     return watchResult((await this._callMethod('applyAsync', call)) as AsyncResultProxy<Awaited<R>>, callbacksOf(options));
   }
 
   /** {@link applyAsync}, blocking until the task is submitted. */
   applyAsyncSync<A extends unknown[], R>(fn: (...args: A) => R, args?: A, options?: ManagedCallOptions & ManagedCallbacks<Awaited<R>>): AsyncResultProxy<Awaited<R>> {
-    const call = [referenceFor(fn, 'fn'), argumentsFor(args), optionsFor(options, ['timeout', 'callback', 'errorCallback'], false)];
+    const call = [referenceFor(fn, 'fn'), argumentsFor(args), optionsFor(options, ['timeout', 'callback', 'errorCallback'], false, 'async').crossing];
     return watchResult(this._callMethodSync('applyAsync', call) as AsyncResultProxy<Awaited<R>>, callbacksOf(options));
   }
 
-  /** `fn(item)` for every item, in the server's workers; the results in input order. */
-  async map<T, R>(fn: (item: T) => R, iterable: Iterable<T>, chunksize?: number | null | ManagedMapOptions): Promise<Array<Awaited<R>>> {
-    return this._callMethod('map', [referenceFor(fn, 'fn'), arrayOf(iterable, 'iterable'), mapOptionsFor(chunksize)]) as Promise<Array<Awaited<R>>>;
+  /** `fn(item)` for every item, in the server's workers; the results in input order; `signal` aborts it. */
+  async map<T, R>(fn: (item: T) => R, iterable: Iterable<T>, chunksize?: number | null | AbortableMapOptions): Promise<Array<Awaited<R>>> {
+    const { crossing, signal } = mapOptionsFor(chunksize, null);
+    return this.#abortable('map', [referenceFor(fn, 'fn'), arrayOf(iterable, 'iterable')], crossing, signal) as Promise<Array<Awaited<R>>>;
   }
 
-  /** {@link map}, blocking. */
+  /** {@link map}, blocking (no `signal`). */
   mapSync<T, R>(fn: (item: T) => R, iterable: Iterable<T>, chunksize?: number | null | ManagedMapOptions): Array<Awaited<R>> {
-    return this._callMethodSync('map', [referenceFor(fn, 'fn'), arrayOf(iterable, 'iterable'), mapOptionsFor(chunksize)]) as Array<Awaited<R>>;
+    return this._callMethodSync('map', [referenceFor(fn, 'fn'), arrayOf(iterable, 'iterable'), mapOptionsFor(chunksize, 'sync').crossing]) as Array<Awaited<R>>;
   }
 
   /** {@link map}, resolving with the proxy of its AsyncResult once submitted. */
   async mapAsync<T, R>(fn: (item: T) => R, iterable: Iterable<T>, options?: ManagedMapOptions & ManagedCallbacks<Array<Awaited<R>>>): Promise<AsyncResultProxy<Array<Awaited<R>>>> {
-    const call = [referenceFor(fn, 'fn'), arrayOf(iterable, 'iterable'), mapOptionsFor(options, [...CROSSING, 'callback', 'errorCallback'])];
+    const call = [referenceFor(fn, 'fn'), arrayOf(iterable, 'iterable'), mapOptionsFor(options, 'async', [...CROSSING, 'callback', 'errorCallback']).crossing];
     return watchResult((await this._callMethod('mapAsync', call)) as AsyncResultProxy<Array<Awaited<R>>>, callbacksOf(options));
   }
 
   /** {@link mapAsync}, blocking until submitted. */
   mapAsyncSync<T, R>(fn: (item: T) => R, iterable: Iterable<T>, options?: ManagedMapOptions & ManagedCallbacks<Array<Awaited<R>>>): AsyncResultProxy<Array<Awaited<R>>> {
-    const call = [referenceFor(fn, 'fn'), arrayOf(iterable, 'iterable'), mapOptionsFor(options, [...CROSSING, 'callback', 'errorCallback'])];
+    const call = [referenceFor(fn, 'fn'), arrayOf(iterable, 'iterable'), mapOptionsFor(options, 'async', [...CROSSING, 'callback', 'errorCallback']).crossing];
     return watchResult(this._callMethodSync('mapAsync', call) as AsyncResultProxy<Array<Awaited<R>>>, callbacksOf(options));
   }
 
-  /** `fn(...args)` for every array of arguments, as Python's `starmap()`. */
-  async starmap<A extends unknown[], R>(fn: (...args: A) => R, iterable: Iterable<A>, chunksize?: number | null | ManagedMapOptions): Promise<Array<Awaited<R>>> {
-    return this._callMethod('starmap', [referenceFor(fn, 'fn'), arrayOf(iterable, 'iterable'), mapOptionsFor(chunksize)]) as Promise<Array<Awaited<R>>>;
+  /** `fn(...args)` for every array of arguments, as Python's `starmap()`; `signal` aborts it. */
+  async starmap<A extends unknown[], R>(fn: (...args: A) => R, iterable: Iterable<A>, chunksize?: number | null | AbortableMapOptions): Promise<Array<Awaited<R>>> {
+    const { crossing, signal } = mapOptionsFor(chunksize, null);
+    return this.#abortable('starmap', [referenceFor(fn, 'fn'), arrayOf(iterable, 'iterable')], crossing, signal) as Promise<Array<Awaited<R>>>;
   }
 
-  /** {@link starmap}, blocking. */
+  /** {@link starmap}, blocking (no `signal`). */
   starmapSync<A extends unknown[], R>(fn: (...args: A) => R, iterable: Iterable<A>, chunksize?: number | null | ManagedMapOptions): Array<Awaited<R>> {
-    return this._callMethodSync('starmap', [referenceFor(fn, 'fn'), arrayOf(iterable, 'iterable'), mapOptionsFor(chunksize)]) as Array<Awaited<R>>;
+    return this._callMethodSync('starmap', [referenceFor(fn, 'fn'), arrayOf(iterable, 'iterable'), mapOptionsFor(chunksize, 'sync').crossing]) as Array<Awaited<R>>;
   }
 
   /** {@link starmap}, resolving with the proxy of its AsyncResult once submitted. */
@@ -304,7 +385,7 @@ export class PoolProxy extends BaseProxy {
     iterable: Iterable<A>,
     options?: ManagedMapOptions & ManagedCallbacks<Array<Awaited<R>>>,
   ): Promise<AsyncResultProxy<Array<Awaited<R>>>> {
-    const call = [referenceFor(fn, 'fn'), arrayOf(iterable, 'iterable'), mapOptionsFor(options, [...CROSSING, 'callback', 'errorCallback'])];
+    const call = [referenceFor(fn, 'fn'), arrayOf(iterable, 'iterable'), mapOptionsFor(options, 'async', [...CROSSING, 'callback', 'errorCallback']).crossing];
     return watchResult((await this._callMethod('starmapAsync', call)) as AsyncResultProxy<Array<Awaited<R>>>, callbacksOf(options));
   }
 
@@ -314,7 +395,7 @@ export class PoolProxy extends BaseProxy {
     iterable: Iterable<A>,
     options?: ManagedMapOptions & ManagedCallbacks<Array<Awaited<R>>>,
   ): AsyncResultProxy<Array<Awaited<R>>> {
-    const call = [referenceFor(fn, 'fn'), arrayOf(iterable, 'iterable'), mapOptionsFor(options, [...CROSSING, 'callback', 'errorCallback'])];
+    const call = [referenceFor(fn, 'fn'), arrayOf(iterable, 'iterable'), mapOptionsFor(options, 'async', [...CROSSING, 'callback', 'errorCallback']).crossing];
     return watchResult(this._callMethodSync('starmapAsync', call) as AsyncResultProxy<Array<Awaited<R>>>, callbacksOf(options));
   }
 
@@ -334,17 +415,38 @@ export class PoolProxy extends BaseProxy {
 
   /** {@link imap} as a blocking iterable: `for (const r of pool.imapSync(fn, items))`. */
   imapSync<T, R>(fn: (item: T) => R, iterable: Iterable<T>, chunksize?: number | null | ManagedMapOptions): IteratorProxy<Awaited<R>> {
-    return this._callMethodSync('imap', [referenceFor(fn, 'fn'), arrayOf(iterable, 'iterable'), mapOptionsFor(chunksize)]) as IteratorProxy<Awaited<R>>;
+    return this._callMethodSync('imap', [referenceFor(fn, 'fn'), arrayOf(iterable, 'iterable'), mapOptionsFor(chunksize, 'imap').crossing]) as IteratorProxy<Awaited<R>>;
   }
 
   /** {@link imapUnordered} as a blocking iterable. */
   imapUnorderedSync<T, R>(fn: (item: T) => R, iterable: Iterable<T>, chunksize?: number | null | ManagedMapOptions): IteratorProxy<Awaited<R>> {
-    return this._callMethodSync('imapUnordered', [referenceFor(fn, 'fn'), arrayOf(iterable, 'iterable'), mapOptionsFor(chunksize)]) as IteratorProxy<Awaited<R>>;
+    return this._callMethodSync('imapUnordered', [referenceFor(fn, 'fn'), arrayOf(iterable, 'iterable'), mapOptionsFor(chunksize, 'imap').crossing]) as IteratorProxy<Awaited<R>>;
   }
 
   #imap<T, R>(method: string, fn: (item: T) => R, iterable: Iterable<T>, chunksize: unknown): IteratorProxyLater<Awaited<R>> {
-    const call = [referenceFor(fn, 'fn'), arrayOf(iterable, 'iterable'), mapOptionsFor(chunksize)];
+    const call = [referenceFor(fn, 'fn'), arrayOf(iterable, 'iterable'), mapOptionsFor(chunksize, 'imap').crossing];
     return new IteratorProxyLater(this._callMethod(method, call) as Promise<IteratorProxy<Awaited<R>>>);
+  }
+
+  /**
+   * Calls `method` with `args` and the crossing options; with a `signal`, under
+   * a token of its own: an abort rejects at once, as mp.Pool's, and sends
+   * `abort(token)` after the call on the same connection (the server reads it
+   * after the call: it finds the call's own signal there).
+   */
+  #abortable(method: string, args: unknown[], crossing: CrossingOptions, signal: AbortSignal | null): Promise<unknown> {
+    if (signal === null) return this._callMethod(method, [...args, crossing]);
+    if (signal.aborted) return Promise.reject(abortError(signal));
+    const token = randomBytes(12).toString('hex');
+    const call = this._callMethod(method, [...args, { ...crossing, token } satisfies AbortableOptions]);
+    return new Promise((resolve, reject) => {
+      const onAbort = (): void => {
+        reject(abortError(signal));
+        this._callMethod('abort', [token]).catch(() => undefined); // a server that is gone has nothing left to stop
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      void call.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+    });
   }
 
   /** Terminates the pool and waits for its workers, as `mp.Pool`'s: `await using pool = await manager.Pool()`. */
@@ -367,7 +469,8 @@ export interface PoolProxy {
 }
 exposeMethods(PoolProxy, ['close', 'terminate', 'join']);
 Object.defineProperty(PoolProxy, '_exposed', {
-  value: Object.freeze(['apply', 'applyAsync', 'map', 'mapAsync', 'starmap', 'starmapAsync', 'imap', 'imapUnordered', 'close', 'terminate', 'join']),
+  // 'abort': what a call's signal sends (see #abortable); not a method of the proxy.
+  value: Object.freeze(['apply', 'applyAsync', 'map', 'mapAsync', 'starmap', 'starmapAsync', 'imap', 'imapUnordered', 'abort', 'close', 'terminate', 'join']),
 });
 
 function argumentsFor(args: unknown): unknown[] {
