@@ -39,6 +39,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   mp::InitSocket(env, exports);
   mp::InitQueueRing(env, exports);
   mp::InitManagerLink(env, exports);
+  mp::InitPoolLink(env, exports);
   return exports;
 }
 

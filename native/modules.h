@@ -16,5 +16,6 @@ void InitFdWait(Napi::Env env, Napi::Object exports);  // fd_wait.cc: waiting fo
 void InitSocket(Napi::Env env, Napi::Object exports);  // socket.cc: Listener and Client sockets
 void InitQueueRing(Napi::Env env, Napi::Object exports);  // queue_ring.cc: a Queue's items in shared memory
 void InitManagerLink(Napi::Env env, Napi::Object exports);  // manager_link.cc: a manager's calls over a socket
+void InitPoolLink(Napi::Env env, Napi::Object exports);  // pool_link.cc: a forked pool worker's mailboxes
 
 }  // namespace mp

@@ -273,6 +273,43 @@ export interface NativeBinding {
   // end native/connection.cc
   /** native/manager_link.cc: see {@link NativeManagerLink}; with `onFrames` the link is read on the event loop, else it blocks. */
   ManagerLink: new (fd: number, onFrames?: ManagerFramesCallback) => NativeManagerLink;
+  // native/pool_link.cc
+  PoolHub: new (onReplies: PoolRepliesCallback) => NativePoolHub;
+  /** A forked worker's end of mailbox `id` of the hub it inherited (taken from it: `hub.detach()` then releases the rest). */
+  PoolLink: new (hub: NativePoolHub, id: number, onTask: (frame: Buffer) => void) => NativePoolLink;
+}
+
+// --- native/pool_link.cc: a forked pool worker's mailboxes ---------------------
+
+/** Replies found in the mailboxes: `frames[i]` came from mailbox `ids[i]`. */
+export type PoolRepliesCallback = (ids: number[], frames: Buffer[]) => void;
+
+/**
+ * The pool's side of its forked workers' mailboxes in shared memory: one
+ * message each way at a time, woken by a bell only when the other side sleeps.
+ */
+export interface NativePoolHub {
+  /** A new mailbox of `capacity` bytes each way; made before its worker is forked (which inherits it). */
+  open(capacity: number): number;
+  /** Puts a message in mailbox `id`; false when it is too large or the last one is not taken yet (send it another way). */
+  send(id: number, bytes: Uint8Array): boolean;
+  /** Drops mailbox `id` here. */
+  close(id: number): void;
+  /** Whether waiting for replies keeps the event loop alive. */
+  ref(): void;
+  unref(): void;
+  /** Releases every mailbox and descriptor, calling nothing back. */
+  detach(): void;
+}
+
+/** A forked worker's end of its mailbox: tasks go to the constructor's callback once started. */
+export interface NativePoolLink {
+  start(): void;
+  /** Puts the reply in the mailbox; false when it is too large (send it another way). */
+  reply(bytes: Uint8Array): boolean;
+  ref(): void;
+  unref(): void;
+  close(): void;
 }
 
 // --- native/manager_link.cc: a manager's calls ----------------------------------

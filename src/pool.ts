@@ -28,11 +28,11 @@ import * as fs from 'fs';
 
 import { BaseContext, getContext } from './context';
 import { TimeoutError, WorkerLostError } from './errors';
-import { Channel, decodePayload, encodeMessage, encodePayload, Header, inheritedHandles, NativeWire, Wire } from './pool/channel';
+import { Channel, decodePayload, encodeMessage, encodePayload, Header, inheritedHandles, NativeWire, splitFrame, Wire } from './pool/channel';
 import { ErrorDescription, rebuildError } from './pool/remote_error';
 import { AsyncResult, IMapIterator, MapResult, ProgressCallback, ResultCallbacks, validateCallbacks } from './pool/results';
 import { MESSAGE, poolWorker, prepareForkedWorkers, TASK_KIND, WorkerConfig } from './pool/worker';
-import { loadNative } from './native';
+import { loadNative, NativePoolHub } from './native';
 import type { StartMethod } from './popen/popen';
 import { BaseProcess, cpuCount } from './process';
 import { dumps } from './reduction';
@@ -109,6 +109,8 @@ const IMAP_CHUNKS_PER_WORKER = 2;
 const STARTUP_WATCH_MS = 200;
 /** How many queued tasks a stale worker (one forked before a function existed) looks through for one it can run. */
 const SCAN_LIMIT = 64;
+/** The bytes of a forked worker's mailbox each way (memory touched only as used): larger messages go on its socket. */
+const MAILBOX_BYTES = 1024 * 1024;
 
 // --- tasks and calls ------------------------------------------------------------------
 
@@ -372,6 +374,8 @@ class PoolWorker {
   tasksRun = 0;
   /** The task functions it can find (fork: those that existed when it was forked). */
   readonly knownFunctions: number;
+  /** Its mailbox in the pool's hub (forked, with the addon), or null. */
+  box: number | null = null;
   /** The functions whose reference it was sent (spawn, forkserver). */
   readonly sentReferences = new Set<number>();
 
@@ -458,6 +462,10 @@ export class Pool implements AsyncDisposable {
   /** Under spawn and forkserver: the functions' module references, by id. */
   readonly #references: Reference[] = [];
 
+  /** Forked workers' mailboxes in shared memory (with the addon): tasks and replies that fit go there, not on the sockets. */
+  #hub: NativePoolHub | null = null;
+  /** The workers by mailbox. */
+  readonly #boxes = new Map<number, PoolWorker>();
   /** The socket the workers connect to (spawn, forkserver); forked workers get a socket pair each instead. */
   readonly #server: net.Server | null = null;
   readonly #address: string = '';
@@ -494,6 +502,8 @@ export class Pool implements AsyncDisposable {
     const native = loadNative();
     if (this.#method === 'fork' && native !== null) {
       prepareForkedWorkers(native.precompile);
+      this.#hub = new native.PoolHub((ids, frames) => this.#replies(ids, frames));
+      inheritedHandles.add(this.#hub);
     } else {
       this.#address = socketAddress();
       this.#server = net.createServer((socket) => this.#accept(socket));
@@ -805,7 +815,12 @@ export class Pool implements AsyncDisposable {
     task.worker = worker;
     worker.task = task;
     const header = [MESSAGE.TASK, task.id, id, task.job.kind];
-    (worker.channel as Wire).send(encodeMessage(reference === null ? header : [...header, reference], task.payload));
+    this.#post(worker, encodeMessage(reference === null ? header : [...header, reference], task.payload));
+  }
+
+  /** Sends `frame` to `worker`: in its mailbox when it fits, else on its socket. */
+  #post(worker: PoolWorker, frame: Buffer): void {
+    if (worker.box === null || this.#hub === null || !this.#hub.send(worker.box, frame.subarray(4))) worker.channel?.send(frame);
   }
 
   // --- loop 2: collecting results ---------------------------------------------------
@@ -858,6 +873,16 @@ export class Pool implements AsyncDisposable {
     this.#dispatch();
     if (this.#state === CLOSE) this.#maintain();
     return worker;
+  }
+
+  /** Replies found in the mailboxes. */
+  #replies(ids: number[], frames: Buffer[]): void {
+    for (let i = 0; i < ids.length; i++) {
+      const worker = this.#boxes.get(ids[i]);
+      if (worker === undefined || worker.state === 'gone') continue;
+      const [header, payload] = splitFrame(frames[i]);
+      this.#receive(worker, header, payload);
+    }
   }
 
   #receive(worker: PoolWorker, header: Header, payload: Buffer): void {
@@ -925,6 +950,8 @@ export class Pool implements AsyncDisposable {
     // A forked worker gets its end of a socket pair; the others connect to the pool's socket.
     const pair = this.#method === 'fork' ? (loadNative()?.socketpair() ?? null) : null;
     if (pair !== null) config.socketPair = pair;
+    const hub = this.#hub;
+    if (pair !== null && hub !== null) config.mailbox = { hub, id: hub.open(MAILBOX_BYTES) };
     const process_ = new this.#context.Process({ target: poolWorker, args: [config], daemon: true });
     process_.name = process_.name.replace('Process', 'PoolWorker');
     const knownFunctions = this.#method === 'fork' ? this.#functions.length : Infinity;
@@ -932,12 +959,17 @@ export class Pool implements AsyncDisposable {
       process_.start(); // a forked worker never returns from here
     } catch (error) {
       if (pair !== null) fs.closeSync(pair[0]);
+      if (config.mailbox !== undefined) hub?.close(config.mailbox.id);
       throw error;
     } finally {
       if (pair !== null) fs.closeSync(pair[1]);
     }
     const worker = new PoolWorker(id, process_, process_.pid as number, knownFunctions);
     this.#workers.set(id, worker);
+    if (config.mailbox !== undefined) {
+      worker.box = config.mailbox.id;
+      this.#boxes.set(worker.box, worker);
+    }
     if (pair !== null) this.#attach(worker, pair[0]);
     else this.#watchStartup(worker);
   }
@@ -959,7 +991,7 @@ export class Pool implements AsyncDisposable {
   /** Tells an idle worker to leave (maxtasksperchild, a stale fork, the pool closed); a new one replaces it. */
   #retire(worker: PoolWorker): void {
     worker.state = 'stopping';
-    worker.channel?.send(encodeMessage([MESSAGE.STOP]));
+    this.#post(worker, encodeMessage([MESSAGE.STOP]));
   }
 
   /** The worker's socket closed: it left or died; its end is known once it is reaped. */
@@ -979,6 +1011,10 @@ export class Pool implements AsyncDisposable {
     const exitCode = worker.process.exitCode;
     this.#workers.delete(worker.id);
     worker.channel?.close();
+    if (worker.box !== null) {
+      this.#hub?.close(worker.box);
+      this.#boxes.delete(worker.box);
+    }
     worker.process.close();
     const task = worker.task;
     worker.task = null;
@@ -1029,6 +1065,8 @@ export class Pool implements AsyncDisposable {
       if (busy) worker.channel?.ref();
       else worker.channel?.unref();
     }
+    if (busy) this.#hub?.ref();
+    else this.#hub?.unref();
   }
 
   #closeServer(): void {
@@ -1042,6 +1080,11 @@ export class Pool implements AsyncDisposable {
     if (this.#state === RUN || this.#workers.size > 0) return;
     if (this.#state === CLOSE && this.#jobs.size > 0) return;
     this.#closeServer();
+    if (this.#hub !== null) {
+      inheritedHandles.delete(this.#hub);
+      this.#hub.detach();
+      this.#hub = null;
+    }
     if (this.#keepAlive !== null) clearInterval(this.#keepAlive);
     this.#keepAlive = null;
     this.#busy = false;

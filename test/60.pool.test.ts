@@ -106,6 +106,18 @@ describe.each(methods)('Pool with the %s start method', (method) => {
     expect(calls).toEqual([25]);
   });
 
+  test('arguments and results of any size cross, larger than a forked worker\'s mailbox (1 MiB) and small ones after them', async () => {
+    const big = 'x'.repeat(3 * 1024 * 1024);
+    const concat = tasks.add as unknown as (a: string, b: string) => string;
+    for (let round = 0; round < 2; round++) {
+      const joined = await pool.apply(concat, [big, `${round}`]);
+      expect(joined.length).toBe(big.length + 1);
+      expect(joined.endsWith(`x${round}`)).toBe(true);
+      expect(await pool.apply(tasks.square, [round + 2])).toBe((round + 2) ** 2);
+    }
+    expect(await pool.map(tasks.square, Array.from({ length: 300_000 }, (_, i) => i % 7), 150_000)).toHaveLength(300_000);
+  });
+
   test('AsyncResult: get(timeout) rejects with TimeoutError, wait() resolves either way, successful() throws before ready', async () => {
     const event = signals();
     const result = pool.applyAsync(tasks.waitFor, [event.release]);

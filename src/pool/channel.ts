@@ -21,8 +21,13 @@ import * as v8 from 'v8';
 import type { NativeBinding, NativeChannel } from '../native';
 import { dumps, loads } from '../reduction';
 
-/** The pool sockets, servers and wires of this process, closed by a forked worker (see the module's doc). */
-export const inheritedHandles = new Set<Net.Socket | Net.Server | NativeWire>();
+/** What a forked worker lets go of without closing it for its parent: a native wire, a pool's mailboxes. */
+interface Detachable {
+  detach(): void;
+}
+
+/** The pool sockets, servers, wires and mailboxes of this process, let go of by a forked worker (see the module's doc). */
+export const inheritedHandles = new Set<Net.Socket | Net.Server | Detachable>();
 
 /**
  * Closes this process's copies of the parent's pool handles (in a forked
@@ -31,7 +36,7 @@ export const inheritedHandles = new Set<Net.Socket | Net.Server | NativeWire>();
  */
 export function closeInheritedHandles(): void {
   for (const handle of inheritedHandles) {
-    if (handle instanceof NativeWire) {
+    if ('detach' in handle) {
       handle.detach();
       continue;
     }
@@ -154,6 +159,12 @@ function isWords(header: Header): header is readonly number[] {
     if (typeof item !== 'number' || !(item >= 0 && item <= 0xffffffff && Number.isInteger(item))) return false;
   }
   return true;
+}
+
+/** A message as the native wire and the mailboxes hand it over (its length word taken off): its header and payload. */
+export function splitFrame(frame: Buffer): [Header, Buffer] {
+  const headLength = frame.readUInt32LE(0);
+  return [decodeHeader(frame.subarray(4, 4 + headLength)), frame.subarray(4 + headLength)];
 }
 
 function decodeHeader(bytes: Buffer): Header {
@@ -319,9 +330,8 @@ export class NativeWire implements Wire {
   #received(frames: Buffer[], ended: boolean): void {
     // Each frame is a copy of its own (a handler may keep its payload).
     for (let i = 0; i < frames.length && !this.#closed; i++) {
-      const frame = frames[i];
-      const headLength = frame.readUInt32LE(0);
-      this.#onMessage(decodeHeader(frame.subarray(4, 4 + headLength)), frame.subarray(4 + headLength));
+      const [header, payload] = splitFrame(frames[i]);
+      this.#onMessage(header, payload);
     }
     if (ended && !this.#closed) {
       this.detach();

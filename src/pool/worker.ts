@@ -11,8 +11,8 @@ import { closeSync } from 'fs';
 import * as net from 'net';
 
 import { Reference, resolveCommonJs, resolveReference } from '../reference';
-import { loadNative } from '../native';
-import { Channel, closeInheritedHandles, decodePayload, encodeMessage, encodePayload, Header, NativeWire, Wire } from './channel';
+import { loadNative, NativePoolHub, NativePoolLink } from '../native';
+import { Channel, closeInheritedHandles, decodePayload, encodeMessage, encodePayload, Header, NativeWire, splitFrame, Wire } from './channel';
 import { flushLines, writeWholeLines } from './output';
 import { describeError } from './remote_error';
 
@@ -51,6 +51,8 @@ export interface WorkerConfig {
   functions: readonly AnyFunction[] | null;
   /** Under fork, with the addon: `[pool's end, worker's end]` of a socket pair, read by the addon, instead of connecting to `address`. */
   socketPair?: [number, number];
+  /** Under fork, with the addon: the pool's mailboxes and this worker's (tasks and replies that fit go there, not on the socket). */
+  mailbox?: { hub: NativePoolHub; id: number };
 }
 
 /** The worker's read buffer: a task's message that fits is read in one go. */
@@ -66,7 +68,7 @@ let prepared = false;
 export function prepareForkedWorkers(precompile: (fn: (...args: never[]) => unknown) => void): void {
   if (prepared) return;
   prepared = true;
-  for (const fn of [poolWorker, apply, isPromise, encodeMessage, encodePayload, decodePayload, describeError, closeInheritedHandles]) precompile(fn);
+  for (const fn of [poolWorker, apply, isPromise, encodeMessage, encodePayload, decodePayload, splitFrame, describeError, closeInheritedHandles]) precompile(fn);
   for (const prototype of [TaskRunner.prototype, NativeWire.prototype]) {
     for (const method of Object.getOwnPropertyNames(prototype)) {
       const descriptor = Object.getOwnPropertyDescriptor(prototype, method);
@@ -77,13 +79,20 @@ export function prepareForkedWorkers(precompile: (fn: (...args: never[]) => unkn
 
 /** The worker's main function: resolves when the worker is done. */
 export function poolWorker(config: WorkerConfig): Promise<void> {
+  const runner = new TaskRunner(config);
+  const { mailbox } = config;
+  // Its own mailbox is taken from the parent's hub before the rest of the hub is let go of.
+  if (mailbox !== undefined) {
+    const native = loadNative() as NonNullable<ReturnType<typeof loadNative>>;
+    runner.link = new native.PoolLink(mailbox.hub, mailbox.id, (frame) => runner.receive(...splitFrame(frame)));
+  }
   // A forked worker has copies of the parent's pool sockets: its event loop
   // would read what is meant for the parent.
   if (config.functions !== null) closeInheritedHandles();
   writeWholeLines();
   return new Promise((resolve) => {
-    const runner = new TaskRunner(config);
     const left = (): void => {
+      runner.closeLink();
       flushLines();
       resolve();
     };
@@ -113,6 +122,8 @@ export function poolWorker(config: WorkerConfig): Promise<void> {
 
 class TaskRunner {
   channel: Wire | null = null;
+  /** The worker's mailbox (forked, with the addon): tasks come there; replies that fit go there. */
+  link: NativePoolLink | null = null;
   readonly #config: WorkerConfig;
   readonly #functions = new Map<number, AnyFunction>();
   readonly #queue: Array<[Header, Buffer]> = [];
@@ -137,12 +148,14 @@ class TaskRunner {
       return;
     }
     channel.send(encodeMessage([MESSAGE.HELLO, this.#config.token, this.#config.workerId]));
+    this.link?.start();
     this.#busy = false;
     this.#drain();
   }
 
   receive(header: Header, payload: Buffer): void {
     if (header[0] === MESSAGE.STOP) {
+      this.closeLink();
       this.channel?.close();
       return;
     }
@@ -198,12 +211,22 @@ class TaskRunner {
       this.#fail(taskId, error);
       return;
     }
-    this.channel?.send(encodeMessage([MESSAGE.RESULT, taskId], payload));
+    this.#reply(encodeMessage([MESSAGE.RESULT, taskId], payload));
   }
 
   #fail(taskId: number, error: unknown): void {
     flushLines();
-    this.channel?.send(encodeMessage([MESSAGE.ERROR, taskId, describeError(error)]));
+    this.#reply(encodeMessage([MESSAGE.ERROR, taskId, describeError(error)]));
+  }
+
+  closeLink(): void {
+    this.link?.close();
+    this.link = null;
+  }
+
+  /** Sends a task's outcome: in the mailbox when it fits, else on the socket. */
+  #reply(frame: Buffer): void {
+    if (this.link === null || !this.link.reply(frame.subarray(4))) this.channel?.send(frame);
   }
 
   /** The task function `id`: from the forked table, or loaded by `reference` (once). */
