@@ -16,7 +16,7 @@
         "native/socket.cc",
         "native/queue_ring.cc",
         "native/thread_alive.cc",
-        "native/manager_link.cc",
+        "native/framed_channel.cc",
         "native/pool_link.cc",
         "native/child_platform.cc",
         "native/shared_code.cc",
@@ -38,7 +38,7 @@
           }
         }],
         ["OS=='win'", {
-          "sources!": ["native/fork.cc", "native/fork_threadpool.cc", "native/wait.cc", "native/shm.cc", "native/futex.cc", "native/popen.cc", "native/connection.cc", "native/fd_wait.cc", "native/socket.cc", "native/queue_ring.cc", "native/thread_alive.cc", "native/manager_link.cc", "native/pool_link.cc", "native/child_platform.cc", "native/shared_code.cc", "native/internals.cc"],
+          "sources!": ["native/fork.cc", "native/fork_threadpool.cc", "native/wait.cc", "native/shm.cc", "native/futex.cc", "native/popen.cc", "native/connection.cc", "native/fd_wait.cc", "native/socket.cc", "native/queue_ring.cc", "native/thread_alive.cc", "native/framed_channel.cc", "native/pool_link.cc", "native/child_platform.cc", "native/shared_code.cc", "native/internals.cc"],
           "sources": ["native/unsupported.cc"],
           "msvs_settings": { "VCCLCompilerTool": { "ExceptionHandling": 1 } }
         }]

@@ -38,7 +38,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   mp::InitFdWait(env, exports);
   mp::InitSocket(env, exports);
   mp::InitQueueRing(env, exports);
-  mp::InitManagerLink(env, exports);
   mp::InitPoolLink(env, exports);
   return exports;
 }

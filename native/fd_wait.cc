@@ -59,9 +59,10 @@ void LoopPoll::Start(Napi::Env env, uv_loop_t* loop, int fd, int events) {
     handle_->data = this;
   }
   generation_ = ProcessGeneration();
-  if (!started_) {
+  if (!started_ || events != events_) {
     if (int err = uv_poll_start(handle_, events, OnPoll)) ThrowErrno(env, -err, "uv_poll_start");
     started_ = true;
+    events_ = events;
   }
   ApplyRef();
 }
@@ -90,13 +91,14 @@ void LoopPoll::ApplyRef() {
   else uv_unref(reinterpret_cast<uv_handle_t*>(handle_));
 }
 
-void LoopPoll::OnPoll(uv_poll_t* handle, int status, int) {
+void LoopPoll::OnPoll(uv_poll_t* handle, int status, int events) {
   auto* poll = static_cast<LoopPoll*>(handle->data);
   if (poll->generation_ != ProcessGeneration()) {  // the parent's watch, in a forked child
     poll->Stop();
     return;
   }
-  poll->onReady_(poll->owner_, status);
+  if (status < 0) poll->started_ = false;  // libuv stopped the handle (POLLERR)
+  poll->onReady_(poll->owner_, status, events);
 }
 
 namespace {
@@ -151,7 +153,7 @@ class FdWatch : public Napi::ObjectWrap<FdWatch> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "FdWatch",
                        {InstanceMethod<&FdWatch::Start>("start"), InstanceMethod<&FdWatch::Stop>("stop"),
-                        InstanceMethod<&FdWatch::Ref>("ref"), InstanceMethod<&FdWatch::Unref>("unref"),
+                        InstanceMethod<&FdWatch::SetRef<true>>("ref"), InstanceMethod<&FdWatch::SetRef<false>>("unref"),
                         InstanceMethod<&FdWatch::Close>("close")});
   }
 
@@ -189,13 +191,10 @@ class FdWatch : public Napi::ObjectWrap<FdWatch> {
     return info.Env().Undefined();
   }
 
-  Napi::Value Ref(const Napi::CallbackInfo& info) {
-    poll_.SetRef(true);
-    return info.Env().Undefined();
-  }
-
-  Napi::Value Unref(const Napi::CallbackInfo& info) {
-    poll_.SetRef(false);
+  // ref() / unref(): whether a started watch keeps the event loop alive.
+  template <bool kRef>
+  Napi::Value SetRef(const Napi::CallbackInfo& info) {
+    poll_.SetRef(kRef);
     return info.Env().Undefined();
   }
 
@@ -204,7 +203,7 @@ class FdWatch : public Napi::ObjectWrap<FdWatch> {
     return info.Env().Undefined();
   }
 
-  static void OnReady(void* owner, int) {
+  static void OnReady(void* owner, int, int) {
     auto* watch = static_cast<FdWatch*>(owner);
     Napi::Env env = watch->Env();
     Napi::HandleScope scope(env);

@@ -27,14 +27,17 @@ uint32_t ProcessGeneration();
 // the first Start() and its memory goes once libuv is done with it (Close()).
 class LoopPoll {
  public:
-  using Callback = void (*)(void* owner, int status);
+  // `events`: what the descriptor is ready for (UV_READABLE, UV_WRITABLE); a
+  // negative `status` is an error (the watch has stopped).
+  using Callback = void (*)(void* owner, int status, int events);
 
   LoopPoll(void* owner, Callback onReady) : owner_(owner), onReady_(onReady) {}
   ~LoopPoll() { Close(); }
   LoopPoll(const LoopPoll&) = delete;
   LoopPoll& operator=(const LoopPoll&) = delete;
 
-  // Watches `fd` for `events` (UV_READABLE, UV_WRITABLE) on `loop`, for this process.
+  // Watches `fd` for `events` (UV_READABLE, UV_WRITABLE) on `loop`, for this
+  // process; a started watch changes to `events`.
   void Start(Napi::Env env, uv_loop_t* loop, int fd, int events);
   void Stop();
   // Whether a started watch keeps the event loop alive.
@@ -51,6 +54,7 @@ class LoopPoll {
   Callback onReady_;
   uv_poll_t* handle_ = nullptr;
   bool started_ = false;
+  int events_ = 0;
   bool ref_ = true;
   uint32_t generation_ = 0;
 };

@@ -363,7 +363,7 @@ class PoolHub : public Napi::ObjectWrap<PoolHub> {
     }
   }
 
-  static void OnBell(void* owner, int status) { static_cast<PoolHub*>(owner)->Rung(); }
+  static void OnBell(void* owner, int, int) { static_cast<PoolHub*>(owner)->Rung(); }
 
   void Rung() {
     bell_.Drain();
@@ -487,7 +487,7 @@ class PoolLink : public Napi::ObjectWrap<PoolLink> {
     if (box_.shared == nullptr) ThrowErrno(env, EBADF, "PoolLink");
   }
 
-  static void OnBell(void* owner, int status) { static_cast<PoolLink*>(owner)->Rung(); }
+  static void OnBell(void* owner, int, int) { static_cast<PoolLink*>(owner)->Rung(); }
 
   // Takes the task waiting, if any, then sleeps (see "Waking").
   void Rung() {

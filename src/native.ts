@@ -46,21 +46,44 @@ export interface NativeShmFreeList {
   take(): number[] | undefined;
 }
 
-// --- native/connection.cc: framed byte streams --------------------------------
+// --- native/framed_channel.cc: framed byte streams --------------------------
+
+/** A frame as a channel hands it over: bytes, or (a `text` channel) the text of a JSON payload, after its tag byte. */
+export type ChannelFrame = Buffer | string;
 
 /** Frames read on the event loop: `ended` at end of file, `error` when reading failed (then ended too). */
-export type FramesCallback = (frames: Buffer[], ended: boolean, error: Error | null) => void;
+export type FramesCallback<Frame extends ChannelFrame = Buffer> = (frames: Frame[], ended: boolean, error: Error | null) => void;
+
+/** How a channel takes its descriptor and hands frames over (all off by default). */
+export interface ChannelOptions {
+  /** Own a close-on-exec copy of the descriptor (the caller closes the original). */
+  copy?: boolean;
+  /** Keep the descriptor blocking: a `recvSync()` or `call()` is one read(); no `start()` nor `sendAsync()`. */
+  blocking?: boolean;
+  /** Hand a payload whose first byte is 1 (reduction.ts's JSON tag) over as the text after it. */
+  text?: boolean;
+  /** A `sendAsync()` backlog's write failed (the backlog is dropped). */
+  onWriteError?: (error: Error) => void;
+}
 
 /**
  * Python's framing (4-byte big-endian length, or -1 and an 8-byte length)
- * over a descriptor it owns (made non-blocking).
+ * over a descriptor it owns (made non-blocking unless `blocking`).
  */
-export interface NativeChannel {
+export interface NativeChannel<Frame extends ChannelFrame = Buffer> {
   readonly fd: number;
   /** Writes one whole frame, blocking while the peer is full. */
   send(bytes: Uint8Array): void;
+  /**
+   * Writes one whole frame as far as the peer takes it now and keeps a copy of
+   * the rest, written in order from the event loop: never blocks. True when
+   * all of it was written now.
+   */
+  sendAsync(bytes: Uint8Array): boolean;
+  /** Sends a frame, then blocks for the next one; `undefined` at end of file. */
+  call(bytes: Uint8Array): Frame | undefined;
   /** The next frame; `null`: timed out (timeoutMs < 0: never); `undefined`: end of file. */
-  recvSync(timeoutMs: number): Buffer | null | undefined;
+  recvSync(timeoutMs: number): Frame | null | undefined;
   /** Whether a whole frame or the end of file is there, waiting up to `timeoutMs`. */
   poll(timeoutMs: number): boolean;
   /** Reads on the event loop, reporting to the callback given to the constructor. */
@@ -68,7 +91,7 @@ export interface NativeChannel {
   stop(): void;
   ref(): void;
   unref(): void;
-  /** Stops reading and closes the descriptor. */
+  /** Stops reading, drops what `sendAsync()` kept and closes the descriptor. */
   close(): void;
 }
 
@@ -237,7 +260,8 @@ export interface NativeBinding {
   pipe(): [number, number];
   /** A close-on-exec copy of descriptor `fd` of process `pid` (pidfd_getfd). */
   takeFd(pid: number, fd: number): number;
-  Channel: new (fd: number, onFrames?: FramesCallback) => NativeChannel;
+  /** native/framed_channel.cc: see {@link NativeChannel}. */
+  Channel: new <Frame extends ChannelFrame = Buffer>(fd: number, onFrames?: FramesCallback<Frame>, options?: ChannelOptions) => NativeChannel<Frame>;
   // native/queue_ring.cc
   /** Where a ring's data starts in its shared block (bytes). */
   queueRingHeaderBytes: number;
@@ -271,8 +295,6 @@ export interface NativeBinding {
   /** Throws the error a pending connect ended with, if any. */
   socketError(fd: number): void;
   // end native/connection.cc
-  /** native/manager_link.cc: see {@link NativeManagerLink}; with `onFrames` the link is read on the event loop, else it blocks. */
-  ManagerLink: new (fd: number, onFrames?: ManagerFramesCallback) => NativeManagerLink;
   // native/pool_link.cc
   PoolHub: new (onReplies: PoolRepliesCallback) => NativePoolHub;
   /** A forked worker's end of mailbox `id` of the hub it inherited (taken from it: `hub.detach()` then releases the rest). */
@@ -309,32 +331,6 @@ export interface NativePoolLink {
   reply(bytes: Uint8Array): boolean;
   ref(): void;
   unref(): void;
-  close(): void;
-}
-
-// --- native/manager_link.cc: a manager's calls ----------------------------------
-
-/** A frame as a manager link hands it over: the text of a JSON payload (after its tag byte), else the bytes. */
-export type ManagerFrame = string | Buffer;
-
-/** Frames read on the event loop: `ended` at end of file, `error` when reading failed (then ended too). */
-export type ManagerFramesCallback = (frames: ManagerFrame[], ended: boolean, error: Error | null) => void;
-
-/**
- * A connection of a manager (src/managers/link.ts) after its handshake, over
- * a descriptor it owns, in Connection's framing. A blocking link calls (one
- * write, one read); an evented one reads on the event loop once started.
- */
-export interface NativeManagerLink {
-  readonly fd: number;
-  /** Sends `payload` as one frame and blocks for the next frame; `undefined` at end of file. */
-  call(payload: Uint8Array): ManagerFrame | undefined;
-  /** Writes one whole frame, blocking while the peer is full. */
-  send(payload: Uint8Array): void;
-  /** Reads on the event loop, reporting to the callback given to the constructor. */
-  start(): void;
-  stop(): void;
-  /** Stops reading and closes the descriptor. */
   close(): void;
 }
 

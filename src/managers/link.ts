@@ -2,10 +2,11 @@
  * A manager's connection once its authkey handshake is done: what a client
  * and the server send each other calls and answers over.
  *
- * With the addon, the connection's descriptor is taken over by a native link
- * (native/manager_link.cc): a blocking call is one write and one read (a
- * Connection's recvSync() polls and reads again), and the event loop's reads
- * hand each batch of messages straight to the reader. Without it (Windows,
+ * With the addon, a copy of the connection's descriptor is taken over by the
+ * addon's Channel (native/framed_channel.cc), blocking for a client's Sync
+ * calls (a call is one write and one read; a Connection's recvSync() polls
+ * and reads again) or read on the event loop, each batch of messages going
+ * straight to the reader; a JSON payload arrives as its text. Without it (Windows,
  * `NODE_MULTIPROCESSING_NO_NATIVE`), the Connection itself carries them.
  * The bytes on the wire are the same either way (Connection's framing and
  * reduction.ts's payloads), so either kind of peer talks to the other.
@@ -16,7 +17,7 @@
  * @internal
  */
 import { EOFError } from '../errors';
-import type { ManagerFrame, NativeManagerLink } from '../native';
+import type { NativeChannel } from '../native';
 import { loadNative } from '../native';
 import { dumps, loads } from '../reduction';
 
@@ -54,23 +55,29 @@ function peerGone(): EOFError {
   return new EOFError('the other end of the connection was closed');
 }
 
-function decode(frame: ManagerFrame): unknown {
+/** A link's frame: the text of a JSON payload, else the bytes `reduction.loads` reads. */
+type LinkFrame = string | Buffer;
+
+function decode(frame: LinkFrame): unknown {
   return typeof frame === 'string' ? JSON.parse(frame) : loads(frame);
 }
 
-/** A link whose descriptor (a copy of its Connection's) native/manager_link.cc owns. */
+/** A link whose descriptor (a copy of its Connection's) the addon's Channel owns. */
 class NativeLink implements Link {
-  #link: NativeManagerLink | null;
+  #link: NativeChannel<LinkFrame> | null;
   #reader: LinkReader | null = null;
   #ended = false;
 
   /** `evented`: read on the event loop (non-blocking); else blocking calls. */
   constructor(fd: number, evented: boolean) {
-    const { ManagerLink } = loadNative() as NonNullable<ReturnType<typeof loadNative>>;
-    this.#link = evented ? new ManagerLink(fd, (frames, ended, error) => this.#received(frames, ended, error)) : new ManagerLink(fd);
+    const { Channel } = loadNative() as NonNullable<ReturnType<typeof loadNative>>;
+    const options = { copy: true, blocking: !evented, text: true };
+    this.#link = evented
+      ? new Channel<LinkFrame>(fd, (frames, ended, error) => this.#received(frames, ended, error), options)
+      : new Channel<LinkFrame>(fd, undefined, options);
   }
 
-  #native(): NativeManagerLink {
+  #native(): NativeChannel<LinkFrame> {
     if (this.#link === null) throw Object.assign(new Error('the manager link is closed'), { code: 'ERR_CONNECTION_CLOSED' });
     return this.#link;
   }
@@ -96,7 +103,7 @@ class NativeLink implements Link {
     this.#link?.stop();
   }
 
-  #received(frames: ManagerFrame[], ended: boolean, error: Error | null): void {
+  #received(frames: LinkFrame[], ended: boolean, error: Error | null): void {
     for (let i = 0; i < frames.length; i++) {
       const reader = this.#reader;
       if (reader === null) return; // paused by a message's reader: what is left is nobody's (a closed link)
