@@ -9,6 +9,9 @@ import * as fs from 'fs';
 
 import * as mp from '..';
 
+import { HANG_GUARD_MS } from './40.helpers';
+import { procStat, spawnTracked } from './helpers';
+
 import type * as ChannelModule from '../dist/pool/channel';
 import type * as NativeModule from '../dist/native';
 
@@ -77,6 +80,24 @@ withAddon('pool: native wire', () => {
     return { wire, received, closed: () => closed };
   }
 
+  /** A forked child that echoes each message ([2]: it hangs up and leaves), and our wire to it. */
+  function startEchoingChild(): ReturnType<typeof startWithPeer> & { child: mp.Process } {
+    const [mine, theirs] = (native as NonNullable<typeof native>).socketpair();
+    const child = new (mp.getContext('fork').Process)({
+      target: () => {
+        fs.closeSync(mine);
+        // The child leaves once its wire has closed (told to by the parent).
+        return new Promise<void>((resolve) => {
+          const wire: InstanceType<typeof NativeWire> = new NativeWire(native as NonNullable<typeof native>, theirs, (header, payload) => {
+            if (header[0] === 2) wire.close();
+            else wire.send(encodeMessage([...header] as number[], Buffer.from(payload)));
+          }, resolve);
+        });
+      },
+    });
+    return { child, ...startWithPeer(child, mine, theirs) };
+  }
+
   test('a burst written at once arrives as whole messages, in order, headers and payloads intact', async () => {
     const received: Received = [];
     const [wire, peer] = wireAndPeer(received, () => {});
@@ -106,20 +127,7 @@ withAddon('pool: native wire', () => {
   });
 
   test('large messages cross whole both ways (a forked child echoes them)', async () => {
-    const [mine, theirs] = (native as NonNullable<typeof native>).socketpair();
-    const child = new (mp.getContext('fork').Process)({
-      target: () => {
-        fs.closeSync(mine);
-        // The child leaves once its wire has closed (told to by the parent).
-        return new Promise<void>((resolve) => {
-          const wire: InstanceType<typeof NativeWire> = new NativeWire(native as NonNullable<typeof native>, theirs, (header, payload) => {
-            if (header[0] === 2) wire.close();
-            else wire.send(encodeMessage([...header] as number[], Buffer.from(payload)));
-          }, resolve);
-        });
-      },
-    });
-    const { wire, received, closed } = startWithPeer(child, mine, theirs);
+    const { child, wire, received, closed } = startEchoingChild();
     const big = Array.from({ length: 1_000_000 }, (_, i) => i * 0.5); // 8 MB as numbers
     const text = 'x'.repeat(3 * 1024 * 1024);
     // One at a time, as the pool does: a send blocks while the peer's buffer is full, and the
@@ -135,6 +143,51 @@ withAddon('pool: native wire', () => {
     await until(() => closed() === 1); // the child hung up: end of file here
     await child.join();
     expect(child.exitCode).toBe(0);
+  });
+
+  test('a send to a stopped peer never blocks: the event loop runs, and once it goes on, all arrives whole and in order', async () => {
+    const { child, wire, received, closed } = startEchoingChild();
+    const pid = child.pid as number;
+    mp.os.kill(pid, 'SIGSTOP');
+    await until(() => procStat(pid)?.state === 'T');
+    // Hang guard: a send that blocked would be let go on by this, and the peer would no longer be stopped.
+    spawnTracked(process.execPath, ['-e', `setTimeout(() => process.kill(${pid}, 'SIGCONT'), ${HANG_GUARD_MS})`], { stdio: 'ignore' });
+    const text = 'y'.repeat(16 * 1024 * 1024); // far more than the socket pair's buffers hold
+    wire.send(encodeMessage([3, 1], encodePayload({ text }, 'text')));
+    for (let i = 2; i <= 4; i++) wire.send(encodeMessage([3, i], encodePayload(i, 'number')));
+    expect(procStat(pid)?.state).toBe('T');
+    // The sends returned with the peer stopped, and the event loop still turns.
+    await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    expect(received).toEqual([]);
+    mp.os.kill(child.pid as number, 'SIGCONT');
+    await until(() => received.length === 4);
+    expect(received.map((m) => m.header)).toEqual([[3, 1], [3, 2], [3, 3], [3, 4]]);
+    expect(received[0].value).toEqual({ text });
+    expect(received.slice(1).map((m) => m.value)).toEqual([2, 3, 4]);
+    wire.send(encodeMessage([2]));
+    await until(() => closed() === 1);
+    await child.join();
+    expect(child.exitCode).toBe(0);
+  });
+
+  test('a send to a peer gone with a backlog waiting: no error thrown, the close callback once', async () => {
+    const [mine, theirs] = (native as NonNullable<typeof native>).socketpair();
+    const child = new (mp.getContext('fork').Process)({
+      target: () => {
+        // Reads nothing; stopped until the parent kills it.
+        mp.os.kill(mp.os.getpid(), 'SIGSTOP');
+      },
+    });
+    const { wire, closed } = startWithPeer(child, mine, theirs);
+    await until(() => procStat(child.pid as number)?.state === 'T');
+    wire.send(encodeMessage([3, 1], encodePayload('z'.repeat(8 * 1024 * 1024), 'text'))); // kept, mostly
+    child.kill();
+    await until(() => closed() === 1);
+    expect(() => wire.send(encodeMessage([3, 2]))).not.toThrow();
+    await child.join();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(closed()).toBe(1);
   });
 
   test('a peer gone mid-message: no message, the close callback once, sends after it do nothing', async () => {

@@ -299,7 +299,8 @@ export class NativeWire implements Wire {
   send(frame: Buffer): void {
     if (this.#closed) return;
     try {
-      (this.#channel as NativeChannel).send(frame.subarray(4));
+      // Never blocks: what a stopped or slow worker cannot take yet is written as it reads.
+      (this.#channel as NativeChannel).sendAsync(frame.subarray(4));
     } catch {
       // The peer is gone (EPIPE, ECONNRESET): the read side sees its end and reports it.
     }
