@@ -105,7 +105,15 @@ function produce(queue: mp.Queue<{ i: number; s: string }>, count: number): void
   for (let i = 0; i < count; i++) queue.putSync({ i, s: 'x' });
 }
 
-/** Median items/s from `producers` children (QUEUE_ITEMS in all) to the parent's await get(). */
+/**
+ * Median items/s from `producers` children (QUEUE_ITEMS in all) to the
+ * parent's await get(). Each timed run, ours and Python's alike (one untimed
+ * run first for both): making the queue, forking and starting the children,
+ * every item put by them and got by the parent, joining the children. So the
+ * figure includes each child's start-up (a forked Node child also compiles
+ * its put path on its own main thread, and copies each heap page it or its
+ * parent writes first), not only the per-item cost.
+ */
 async function queueRate(producers: number): Promise<number> {
   const samples = await timeRunsAsync(
     async () => {
@@ -196,7 +204,7 @@ async function main(): Promise<void> {
   ]);
   const one = await queueRate(1);
   const four = await queueRate(4);
-  printTable('Queue of small items ({ i, s }) from producer children to the parent', [
+  printTable('Queue of small items ({ i, s }) from producer children to the parent (each run: queue, fork, start, all items, join)', [
     { name: 'ours: 1 producer', value: one, unit: 'k items/s' },
     { name: 'Python: 1 producer', value: runPython<number>(pythonQueue(1)), unit: 'k items/s', baseline: one, higherIsBetter: true, target: 'ours >= 3x' },
     { name: 'ours: 4 producers', value: four, unit: 'k items/s' },
