@@ -240,3 +240,52 @@ withAddon('pool: native wire', () => {
     expect(fs.readSync(peer, Buffer.alloc(8))).toBe(0);
   });
 });
+
+withAddon('native Channel.sendAsync (what the pool sends with)', () => {
+  const channels: Array<{ close(): void }> = [];
+  afterEach(() => {
+    for (const channel of channels.splice(0)) channel.close();
+  });
+
+  test('what the peer cannot take yet is kept and written in order as it reads', async () => {
+    const [mine, peer] = (native as NonNullable<typeof native>).socketpair();
+    const writer = new (native as NonNullable<typeof native>).Channel(mine);
+    const frames: Buffer[] = [];
+    const reader = new (native as NonNullable<typeof native>).Channel(peer, (got) => frames.push(...got));
+    channels.push(writer, reader);
+    const big = Buffer.alloc(8 * 1024 * 1024, 7); // more than the socket pair's buffers hold
+    expect(writer.sendAsync(big)).toBe(false);
+    expect(writer.sendAsync(Buffer.from('after'))).toBe(false); // behind the first, never before it
+    reader.start();
+    await until(() => frames.length === 2);
+    expect(frames[0].equals(big)).toBe(true);
+    expect(frames[1].toString()).toBe('after');
+    writer.send(Buffer.from('blocking')); // nothing waits now: written at once
+    await until(() => frames.length === 3);
+    expect(frames[2].toString()).toBe('blocking');
+  });
+
+  test('a write of the kept bytes that fails goes to onWriteError, once; close() drops what is kept', async () => {
+    const [mine, peer] = (native as NonNullable<typeof native>).socketpair();
+    const errors: Array<Error & { code?: string; syscall?: string }> = [];
+    const writer = new (native as NonNullable<typeof native>).Channel(mine, undefined, { onWriteError: (error) => errors.push(error) });
+    channels.push(writer);
+    expect(writer.sendAsync(Buffer.alloc(8 * 1024 * 1024))).toBe(false);
+    fs.closeSync(peer); // the reader is gone with the rest unread
+    await until(() => errors.length > 0);
+    expect(['EPIPE', 'ECONNRESET']).toContain(errors[0].code);
+    expect(errors[0].syscall).toBe('write');
+    expect(() => writer.sendAsync(Buffer.from('x'))).toThrow(expect.objectContaining({ syscall: 'write' }));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(errors).toHaveLength(1);
+
+    const [again, other] = (native as NonNullable<typeof native>).socketpair();
+    const dropped = new (native as NonNullable<typeof native>).Channel(again);
+    expect(dropped.sendAsync(Buffer.alloc(8 * 1024 * 1024))).toBe(false);
+    dropped.close();
+    // The peer sees what was written, then the end: no more of the kept bytes.
+    const reader = new (native as NonNullable<typeof native>).Channel(other);
+    channels.push(reader);
+    expect(reader.recvSync(-1)).toBeUndefined(); // a partial frame at the end is no frame
+  });
+});
