@@ -57,7 +57,9 @@
 #include <cstdint>
 #include <cstring>
 #include <sched.h>
+#include <algorithm>
 #include <map>
+#include <vector>
 #include <utility>
 
 #include <uv.h>
@@ -164,36 +166,72 @@ struct Box {
   }
 };
 
-// Writes a message into `side`'s area; false when it does not fit or the last one is not taken.
-bool Put(Side& side, uint8_t* area, size_t capacity, const Napi::Value& value) {
-  Napi::TypedArray array = value.As<Napi::TypedArray>();
-  const size_t length = array.ByteLength();
+// The bytes of a Uint8Array argument.
+struct Bytes {
+  const uint8_t* data = nullptr;
+  size_t length = 0;
+};
+
+bool IsBytes(const Napi::Value& value) { return value.IsTypedArray() && value.As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array; }
+
+// Argument `i`: a Uint8Array (or, when `optional`, undefined: no bytes).
+Bytes BytesArg(const Napi::CallbackInfo& info, size_t i, bool optional, const char* usage) {
+  if (optional && (info.Length() <= i || info[i].IsUndefined())) return {};
+  if (info.Length() <= i || !IsBytes(info[i])) ThrowUsage(info.Env(), usage);
+  Napi::TypedArray array = info[i].As<Napi::TypedArray>();
+  return {static_cast<const uint8_t*>(array.ArrayBuffer().Data()) + array.ByteOffset(), array.ByteLength()};
+}
+
+// Writes a message (`head` then `payload`) into `side`'s area; false when it
+// does not fit or the last one is not taken yet.
+bool Put(Side& side, uint8_t* area, size_t capacity, Bytes head, Bytes payload) {
+  const size_t length = head.length + payload.length;
   const uint32_t seq = side.seq.load(std::memory_order_relaxed);
   if (length > capacity || side.taken.load(std::memory_order_acquire) != seq) return false;
-  std::memcpy(area, static_cast<const uint8_t*>(array.ArrayBuffer().Data()) + array.ByteOffset(), length);
+  if (head.length > 0) std::memcpy(area, head.data, head.length);
+  if (payload.length > 0) std::memcpy(area + head.length, payload.data, payload.length);
   side.length.store(static_cast<uint32_t>(length), std::memory_order_relaxed);
   side.seq.store(seq + 1);  // sequentially consistent: ordered before the load of `asleep`
   return true;
 }
 
+// A Buffer of the JS side's where messages are copied to be read: no
+// allocation per message (a fresh block costs page faults).
+class Scratch {
+ public:
+  // From argument `i` (a Buffer of at least `minimum` bytes).
+  void Set(const Napi::CallbackInfo& info, size_t i, const char* usage) {
+    if (info.Length() <= i || !info[i].IsBuffer()) ThrowUsage(info.Env(), usage);
+    Napi::Buffer<uint8_t> buffer = info[i].As<Napi::Buffer<uint8_t>>();
+    data_ = buffer.Data();
+    size_ = buffer.Length();
+    ref_ = Napi::Persistent(buffer);
+  }
+  size_t size() const { return size_; }
+
+  // Takes the message waiting in `side` into the scratch: its length.
+  uint32_t Take(Side& side, const uint8_t* area) {
+    const uint32_t seq = side.seq.load(std::memory_order_acquire);
+    const uint32_t length = side.length.load(std::memory_order_relaxed);
+    std::memcpy(data_, area, length);
+    side.taken.store(seq, std::memory_order_release);
+    return length;
+  }
+
+ private:
+  Napi::Reference<Napi::Buffer<uint8_t>> ref_;
+  uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+};
+
 // Whether a message waits in `side`.
 bool Waiting(const Side& side) { return side.seq.load() != side.taken.load(std::memory_order_relaxed); }
-
-// Takes the message waiting in `side` as a Buffer of its own.
-Napi::Buffer<uint8_t> Take(Napi::Env env, Side& side, const uint8_t* area) {
-  const uint32_t seq = side.seq.load(std::memory_order_acquire);
-  Napi::Buffer<uint8_t> frame = Napi::Buffer<uint8_t>::Copy(env, area, side.length.load(std::memory_order_relaxed));
-  side.taken.store(seq, std::memory_order_release);
-  return frame;
-}
 
 // Rings `bell` if the reader of `side` sleeps (after a Put). The reader
 // clears `asleep` itself once awake: until then every message rings.
 void Wake(const Side& side, const Bell& bell) {
   if (side.asleep.load() != 0) bell.Ring();
 }
-
-bool IsBytes(const Napi::Value& value) { return value.IsTypedArray() && value.As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array; }
 
 constexpr napi_type_tag kHubTag = {0x6d70706f6f6c6875ull, 0x62b1e9c4a2d75f31ull};
 
@@ -208,9 +246,11 @@ class PoolHub : public Napi::ObjectWrap<PoolHub> {
 
   PoolHub(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PoolHub>(info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 1 || !info[0].IsFunction()) ThrowUsage(env, "new PoolHub(onReplies: Function)");
+    const char* usage = "new PoolHub(scratch: Buffer, onReply: Function)";
+    scratch_.Set(info, 0, usage);
+    if (info.Length() < 2 || !info[1].IsFunction()) ThrowUsage(env, usage);
     if (napi_type_tag_object(env, info.This(), &kHubTag) != napi_ok) throw Napi::Error::New(env, "PoolHub: napi_type_tag_object failed");
-    onReplies_ = Napi::Persistent(info[0].As<Napi::Function>());
+    onReply_ = Napi::Persistent(info[1].As<Napi::Function>());
     if (napi_get_uv_event_loop(env, &loop_) != napi_ok) throw Napi::Error::New(env, "PoolHub: no event loop");
     if (napi_async_init(env, nullptr, Napi::String::New(env, "node-multiprocessing:Pool"), &asyncContext_) != napi_ok) {
       throw Napi::Error::New(env, "PoolHub: napi_async_init failed");
@@ -256,7 +296,7 @@ class PoolHub : public Napi::ObjectWrap<PoolHub> {
     Napi::Env env = info.Env();
     const char* usage = "open(capacity: number)";
     const int32_t capacity = IntArg(info, 0, usage);
-    if (capacity < 64 || static_cast<size_t>(capacity) > kMaxCapacity) ThrowUsage(env, usage);
+    if (capacity < 64 || static_cast<size_t>(capacity) > std::min(kMaxCapacity, scratch_.size())) ThrowUsage(env, usage);
     CheckOpen(env);
     Box box;
     box.capacity = static_cast<size_t>(capacity);
@@ -277,13 +317,14 @@ class PoolHub : public Napi::ObjectWrap<PoolHub> {
 
   Napi::Value Send(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    const char* usage = "send(id: number, bytes: Uint8Array)";
+    const char* usage = "send(id: number, head: Uint8Array, payload?: Uint8Array)";
     const uint32_t id = static_cast<uint32_t>(IntArg(info, 0, usage));
-    if (info.Length() < 2 || !IsBytes(info[1])) ThrowUsage(env, usage);
+    const Bytes head = BytesArg(info, 1, false, usage);
+    const Bytes payload = BytesArg(info, 2, true, usage);
     auto found = boxes_.find(id);
     if (found == boxes_.end()) return Napi::Boolean::New(env, false);
     Box& box = found->second;
-    if (!Put(box.shared->toWorker, box.TaskArea(), box.capacity, info[1])) return Napi::Boolean::New(env, false);
+    if (!Put(box.shared->toWorker, box.TaskArea(), box.capacity, head, payload)) return Napi::Boolean::New(env, false);
     Wake(box.shared->toWorker, box.workerBell);
     Spin();
     return Napi::Boolean::New(env, true);
@@ -370,28 +411,25 @@ class PoolHub : public Napi::ObjectWrap<PoolHub> {
     Deliver();
   }
 
-  // Hands every waiting reply to onReplies in one call; false when there was none.
+  // Hands each waiting reply to onReply(id, length), in the scratch; false when there was none.
   bool Deliver() {
+    ready_.clear();
+    for (auto& entry : boxes_) {
+      if (Waiting(entry.second.shared->toPool)) ready_.push_back(entry.first);
+    }
+    if (ready_.empty()) return false;
+    spinUntil_ = uv_hrtime() + kSpinNs;
     Napi::Env env = Env();
     Napi::HandleScope scope(env);
-    Napi::Array ids;
-    Napi::Array frames;
-    uint32_t count = 0;
-    for (auto& entry : boxes_) {
-      Box& box = entry.second;
-      if (!Waiting(box.shared->toPool)) continue;
-      if (count == 0) {
-        ids = Napi::Array::New(env);
-        frames = Napi::Array::New(env);
-      }
-      ids.Set(count, Napi::Number::New(env, entry.first));
-      frames.Set(count, Take(env, box.shared->toPool, box.ReplyArea()));
-      count++;
+    Napi::ObjectWrap<PoolHub>::Ref();  // the callback may drop the last reference to this hub
+    for (size_t i = 0; i < ready_.size(); i++) {
+      auto found = boxes_.find(ready_[i]);  // the callback may have closed it
+      if (found == boxes_.end()) continue;
+      const uint32_t length = scratch_.Take(found->second.shared->toPool, found->second.ReplyArea());
+      napi_value args[] = {Napi::Number::New(env, ready_[i]), Napi::Number::New(env, length)};
+      CallFromLoop(env, asyncContext_, onReply_.Value(), 2, args);
     }
-    if (count == 0) return false;
-    spinUntil_ = uv_hrtime() + kSpinNs;
-    napi_value args[] = {ids, frames};
-    CallFromLoop(env, asyncContext_, onReplies_.Value(), 2, args);
+    Napi::ObjectWrap<PoolHub>::Unref();
     return true;
   }
 
@@ -407,6 +445,8 @@ class PoolHub : public Napi::ObjectWrap<PoolHub> {
   }
 
   std::map<uint32_t, Box> boxes_;
+  std::vector<uint32_t> ready_;  // the mailboxes with a reply (Deliver)
+  Scratch scratch_;
   uint32_t nextId_ = 1;
   Bell bell_;  // the workers ring it for a sleeping pool
   bool sleeping_ = true;
@@ -416,7 +456,7 @@ class PoolHub : public Napi::ObjectWrap<PoolHub> {
   uv_idle_t* idle_ = nullptr;
   LoopPoll poll_{this, OnBell};
   napi_async_context asyncContext_ = nullptr;
-  Napi::FunctionReference onReplies_;
+  Napi::FunctionReference onReply_;
 };
 
 class PoolLink : public Napi::ObjectWrap<PoolLink> {
@@ -430,12 +470,17 @@ class PoolLink : public Napi::ObjectWrap<PoolLink> {
 
   PoolLink(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PoolLink>(info) {
     Napi::Env env = info.Env();
-    const char* usage = "new PoolLink(hub: PoolHub, id: number, onTask: Function)";
+    const char* usage = "new PoolLink(hub: PoolHub, id: number, scratch: Buffer, onTask: Function)";
     PoolHub* hub = info.Length() > 0 ? PoolHub::From(env, info[0]) : nullptr;
     const uint32_t id = static_cast<uint32_t>(IntArg(info, 1, usage));
-    if (hub == nullptr || info.Length() < 3 || !info[2].IsFunction()) ThrowUsage(env, usage);
+    scratch_.Set(info, 2, usage);
+    if (hub == nullptr || info.Length() < 4 || !info[3].IsFunction()) ThrowUsage(env, usage);
     if (!hub->Adopt(id, &box_, &poolBell_)) ThrowErrno(env, EBADF, "PoolLink");
-    onTask_ = Napi::Persistent(info[2].As<Napi::Function>());
+    if (scratch_.size() < box_.capacity) {
+      Release();
+      ThrowUsage(env, usage);
+    }
+    onTask_ = Napi::Persistent(info[3].As<Napi::Function>());
     if (napi_get_uv_event_loop(env, &loop_) != napi_ok) throw Napi::Error::New(env, "PoolLink: no event loop");
     if (napi_async_init(env, nullptr, Napi::String::New(env, "node-multiprocessing:PoolWorker"), &asyncContext_) != napi_ok) {
       throw Napi::Error::New(env, "PoolLink: napi_async_init failed");
@@ -459,9 +504,11 @@ class PoolLink : public Napi::ObjectWrap<PoolLink> {
 
   Napi::Value Reply(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 1 || !IsBytes(info[0])) ThrowUsage(env, "reply(bytes: Uint8Array)");
+    const char* usage = "reply(head: Uint8Array, payload?: Uint8Array)";
+    const Bytes head = BytesArg(info, 0, false, usage);
+    const Bytes payload = BytesArg(info, 1, true, usage);
     CheckOpen(env);
-    if (!Put(box_.shared->toPool, box_.ReplyArea(), box_.capacity, info[0])) return Napi::Boolean::New(env, false);
+    if (!Put(box_.shared->toPool, box_.ReplyArea(), box_.capacity, head, payload)) return Napi::Boolean::New(env, false);
     Bell bell;
     bell.writeFd = poolBell_;
     Wake(box_.shared->toPool, bell);
@@ -502,8 +549,10 @@ class PoolLink : public Napi::ObjectWrap<PoolLink> {
       if (Waiting(side)) {
         Napi::Env env = Env();
         Napi::HandleScope scope(env);
-        napi_value args[] = {Take(env, side, box_.TaskArea())};
+        napi_value args[] = {Napi::Number::New(env, scratch_.Take(side, box_.TaskArea()))};
+        Napi::ObjectWrap<PoolLink>::Ref();  // the task may drop the last reference to this link
         CallFromLoop(env, asyncContext_, onTask_.Value(), 1, args);
+        Napi::ObjectWrap<PoolLink>::Unref();
         if (box_.shared == nullptr) return;  // closed by the task's handler
       }
       if (AwaitTask()) continue;
@@ -530,6 +579,7 @@ class PoolLink : public Napi::ObjectWrap<PoolLink> {
   }
 
   Box box_;
+  Scratch scratch_;
   int poolBell_ = -1;
   uv_loop_t* loop_ = nullptr;
   LoopPoll poll_{this, OnBell};

@@ -296,25 +296,27 @@ export interface NativeBinding {
   socketError(fd: number): void;
   // end native/connection.cc
   // native/pool_link.cc
-  PoolHub: new (onReplies: PoolRepliesCallback) => NativePoolHub;
-  /** A forked worker's end of mailbox `id` of the hub it inherited (taken from it: `hub.detach()` then releases the rest). */
-  PoolLink: new (hub: NativePoolHub, id: number, onTask: (frame: Buffer) => void) => NativePoolLink;
+  /** Replies are copied into `scratch` (as large as any mailbox): `onReply(id, length)` reads them there at once. */
+  PoolHub: new (scratch: Buffer, onReply: (id: number, length: number) => void) => NativePoolHub;
+  /**
+   * A forked worker's end of mailbox `id` of the hub it inherited (taken from
+   * it: `hub.detach()` then releases the rest); tasks are copied into
+   * `scratch`, where `onTask(length)` reads them at once.
+   */
+  PoolLink: new (hub: NativePoolHub, id: number, scratch: Buffer, onTask: (length: number) => void) => NativePoolLink;
 }
 
 // --- native/pool_link.cc: a forked pool worker's mailboxes ---------------------
-
-/** Replies found in the mailboxes: `frames[i]` came from mailbox `ids[i]`. */
-export type PoolRepliesCallback = (ids: number[], frames: Buffer[]) => void;
 
 /**
  * The pool's side of its forked workers' mailboxes in shared memory: one
  * message each way at a time, woken by a bell only when the other side sleeps.
  */
 export interface NativePoolHub {
-  /** A new mailbox of `capacity` bytes each way; made before its worker is forked (which inherits it). */
+  /** A new mailbox of `capacity` bytes each way (at most the scratch's); made before its worker is forked (which inherits it). */
   open(capacity: number): number;
-  /** Puts a message in mailbox `id`; false when it is too large or the last one is not taken yet (send it another way). */
-  send(id: number, bytes: Uint8Array): boolean;
+  /** Puts `head` then `payload` in mailbox `id`; false when too large or the last one is not taken yet (send it another way). */
+  send(id: number, head: Uint8Array, payload?: Uint8Array): boolean;
   /** Drops mailbox `id` here. */
   close(id: number): void;
   /** Whether waiting for replies keeps the event loop alive. */
@@ -327,8 +329,8 @@ export interface NativePoolHub {
 /** A forked worker's end of its mailbox: tasks go to the constructor's callback once started. */
 export interface NativePoolLink {
   start(): void;
-  /** Puts the reply in the mailbox; false when it is too large (send it another way). */
-  reply(bytes: Uint8Array): boolean;
+  /** Puts `head` then `payload` in the mailbox; false when too large (send it another way). */
+  reply(head: Uint8Array, payload?: Uint8Array): boolean;
   ref(): void;
   unref(): void;
   close(): void;

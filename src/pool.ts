@@ -28,7 +28,7 @@ import * as fs from 'fs';
 
 import { BaseContext, getContext } from './context';
 import { TimeoutError, WorkerLostError } from './errors';
-import { Channel, decodePayload, encodeMessage, encodePayload, Header, inheritedHandles, NativeWire, splitFrame, Wire } from './pool/channel';
+import { Channel, decodePayload, encodeHead, encodeMessage, encodePayload, Header, inheritedHandles, NativeWire, ownPayload, splitFrame, Wire } from './pool/channel';
 import { ErrorDescription, rebuildError } from './pool/remote_error';
 import { AsyncResult, IMapIterator, MapResult, ProgressCallback, ResultCallbacks, validateCallbacks } from './pool/results';
 import { MESSAGE, poolWorker, prepareForkedWorkers, TASK_KIND, WorkerConfig } from './pool/worker';
@@ -502,7 +502,8 @@ export class Pool implements AsyncDisposable {
     const native = loadNative();
     if (this.#method === 'fork' && native !== null) {
       prepareForkedWorkers(native.precompile);
-      this.#hub = new native.PoolHub((ids, frames) => this.#replies(ids, frames));
+      const scratch = Buffer.allocUnsafeSlow(MAILBOX_BYTES);
+      this.#hub = new native.PoolHub(scratch, (box, length) => this.#replied(box, scratch.subarray(0, length)));
       inheritedHandles.add(this.#hub);
     } else {
       this.#address = socketAddress();
@@ -815,12 +816,13 @@ export class Pool implements AsyncDisposable {
     task.worker = worker;
     worker.task = task;
     const header = [MESSAGE.TASK, task.id, id, task.job.kind];
-    this.#post(worker, encodeMessage(reference === null ? header : [...header, reference], task.payload));
+    this.#post(worker, reference === null ? header : [...header, reference], task.payload);
   }
 
-  /** Sends `frame` to `worker`: in its mailbox when it fits, else on its socket. */
-  #post(worker: PoolWorker, frame: Buffer): void {
-    if (worker.box === null || this.#hub === null || !this.#hub.send(worker.box, frame.subarray(4))) worker.channel?.send(frame);
+  /** Sends a message to `worker`: in its mailbox when it fits, else on its socket. */
+  #post(worker: PoolWorker, header: Header, payload: Buffer | null = null): void {
+    if (worker.box !== null && this.#hub?.send(worker.box, encodeHead(header), payload ?? undefined) === true) return;
+    worker.channel?.send(encodeMessage(header, payload));
   }
 
   // --- loop 2: collecting results ---------------------------------------------------
@@ -875,14 +877,12 @@ export class Pool implements AsyncDisposable {
     return worker;
   }
 
-  /** Replies found in the mailboxes. */
-  #replies(ids: number[], frames: Buffer[]): void {
-    for (let i = 0; i < ids.length; i++) {
-      const worker = this.#boxes.get(ids[i]);
-      if (worker === undefined || worker.state === 'gone') continue;
-      const [header, payload] = splitFrame(frames[i]);
-      this.#receive(worker, header, payload);
-    }
+  /** A reply found in mailbox `box`, in the hub's scratch (read at once). */
+  #replied(box: number, frame: Buffer): void {
+    const worker = this.#boxes.get(box);
+    if (worker === undefined || worker.state === 'gone') return;
+    const [header, payload] = splitFrame(frame);
+    this.#receive(worker, header, ownPayload(payload));
   }
 
   #receive(worker: PoolWorker, header: Header, payload: Buffer): void {
@@ -951,7 +951,7 @@ export class Pool implements AsyncDisposable {
     const pair = this.#method === 'fork' ? (loadNative()?.socketpair() ?? null) : null;
     if (pair !== null) config.socketPair = pair;
     const hub = this.#hub;
-    if (pair !== null && hub !== null) config.mailbox = { hub, id: hub.open(MAILBOX_BYTES) };
+    if (pair !== null && hub !== null) config.mailbox = { hub, id: hub.open(MAILBOX_BYTES), bytes: MAILBOX_BYTES };
     const process_ = new this.#context.Process({ target: poolWorker, args: [config], daemon: true });
     process_.name = process_.name.replace('Process', 'PoolWorker');
     const knownFunctions = this.#method === 'fork' ? this.#functions.length : Infinity;
@@ -991,7 +991,7 @@ export class Pool implements AsyncDisposable {
   /** Tells an idle worker to leave (maxtasksperchild, a stale fork, the pool closed); a new one replaces it. */
   #retire(worker: PoolWorker): void {
     worker.state = 'stopping';
-    this.#post(worker, encodeMessage([MESSAGE.STOP]));
+    this.#post(worker, [MESSAGE.STOP]);
   }
 
   /** The worker's socket closed: it left or died; its end is known once it is reaped. */

@@ -378,6 +378,21 @@ describe.each(methods)('Pool with the %s start method', (method) => {
       expect(await pool.map(later, ['a', 'b'])).toEqual(['a!10', 'b!10']);
       expect(await pool.apply((x: number) => x + base, [6])).toBe(16);
     });
+
+    test('typed arrays in arguments and results are their own: later tasks through the same mailbox leave them as they were', async () => {
+      const kept: Array<{ bytes: Uint8Array; doubles: Float64Array }> = [];
+      const keptArgs: Array<[Uint8Array, number]> = [];
+      const fill = (bytes: Uint8Array, value: number): { bytes: Uint8Array; doubles: Float64Array } => {
+        keptArgs.push([bytes, value]); // in the worker's copy of this array: later tasks must not change them
+        const check = keptArgs.every(([arg, filled]) => arg.every((b) => b === filled));
+        return { bytes: new Uint8Array(64).fill(check ? value : 0), doubles: new Float64Array(8).fill(value) };
+      };
+      for (let value = 1; value <= 3; value++) kept.push(await pool.apply(fill, [new Uint8Array(64).fill(value), value]));
+      kept.forEach((result, i) => {
+        expect(result.bytes.every((b) => b === i + 1)).toBe(true);
+        expect(result.doubles.every((d) => d === i + 1)).toBe(true);
+      });
+    });
   } else {
     test(`under ${method} a closure gets the clear error of Process`, () => {
       const base = 10;

@@ -110,14 +110,29 @@ export function encodePayload(value: unknown, what: string): Buffer {
   return payload;
 }
 
+/** Where {@link decodePayload} aligns an array of numbers (grown as needed, never shrunk). */
+let alignedNumbers = new Float64Array(1024);
+
+/**
+ * A payload read in memory that is reused (a mailbox's scratch), made its own
+ * where its decoded value would keep views of it (the typed arrays of a
+ * deserialized value): the bytes are copied then.
+ */
+export function ownPayload(payload: Buffer): Buffer {
+  return payload[0] === PLAIN || payload[0] === REDUCED ? Buffer.from(payload) : payload;
+}
+
 /** The value {@link encodePayload} encoded, shared objects rebuilt here. */
 export function decodePayload(payload: Buffer): unknown {
   if (payload[0] === NUMBER) return payload.readDoubleLE(1);
   if (payload[0] === NUMBERS) {
-    // The copy aligns the numbers (the payload may start anywhere in a read buffer).
-    const numbers = new Float64Array(payload.buffer.slice(payload.byteOffset + 8, payload.byteOffset + payload.length));
-    const values: number[] = [];
-    for (let i = 0; i < numbers.length; i++) values.push(numbers[i]);
+    // Copied into aligned memory first (the payload may start anywhere in a read buffer), reused: a
+    // fresh block per message costs page faults; the array made at its size once (not grown).
+    const count = (payload.length - 8) / 8;
+    if (alignedNumbers.length < count) alignedNumbers = new Float64Array(Math.max(count, 2 * alignedNumbers.length));
+    new Uint8Array(alignedNumbers.buffer, 0, count * 8).set(payload.subarray(8));
+    const values = new Array<number>(count);
+    for (let i = 0; i < count; i++) values[i] = alignedNumbers[i];
     return values;
   }
   const bytes = payload.subarray(1);
@@ -130,23 +145,30 @@ export function decodePayload(payload: Buffer): unknown {
  * arguments at submission, so that what cannot cross throws there).
  */
 export function encodeMessage(header: Header, payload: Uint8Array | null = null): Buffer {
-  const words = isWords(header);
-  const headLength = words ? 1 + 4 * header.length : 0;
-  const head = words ? null : v8.serialize(header);
-  const length = head === null ? headLength : 1 + head.length;
-  const size = 4 + length + (payload?.length ?? 0);
+  const head = encodeHead(header);
+  const size = head.length + (payload?.length ?? 0);
   const frame = Buffer.allocUnsafe(4 + size);
   frame.writeUInt32LE(size, 0);
-  frame.writeUInt32LE(length, 4);
-  if (head === null) {
-    frame[8] = WORDS;
-    for (let i = 0; i < header.length; i++) frame.writeUInt32LE(header[i] as number, 9 + 4 * i);
-  } else {
-    frame[8] = PLAIN;
-    head.copy(frame, 9);
-  }
-  if (payload !== null) frame.set(payload, 8 + length);
+  frame.set(head, 4);
+  if (payload !== null) frame.set(payload, 4 + head.length);
   return frame;
+}
+
+/** A message's start, `[u32 header length][header]`: a mailbox takes it and the payload apart. */
+export function encodeHead(header: Header): Buffer {
+  if (!isWords(header)) {
+    const bytes = v8.serialize(header);
+    const head = Buffer.allocUnsafe(5 + bytes.length);
+    head.writeUInt32LE(1 + bytes.length, 0);
+    head[4] = PLAIN;
+    bytes.copy(head, 5);
+    return head;
+  }
+  const head = Buffer.allocUnsafe(5 + 4 * header.length);
+  head.writeUInt32LE(1 + 4 * header.length, 0);
+  head[4] = WORDS;
+  for (let i = 0; i < header.length; i++) head.writeUInt32LE(header[i], 5 + 4 * i);
+  return head;
 }
 
 /** A header of small non-negative integers only (most messages): written as 32-bit words, no serializer. */

@@ -12,7 +12,7 @@ import * as net from 'net';
 
 import { Reference, resolveCommonJs, resolveReference } from '../reference';
 import { loadNative, NativePoolHub, NativePoolLink } from '../native';
-import { Channel, closeInheritedHandles, decodePayload, encodeMessage, encodePayload, Header, NativeWire, splitFrame, Wire } from './channel';
+import { Channel, closeInheritedHandles, decodePayload, encodeHead, encodeMessage, encodePayload, Header, NativeWire, ownPayload, splitFrame, Wire } from './channel';
 import { flushLines, writeWholeLines } from './output';
 import { describeError } from './remote_error';
 
@@ -52,7 +52,7 @@ export interface WorkerConfig {
   /** Under fork, with the addon: `[pool's end, worker's end]` of a socket pair, read by the addon, instead of connecting to `address`. */
   socketPair?: [number, number];
   /** Under fork, with the addon: the pool's mailboxes and this worker's (tasks and replies that fit go there, not on the socket). */
-  mailbox?: { hub: NativePoolHub; id: number };
+  mailbox?: { hub: NativePoolHub; id: number; bytes: number };
 }
 
 /** The worker's read buffer: a task's message that fits is read in one go. */
@@ -68,7 +68,7 @@ let prepared = false;
 export function prepareForkedWorkers(precompile: (fn: (...args: never[]) => unknown) => void): void {
   if (prepared) return;
   prepared = true;
-  for (const fn of [poolWorker, apply, isPromise, encodeMessage, encodePayload, decodePayload, splitFrame, describeError, closeInheritedHandles]) precompile(fn);
+  for (const fn of [poolWorker, apply, isPromise, encodeHead, encodeMessage, encodePayload, decodePayload, ownPayload, splitFrame, describeError, closeInheritedHandles]) precompile(fn);
   for (const prototype of [TaskRunner.prototype, NativeWire.prototype]) {
     for (const method of Object.getOwnPropertyNames(prototype)) {
       const descriptor = Object.getOwnPropertyDescriptor(prototype, method);
@@ -84,7 +84,8 @@ export function poolWorker(config: WorkerConfig): Promise<void> {
   // Its own mailbox is taken from the parent's hub before the rest of the hub is let go of.
   if (mailbox !== undefined) {
     const native = loadNative() as NonNullable<ReturnType<typeof loadNative>>;
-    runner.link = new native.PoolLink(mailbox.hub, mailbox.id, (frame) => runner.receive(...splitFrame(frame)));
+    const scratch = Buffer.allocUnsafeSlow(mailbox.bytes);
+    runner.link = new native.PoolLink(mailbox.hub, mailbox.id, scratch, (length) => runner.receiveReused(scratch.subarray(0, length)));
   }
   // A forked worker has copies of the parent's pool sockets: its event loop
   // would read what is meant for the parent.
@@ -153,6 +154,12 @@ class TaskRunner {
     this.#drain();
   }
 
+  /** A task read into reused memory (the mailbox's scratch): made its own if it has to wait. */
+  receiveReused(frame: Buffer): void {
+    const [header, payload] = splitFrame(this.#busy ? Buffer.from(frame) : frame);
+    this.receive(header, ownPayload(payload));
+  }
+
   receive(header: Header, payload: Buffer): void {
     if (header[0] === MESSAGE.STOP) {
       this.closeLink();
@@ -211,12 +218,12 @@ class TaskRunner {
       this.#fail(taskId, error);
       return;
     }
-    this.#reply(encodeMessage([MESSAGE.RESULT, taskId], payload));
+    this.#reply([MESSAGE.RESULT, taskId], payload);
   }
 
   #fail(taskId: number, error: unknown): void {
     flushLines();
-    this.#reply(encodeMessage([MESSAGE.ERROR, taskId, describeError(error)]));
+    this.#reply([MESSAGE.ERROR, taskId, describeError(error)]);
   }
 
   closeLink(): void {
@@ -225,8 +232,9 @@ class TaskRunner {
   }
 
   /** Sends a task's outcome: in the mailbox when it fits, else on the socket. */
-  #reply(frame: Buffer): void {
-    if (this.link === null || !this.link.reply(frame.subarray(4))) this.channel?.send(frame);
+  #reply(header: Header, payload: Buffer | null = null): void {
+    if (this.link?.reply(encodeHead(header), payload ?? undefined) === true) return;
+    this.channel?.send(encodeMessage(header, payload));
   }
 
   /** The task function `id`: from the forked table, or loaded by `reference` (once). */
