@@ -27,7 +27,7 @@ import * as path from 'path';
 import * as fs from 'fs';
 
 import { BaseContext, getContext } from './context';
-import { TimeoutError, WorkerLostError } from './errors';
+import { ProcessError, TimeoutError, WorkerLostError } from './errors';
 import { Channel, decodePayload, encodeHead, encodeMessage, encodePayload, Header, inheritedHandles, NativeWire, ownPayload, splitFrame, Wire } from './pool/channel';
 import { ErrorDescription, rebuildError } from './pool/remote_error';
 import { AsyncResult, IMapIterator, MapResult, ProgressCallback, ResultCallbacks, validateCallbacks } from './pool/results';
@@ -51,7 +51,9 @@ export interface PoolOptions<I extends unknown[] = unknown[]> {
    * Run by each worker once, with `initargs`, before its first task (awaited
    * when it returns a Promise). Under spawn and forkserver it must be exported
    * by a module, as a Process target. One that throws breaks the pool: every
-   * call then rejects with its error.
+   * call then rejects with its error. Workers that end before they are ready,
+   * 5 in a row (an initializer that exits), break it too: calls reject with a
+   * `ProcessError` whose `cause` is the last one's `WorkerLostError`.
    */
   initializer?: ((...args: I) => unknown) | null;
   /** The arguments of `initializer`. Default: `[]`. */
@@ -109,6 +111,8 @@ const IMAP_CHUNKS_PER_WORKER = 2;
 const STARTUP_WATCH_MS = 200;
 /** How many queued tasks a stale worker (one forked before a function existed) looks through for one it can run. */
 const SCAN_LIMIT = 64;
+/** How many workers in a row may end before they are ready (an initializer that exits, a crash at start) before the pool breaks. */
+const START_FAILURES = 5;
 /** The bytes of a forked worker's mailbox each way (memory touched only as used): larger messages go on its socket. */
 const MAILBOX_BYTES = 1024 * 1024;
 
@@ -389,14 +393,14 @@ class PoolWorker {
   }
 }
 
-/** The exit code of a process as `WorkerLostError` reports it. */
-function lostError(worker: PoolWorker, exitCode: number | null): WorkerLostError {
+/** The exit code of a process as `WorkerLostError` reports it; `doing`: what the worker was doing. */
+function lostError(worker: PoolWorker, exitCode: number | null, doing = 'while running a task'): WorkerLostError {
   const signal =
     exitCode !== null && exitCode < 0
       ? ((Object.entries(nodeOs.constants.signals).find(([, n]) => n === -exitCode)?.[0] ?? null) as NodeJS.Signals | null)
       : null;
   const how = signal !== null ? `killed by ${signal}` : exitCode === null ? 'its exit status is lost' : `exit code ${exitCode}`;
-  return new WorkerLostError(`the pool worker ${worker.pid} died while running a task (${how})`, {
+  return new WorkerLostError(`the pool worker ${worker.pid} died ${doing} (${how})`, {
     pid: worker.pid,
     exitCode: signal !== null ? null : exitCode,
     signal,
@@ -473,8 +477,10 @@ export class Pool implements AsyncDisposable {
   /** Keeps the event loop alive while calls are in progress (unref'd when idle). */
   #keepAlive: NodeJS.Timeout | null = null;
   #busy = false;
-  /** The initializer's error: the pool is broken. */
-  #broken: { error: unknown } | null = null;
+  /** Makes the error every call rejects with once the pool is broken (its initializer threw, its workers keep dying at start). */
+  #broken: (() => unknown) | null = null;
+  /** Workers in a row that ended before they were ready. */
+  #startFailures = 0;
   #joined: Promise<void> | null = null;
   #allGone: (() => void) | null = null;
   /** The immediate that will start the workers the pool lacks. */
@@ -735,7 +741,7 @@ export class Pool implements AsyncDisposable {
    * progress); false when it failed already (an aborted signal, a broken pool).
    */
   #start(job: Job, options: CallOptions): boolean {
-    if (this.#broken !== null) job.abort(rebuildBroken(this.#broken));
+    if (this.#broken !== null) job.abort(this.#broken());
     else job.arm(options);
     if (job.settled) return false;
     this.#jobs.add(job);
@@ -864,13 +870,14 @@ export class Pool implements AsyncDisposable {
   /** The first message of a connection: which worker it is; a stranger is hung up on. */
   #hello(channel: Wire, header: Header): PoolWorker | null {
     const worker = header[0] === MESSAGE.HELLO && header[1] === this.#token ? this.#workers.get(header[2] as number) : undefined;
-    if (header[0] === MESSAGE.INIT_ERROR && this.#broken === null) this.#break(header[1] as ErrorDescription);
+    if (header[0] === MESSAGE.INIT_ERROR) this.#break(() => initializerError(header[1] as ErrorDescription));
     if (worker === undefined || worker.state !== 'starting' || (worker.channel !== null && worker.channel !== channel)) {
       channel.close();
       return null;
     }
     worker.channel = channel;
     worker.state = 'ready';
+    this.#startFailures = 0;
     if (this.#state === TERMINATE) channel.close();
     this.#dispatch();
     if (this.#state === CLOSE) this.#maintain();
@@ -1007,8 +1014,14 @@ export class Pool implements AsyncDisposable {
   /** The worker has ended: the task it held fails with WorkerLostError; it is replaced. */
   #gone(worker: PoolWorker): void {
     if (worker.state === 'gone') return;
+    const starting = worker.state === 'starting';
     worker.state = 'gone';
     const exitCode = worker.process.exitCode;
+    if (starting && this.#state !== TERMINATE && ++this.#startFailures >= START_FAILURES) {
+      const lost = lostError(worker, exitCode, 'before it was ready');
+      const message = `the pool is broken: ${START_FAILURES} workers in a row ended before they were ready, the last: ${lost.message}`;
+      this.#break(() => new ProcessError(message, { cause: lost }));
+    }
     this.#workers.delete(worker.id);
     worker.channel?.close();
     if (worker.box !== null) {
@@ -1041,10 +1054,11 @@ export class Pool implements AsyncDisposable {
     this.#maintain();
   }
 
-  /** The initializer threw: every call in progress and to come rejects with its error. */
-  #break(description: ErrorDescription): void {
-    this.#broken = { error: description };
-    for (const job of [...this.#jobs]) job.abort(rebuildBroken(this.#broken), false);
+  /** Every call in progress and to come rejects with an error `make` makes (the first cause only). */
+  #break(make: () => unknown): void {
+    if (this.#broken !== null) return;
+    this.#broken = make;
+    for (const job of [...this.#jobs]) job.abort(make(), false);
   }
 
   // --- keeping the event loop alive, ending -----------------------------------------
@@ -1098,8 +1112,8 @@ export class Pool implements AsyncDisposable {
 /** The Pool class of each context (see `Pool._ofContext`). */
 const contextPools = new WeakMap<BaseContext, typeof Pool>();
 
-function rebuildBroken(broken: { error: unknown } | null): unknown {
-  const error = rebuildError(broken?.error as ErrorDescription);
+function initializerError(description: ErrorDescription): unknown {
+  const error = rebuildError(description);
   if (error instanceof Error) error.message = `the pool's initializer failed: ${error.message}`;
   return error;
 }

@@ -14,6 +14,7 @@ import { waitFor } from './fixtures/process_helpers';
 const tasks = require('./fixtures/pool_tasks.js') as {
   square(x: number): number;
   pid(): number;
+  exitWith(code: number): never;
 };
 
 const NO_ADDON = process.env.NODE_MULTIPROCESSING_NO_NATIVE === '1';
@@ -111,6 +112,23 @@ describe.each(methods)('lost workers under %s', (method) => {
       expect(outcomes.filter((outcome) => outcome !== 'lost')).toEqual([1, 4, 9, 16].filter((_, i) => outcomes[i] !== 'lost'));
       expect(await pool.map(tasks.square, [1, 2, 3, 4, 5, 6], 1)).toEqual([1, 4, 9, 16, 25, 36]);
       expect(workerPids().some((pid) => first.includes(pid))).toBe(false);
+    } finally {
+      pool.terminate();
+      await joined(pool);
+    }
+  });
+
+  test('workers that keep ending before they are ready break the pool: calls in progress and to come reject with a ProcessError naming the cause', async () => {
+    const pool = new ctx.Pool({ processes: 2, initializer: tasks.exitWith as (...args: unknown[]) => never, initargs: [3] });
+    try {
+      const error = (await pool.apply(tasks.square, [2]).catch((thrown: unknown) => thrown)) as mp.ProcessError;
+      expect(error).toBeInstanceOf(mp.ProcessError);
+      expect(error.message).toMatch(/5 workers in a row ended before they were ready, the last: .* \(exit code 3\)/);
+      expect(error.cause).toBeInstanceOf(mp.WorkerLostError);
+      expect((error.cause as mp.WorkerLostError).exitCode).toBe(3);
+      await expect(pool.apply(tasks.square, [3])).rejects.toThrow(/ended before they were ready/);
+      // No fork loop: the workers still starting end, none replaces them.
+      expect(await waitFor(() => workerPids().length === 0, 60000)).toBe(true);
     } finally {
       pool.terminate();
       await joined(pool);
