@@ -28,7 +28,7 @@ import * as fs from 'fs';
 
 import { BaseContext, getContext } from './context';
 import { ProcessError, TimeoutError, WorkerLostError } from './errors';
-import { Channel, decodePayload, encodeHead, encodeMessage, encodePayload, Header, inheritedHandles, NativeWire, ownPayload, splitFrame, Wire } from './pool/channel';
+import { Channel, decodePayload, encodeHead, encodeItems, encodeMessage, encodePayload, Header, inheritedHandles, NativeWire, ownPayload, splitFrame, Wire } from './pool/channel';
 import { ErrorDescription, rebuildError } from './pool/remote_error';
 import { AsyncResult, IMapIterator, MapResult, ProgressCallback, ResultCallbacks, validateCallbacks } from './pool/results';
 import { MESSAGE, poolWorker, prepareForkedWorkers, TASK_KIND, WorkerConfig } from './pool/worker';
@@ -710,7 +710,7 @@ export class Pool implements AsyncDisposable {
     const chunksize = validateChunksize(options.chunksize) ?? defaultChunksize(items.length, this.#processes);
     const chunks: Buffer[] = [];
     for (let first = 0; first < items.length; first += chunksize) {
-      chunks.push(encodePayload(items.slice(first, first + chunksize), `iterable (the chunk from item ${first})`));
+      chunks.push(encodeItems(items, first, Math.min(first + chunksize, items.length), `iterable (the chunk from item ${first})`));
     }
     const result = new MapResult<unknown>(items.length, chunksize, options, onProgress);
     if (items.length === 0) return result;

@@ -88,16 +88,40 @@ function isPlain(value: unknown, depth: number): boolean {
   return true;
 }
 
-/** A task's arguments or result as they cross; `what` names it in the TypeError of what cannot cross. */
-export function encodePayload(value: unknown, what: string): Buffer {
+/**
+ * `items.slice(first, end)` encoded as {@link encodePayload} does (a chunk of
+ * a map); numbers only are written straight from `items`, with no slice made.
+ */
+export function encodeItems(items: readonly unknown[], first: number, end: number, what: string): Buffer {
+  for (let i = first; i < end; i++) if (typeof items[i] !== 'number') return encodePayload(items.slice(first, end), what);
+  const payload = Buffer.allocUnsafe(8 + (end - first) * 8);
+  payload[0] = NUMBERS;
+  const numbers = new Float64Array(payload.buffer, payload.byteOffset + 8, end - first);
+  for (let i = first; i < end; i++) numbers[i - first] = items[i] as number;
+  return payload;
+}
+
+/** The buffer {@link encodePayload} reuses (8-byte aligned, grown as needed): `length` bytes of it. */
+let reusable = Buffer.allocUnsafeSlow(1024);
+function reused(length: number): Buffer {
+  if (reusable.length < length) reusable = Buffer.allocUnsafeSlow(Math.max(length, 2 * reusable.length));
+  return reusable.subarray(0, length);
+}
+
+/**
+ * A task's arguments or result as they cross; `what` names it in the TypeError
+ * of what cannot cross. With `reuse`, numbers are written in a buffer this
+ * module reuses: the caller sends the payload before it encodes another.
+ */
+export function encodePayload(value: unknown, what: string, reuse = false): Buffer {
   if (typeof value === 'number') {
-    const payload = Buffer.allocUnsafe(9);
+    const payload = reuse ? reused(9) : Buffer.allocUnsafe(9);
     payload[0] = NUMBER;
     payload.writeDoubleLE(value, 1);
     return payload;
   }
   if (isNumberArray(value)) {
-    const payload = Buffer.allocUnsafe(8 + value.length * 8);
+    const payload = reuse ? reused(8 + value.length * 8) : Buffer.allocUnsafe(8 + value.length * 8);
     payload[0] = NUMBERS;
     new Float64Array(payload.buffer, payload.byteOffset + 8, value.length).set(value);
     return payload;

@@ -213,7 +213,7 @@ class TaskRunner {
     flushLines();
     let payload: Buffer;
     try {
-      payload = encodePayload(value, 'the result');
+      payload = encodePayload(value, 'the result', true); // sent at once
     } catch (error) {
       this.#fail(taskId, error);
       return;
