@@ -15,6 +15,8 @@ void InitInternals(Napi::Env, Napi::Object) {}
 void InitConnection(Napi::Env, Napi::Object) {}
 void InitFdWait(Napi::Env, Napi::Object) {}
 void InitSocket(Napi::Env, Napi::Object) {}
+void InitQueueRing(Napi::Env, Napi::Object) {}
+void InitPoolLink(Napi::Env, Napi::Object) {}
 
 unsigned int EscapeCount() { return 0; }
 

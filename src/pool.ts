@@ -37,6 +37,7 @@ import type { StartMethod } from './popen/popen';
 import { BaseProcess, cpuCount } from './process';
 import { dumps } from './reduction';
 import { Reference, referenceOf } from './reference';
+import { abortError } from './util';
 import { describe, validateFunction, validateInteger, validateTimeout } from './validate';
 
 export { AsyncResult, IMapIterator, MapResult } from './pool/results';
@@ -358,13 +359,6 @@ function validateCallOptions(options: unknown): CallOptions {
     throw new TypeError(`signal must be an AbortSignal, got ${describe(signal)}`);
   }
   return options as CallOptions;
-}
-
-/** Node's AbortError, as its own APIs reject with: `name` 'AbortError', `code` 'ABORT_ERR', the reason as `cause`. */
-function abortError(signal: AbortSignal): Error {
-  const error = new Error('The operation was aborted', { cause: signal.reason });
-  error.name = 'AbortError';
-  return Object.assign(error, { code: 'ABORT_ERR' });
 }
 
 // --- workers ---------------------------------------------------------------------------
