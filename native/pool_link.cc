@@ -233,18 +233,44 @@ void Wake(const Side& side, const Bell& bell) {
   if (side.asleep.load() != 0) bell.Ring();
 }
 
+// What PoolHub and PoolLink share as JS objects: the watch of their bell from
+// the event loop, which ref()/unref() make keep the process alive or not, and
+// the method (close() or detach()) that releases everything the object holds
+// (Derived::Release()). Derived keeps its LoopPoll `poll_` and lets this read it.
+// Derived registers these with InstanceMethod(name, pointer), not
+// InstanceMethod<pointer>: a template argument cannot convert a member of this
+// base to a member of Derived.
+template <typename Derived>
+class BellWatcher : public Napi::ObjectWrap<Derived> {
+ protected:
+  explicit BellWatcher(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Derived>(info) {}
+
+  template <bool ref>
+  Napi::Value SetRef(const Napi::CallbackInfo& info) {
+    static_cast<Derived*>(this)->poll_.SetRef(ref);
+    return info.Env().Undefined();
+  }
+
+  Napi::Value ReleaseAll(const Napi::CallbackInfo& info) {
+    static_cast<Derived*>(this)->Release();
+    return info.Env().Undefined();
+  }
+};
+
 constexpr napi_type_tag kHubTag = {0x6d70706f6f6c6875ull, 0x62b1e9c4a2d75f31ull};
 
-class PoolHub : public Napi::ObjectWrap<PoolHub> {
+class PoolHub : public BellWatcher<PoolHub> {
+  friend class BellWatcher<PoolHub>;
+
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "PoolHub",
                        {InstanceMethod<&PoolHub::Open>("open"), InstanceMethod<&PoolHub::Send>("send"),
-                        InstanceMethod<&PoolHub::CloseBox>("close"), InstanceMethod<&PoolHub::Ref>("ref"),
-                        InstanceMethod<&PoolHub::Unref>("unref"), InstanceMethod<&PoolHub::Detach>("detach")});
+                        InstanceMethod<&PoolHub::CloseBox>("close"), InstanceMethod("ref", &PoolHub::SetRef<true>),
+                        InstanceMethod("unref", &PoolHub::SetRef<false>), InstanceMethod("detach", &PoolHub::ReleaseAll)});
   }
 
-  PoolHub(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PoolHub>(info) {
+  PoolHub(const Napi::CallbackInfo& info) : BellWatcher<PoolHub>(info) {
     Napi::Env env = info.Env();
     const char* usage = "new PoolHub(scratch: Buffer, onReply: Function)";
     scratch_.Set(info, 0, usage);
@@ -337,21 +363,6 @@ class PoolHub : public Napi::ObjectWrap<PoolHub> {
       found->second.Release();
       boxes_.erase(found);
     }
-    return info.Env().Undefined();
-  }
-
-  Napi::Value Ref(const Napi::CallbackInfo& info) {
-    poll_.SetRef(true);
-    return info.Env().Undefined();
-  }
-
-  Napi::Value Unref(const Napi::CallbackInfo& info) {
-    poll_.SetRef(false);
-    return info.Env().Undefined();
-  }
-
-  Napi::Value Detach(const Napi::CallbackInfo& info) {
-    Release();
     return info.Env().Undefined();
   }
 
@@ -459,16 +470,18 @@ class PoolHub : public Napi::ObjectWrap<PoolHub> {
   Napi::FunctionReference onReply_;
 };
 
-class PoolLink : public Napi::ObjectWrap<PoolLink> {
+class PoolLink : public BellWatcher<PoolLink> {
+  friend class BellWatcher<PoolLink>;
+
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "PoolLink",
                        {InstanceMethod<&PoolLink::Start>("start"), InstanceMethod<&PoolLink::Reply>("reply"),
-                        InstanceMethod<&PoolLink::Ref>("ref"), InstanceMethod<&PoolLink::Unref>("unref"),
-                        InstanceMethod<&PoolLink::Close>("close")});
+                        InstanceMethod("ref", &PoolLink::SetRef<true>), InstanceMethod("unref", &PoolLink::SetRef<false>),
+                        InstanceMethod("close", &PoolLink::ReleaseAll)});
   }
 
-  PoolLink(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PoolLink>(info) {
+  PoolLink(const Napi::CallbackInfo& info) : BellWatcher<PoolLink>(info) {
     Napi::Env env = info.Env();
     const char* usage = "new PoolLink(hub: PoolHub, id: number, scratch: Buffer, onTask: Function)";
     PoolHub* hub = info.Length() > 0 ? PoolHub::From(env, info[0]) : nullptr;
@@ -513,21 +526,6 @@ class PoolLink : public Napi::ObjectWrap<PoolLink> {
     bell.writeFd = poolBell_;
     Wake(box_.shared->toPool, bell);
     return Napi::Boolean::New(env, true);
-  }
-
-  Napi::Value Ref(const Napi::CallbackInfo& info) {
-    poll_.SetRef(true);
-    return info.Env().Undefined();
-  }
-
-  Napi::Value Unref(const Napi::CallbackInfo& info) {
-    poll_.SetRef(false);
-    return info.Env().Undefined();
-  }
-
-  Napi::Value Close(const Napi::CallbackInfo& info) {
-    Release();
-    return info.Env().Undefined();
   }
 
   void CheckOpen(Napi::Env env) {
