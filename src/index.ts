@@ -70,6 +70,8 @@ export type {
   ManagerPoolOptions,
   ManagedCallOptions,
   ManagedMapOptions,
+  AbortableCallOptions,
+  AbortableMapOptions,
   ManagedCallbacks,
   Server,
 } from './managers';

@@ -26,7 +26,7 @@ import { describe, validateFunction, validateOptions, validateTimeout } from './
 import * as objects from './managers/objects';
 import { ERROR, ObjectInfo, rebuildError, RemoteErrorState, Reply, errorState } from './managers/protocol';
 import { AsyncResultProxy, IteratorProxy, IteratorProxyLater, makePool, PoolProxy } from './managers/pool';
-import type { ManagedCallbacks, ManagedCallOptions, ManagedMapOptions } from './managers/pool';
+import type { AbortableCallOptions, AbortableMapOptions, ManagedCallbacks, ManagedCallOptions, ManagedMapOptions } from './managers/pool';
 import * as proxies from './managers/proxies';
 import type { AcquireOptions, BlockOptions, DictKey } from './managers/proxies';
 import type { LinkConnection } from './managers/link';
@@ -48,7 +48,19 @@ export {
   ValueProxy,
 } from './managers/proxies';
 export { AsyncResultProxy, BaseProxy, IteratorProxy, IteratorProxyLater, PoolProxy, Server };
-export type { AcquireOptions, Address, BlockOptions, DictKey, ManagedCallbacks, ManagedCallOptions, ManagedMapOptions, ProxyClass, ProxyState };
+export type {
+  AbortableCallOptions,
+  AbortableMapOptions,
+  AcquireOptions,
+  Address,
+  BlockOptions,
+  DictKey,
+  ManagedCallbacks,
+  ManagedCallOptions,
+  ManagedMapOptions,
+  ProxyClass,
+  ProxyState,
+};
 
 /**
  * The objects a SyncManager's server holds, for a server of your own

@@ -113,7 +113,8 @@ describe.each(mp.getAllStartMethods())('a Pool of a manager of the %s start meth
     expect(await pool.apply(targets.workerPid)).not.toBe(pid);
     expect((mp.managers.PoolProxy as unknown as { _exposed: string[] })._exposed).toContain('abort');
     expect(await pool.starmap(targets.add, [[1, 2]], { signal: controller.signal, chunksize: 1 }).catch((error: Error) => error.name)).toBe('AbortError');
-    expect(await pool.map(targets.square, [1, 2, 3], { signal: new AbortController().signal })).toEqual([1, 4, 9]);
+    const unaborted: mp.AbortableMapOptions = { signal: new AbortController().signal, chunksize: 2 };
+    expect(await pool.map(targets.square, [1, 2, 3], unaborted)).toEqual([1, 4, 9]);
   });
 
   test('a signal aborts a running task from a child process given the Pool proxy; the pool serves on', async () => {
