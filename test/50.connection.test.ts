@@ -3,7 +3,9 @@
  * connections handed to children under every start method.
  */
 import * as mp from '..';
-import { fdCount } from './helpers';
+import * as fs from 'fs';
+
+import { fdCount, runFixture } from './helpers';
 
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const targets = require('./fixtures/connection_targets.js') as {
@@ -11,6 +13,7 @@ const targets = require('./fixtures/connection_targets.js') as {
   echoSync(conn: mp.Connection): void;
   sendMany(conn: mp.Connection, count: number): void;
   sendBig(conn: mp.Connection, size: number): void;
+  sendSizes(conn: mp.Connection, sizes: number[]): void;
   useShared(conn: mp.Connection): Promise<void>;
   useReceivedConnection(conn: mp.Connection): Promise<void>;
 };
@@ -307,8 +310,8 @@ describe.each(methods)('Connection with the %s start method', (method) => {
   });
 });
 
-test('a 64 MiB message from a child arrives intact', async () => {
-  const [reader, writer] = mp.Pipe(false);
+test.each([false, true])('a 64 MiB message from a child arrives intact (duplex: %s)', async (duplex) => {
+  const [reader, writer] = mp.Pipe(duplex);
   const size = 64 * 1024 * 1024;
   const p = new mp.Process({ target: targets.sendBig, args: [writer, size] });
   p.start();
@@ -316,4 +319,66 @@ test('a 64 MiB message from a child arrives intact', async () => {
   expectPattern(await reader.recvBytes(), size);
   await p.join();
   reader.close();
+});
+
+describe('large messages and the pipe capacity', () => {
+  const KIB = 1024;
+  const MIB = 1024 * KIB;
+  const HEADER = 4;
+  /** Linux's default pipe capacity, and the most a one-way Pipe grows to (fs.pipe-max-size's default). */
+  const PIPE = 64 * KIB;
+  const GROWN = MIB;
+
+  function pattern(size: number): Buffer {
+    const buffer = Buffer.allocUnsafe(size);
+    for (let k = 0; k < size; k++) buffer[k] = k % 251;
+    return buffer;
+  }
+
+  function readSysctl(name: string): number {
+    return Number(fs.readFileSync(`/proc/sys/fs/${name}`, 'utf8'));
+  }
+
+  const root = process.getuid?.() === 0;
+  // An unprivileged process grows a pipe only up to fs.pipe-max-size.
+  const grows = process.platform === 'linux' && (root || readSysctl('pipe-max-size') >= GROWN);
+
+  (grows ? test : test.skip)('a one-way pipe grows to hold a message of up to 1 MiB: the sender does not wait for a reader', () => {
+    const fds = fdCount();
+    // Without the growth, the sends past 64 KiB would wait for a reader forever.
+    for (const size of [PIPE - HEADER, PIPE - HEADER + 1, 200 * KIB, GROWN - HEADER]) {
+      const [reader, writer] = mp.Pipe(false);
+      writer.sendBytes(pattern(size));
+      expectPattern(reader.recvBytesSync(), size);
+      reader.close();
+      writer.close();
+    }
+    expect(fdCount()).toBe(fds);
+  });
+
+  test.each([false, true])('messages around the default and the grown capacity, and larger, arrive intact and in order (duplex: %s)', async (duplex) => {
+    const fds = fdCount();
+    // Around 64 KiB, the grown 1 MiB, and 2 MiB (from where a message is read into huge pages).
+    const sizes = [100, PIPE - HEADER, PIPE - HEADER + 1, GROWN - HEADER, GROWN - HEADER + 1, 2 * MIB - 1, 2 * MIB, 3 * MIB + 5, 100];
+    const [reader, writer] = mp.Pipe(duplex);
+    const p = new mp.Process({ target: targets.sendSizes, args: [writer, sizes] });
+    p.start();
+    writer.close();
+    for (const [i, size] of sizes.entries()) expectPattern(i % 2 === 0 ? await reader.recvBytes() : reader.recvBytesSync(), size);
+    await p.join();
+    reader.close();
+    expect(fdCount()).toBe(fds);
+  });
+
+  // The budget of pipe pages per user binds unprivileged users only: a root run uses up nobody's.
+  const softBudget = process.platform === 'linux' ? readSysctl('pipe-user-pages-soft') : 0;
+  const budgetTest = softBudget > 0 && softBudget <= 65536 ? test : test.skip;
+  budgetTest('a pipe that cannot grow (the user\'s pipe budget used up) still carries large messages', () => {
+    const pipesToFill = Math.ceil(softBudget / (GROWN / 4096)) + 4;
+    const run = runFixture('connection_pipe_budget.js', [String(pipesToFill)], root ? { uid: 65534, gid: 65534 } : {});
+    expect(run.stderr).toBe('');
+    expect(JSON.parse(run.stdout)).toEqual({ before: PIPE, after: expect.any(Number), filled: true, delivered: true });
+    // New pipes came out smaller: the budget was used up, so no pipe could grow.
+    expect(JSON.parse(run.stdout).after).toBeLessThan(PIPE);
+  });
 });

@@ -28,11 +28,13 @@ const FIXTURE_HANG_GUARD_MS = 600000;
 export function runFixture(
   name: string,
   args: string[] = [],
-  options: { env?: NodeJS.ProcessEnv; stdio?: 'pipe' | [string, number | string, number | string] } = {},
+  options: { env?: NodeJS.ProcessEnv; stdio?: 'pipe' | [string, number | string, number | string]; uid?: number; gid?: number } = {},
 ): FixtureRun {
   const result: SpawnSyncReturns<string> = spawnSync(process.execPath, [path.join(FIXTURES, name), ...args], {
     encoding: 'utf8',
     env: { ...process.env, ...options.env },
+    uid: options.uid,
+    gid: options.gid,
     timeout: FIXTURE_HANG_GUARD_MS,
     killSignal: 'SIGKILL',
     maxBuffer: 64 * 1024 * 1024,
