@@ -34,12 +34,13 @@
 //
 // Reading is buffered: one read() takes every small frame the peer has sent
 // (a Pool's results) and a frame too large for the buffer is read straight
-// into its own memory (from 2 MiB on, an mmap() asked for transparent huge
-// pages: a 64 MiB frame takes ~130 page faults instead of 16k, ~1.35x the
-// bytes/s of malloc()ed memory). Both the event loop's reads and recvSync()
-// take from the same buffer, so they can be mixed. A send() or call() made
-// while a sendAsync() backlog waits writes that backlog first: frames leave in
-// the order they were sent.
+// into its own malloc()ed memory. (Transparent huge pages for it,
+// madvise(MADV_HUGEPAGE), made a 64 MiB frame's 16k page faults ~130, but on
+// this project's VM the kernel's zeroing of fresh huge pages took 4-8x the
+// system time in one receive out of three: slower in the median.) Both the
+// event loop's reads and recvSync() take from the same buffer, so they can be
+// mixed. A send() or call() made while a sendAsync() backlog waits writes that
+// backlog first: frames leave in the order they were sent.
 //
 // A pipe (a one-way Pipe) carries a frame larger than its capacity in
 // capacity-sized turns, each a wake-up of the reader and then of the writer:
@@ -63,7 +64,6 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <sys/mman.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -93,31 +93,6 @@ constexpr int kReadsPerEvent = 16;  // then other handles get their turn
 constexpr int kFlushParts = 64;     // backlog entries written by one writev()
 constexpr uint8_t kTextTag = 1;     // reduction.ts's JSON tag
 constexpr size_t kPipeGrowth = 1024 * 1024;  // the most a pipe grows to (fs.pipe-max-size's default)
-constexpr size_t kHugeFrame = 2 * 1024 * 1024;  // a frame this large is read into huge pages
-
-// Memory for a frame of `length` bytes (see the top); throws ENOMEM.
-uint8_t* AllocateFrame(Napi::Env env, size_t length) {
-  if (length < kHugeFrame) {
-    void* memory = std::malloc(length);
-    if (memory == nullptr) ThrowErrno(env, ENOMEM, "malloc");
-    return static_cast<uint8_t*>(memory);
-  }
-  void* memory = mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (memory == MAP_FAILED) ThrowErrno(env, "mmap");
-#ifdef MADV_HUGEPAGE
-  // Best effort: without transparent huge pages (EINVAL) the frame takes small pages.
-  (void)madvise(memory, length, MADV_HUGEPAGE);
-#endif
-  return static_cast<uint8_t*>(memory);
-}
-
-// Frees what AllocateFrame(length) returned (munmap() of a whole mapping made
-// by mmap() cannot fail).
-void FreeFrame(uint8_t* memory, size_t length) {
-  if (memory == nullptr) return;
-  if (length < kHugeFrame) std::free(memory);
-  else munmap(memory, length);
-}
 
 uint64_t NowMs() { return uv_hrtime() / 1000000u; }
 
@@ -493,7 +468,7 @@ class Channel : public Napi::ObjectWrap<Channel> {
 
   // Forgets the frame being read in this process.
   void ResetFrame() {
-    FreeFrame(big_, bigSize_);
+    std::free(big_);
     big_ = nullptr;
     start_ = end_ = 0;
   }
@@ -517,15 +492,13 @@ class Channel : public Napi::ObjectWrap<Channel> {
   bool TakeFrame(Napi::Env env, Napi::Value* frame) {
     if (big_ != nullptr) {
       if (bigFilled_ < bigSize_) return false;
-      const size_t length = bigSize_;
-      auto release = [length](uint8_t* bytes) { FreeFrame(bytes, length); };
-      std::unique_ptr<uint8_t, decltype(release)> owned(big_, release);
+      std::unique_ptr<uint8_t, decltype(&std::free)> owned(big_, &std::free);
       big_ = nullptr;
-      if (text_ && length > 0 && owned.get()[0] == kTextTag) {
-        *frame = Payload(env, owned.get(), length);
+      if (text_ && bigSize_ > 0 && owned.get()[0] == kTextTag) {
+        *frame = Payload(env, owned.get(), bigSize_);
       } else {
         // The Buffer owns the memory once made (NewOrCopy frees it at once after a copy).
-        *frame = Napi::Buffer<uint8_t>::NewOrCopy(env, owned.get(), length, [length](Napi::Env, uint8_t* bytes) { FreeFrame(bytes, length); });
+        *frame = Napi::Buffer<uint8_t>::NewOrCopy(env, owned.get(), bigSize_, [](Napi::Env, uint8_t* bytes) { std::free(bytes); });
         owned.release();
       }
       return true;
@@ -543,7 +516,8 @@ class Channel : public Napi::ObjectWrap<Channel> {
     if (headerSize + length <= kBufferSize) return false;  // the rest will fit in the buffer
     // Too large for the buffer: the rest is read straight into its own memory.
     if (length > SIZE_MAX) ThrowErrno(env, ENOMEM, "malloc");
-    uint8_t* memory = AllocateFrame(env, length);
+    uint8_t* memory = static_cast<uint8_t*>(std::malloc(length));
+    if (memory == nullptr) ThrowErrno(env, ENOMEM, "malloc");
     std::memcpy(memory, buffer_.get() + start_ + headerSize, payload);
     big_ = memory;
     bigSize_ = length;

@@ -358,7 +358,7 @@ describe('large messages and the pipe capacity', () => {
 
   test.each([false, true])('messages around the default and the grown capacity, and larger, arrive intact and in order (duplex: %s)', async (duplex) => {
     const fds = fdCount();
-    // Around 64 KiB, the grown 1 MiB, and 2 MiB (from where a message is read into huge pages).
+    // Around 64 KiB and the grown 1 MiB, and larger than both.
     const sizes = [100, PIPE - HEADER, PIPE - HEADER + 1, GROWN - HEADER, GROWN - HEADER + 1, 2 * MIB - 1, 2 * MIB, 3 * MIB + 5, 100];
     const [reader, writer] = mp.Pipe(duplex);
     const p = new mp.Process({ target: targets.sendSizes, args: [writer, sizes] });
