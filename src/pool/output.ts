@@ -129,3 +129,8 @@ export function flushLines(): void {
     }
   }
 }
+
+/** What a forked worker calls here, for the parent to compile before it forks (see prepareForkedWorkers()). */
+export function outputFunctions(): Array<(...args: never[]) => unknown> {
+  return [writeWholeLines, writeLinesTo, flushLines, writeLines, LineWriter, LineWriter.prototype.write, LineWriter.prototype.flush] as Array<(...args: never[]) => unknown>;
+}

@@ -13,7 +13,7 @@ import * as net from 'net';
 import { Reference, resolveCommonJs, resolveReference } from '../reference';
 import { loadNative, NativePoolHub, NativePoolLink } from '../native';
 import { Channel, closeInheritedHandles, decodePayload, encodeHead, encodeMessage, encodePayload, Header, NativeWire, ownPayload, splitFrame, Wire } from './channel';
-import { flushLines, writeWholeLines } from './output';
+import { flushLines, outputFunctions, writeWholeLines } from './output';
 import { describeError } from './remote_error';
 
 type AnyFunction = (...args: never[]) => unknown;
@@ -62,19 +62,24 @@ let prepared = false;
 
 /**
  * In the parent, before its first pool forks: compiles what a forked worker
- * runs first (V8 compiles a function on its first call: in every worker
- * otherwise, ~10 ms each).
+ * runs (V8 compiles a function on its first call: in every worker otherwise,
+ * at tens of page faults each), its private methods and Node's functions its
+ * first reply calls included.
  */
 export function prepareForkedWorkers(precompile: (fn: (...args: never[]) => unknown) => void): void {
   if (prepared) return;
   prepared = true;
-  for (const fn of [poolWorker, apply, isPromise, encodeHead, encodeMessage, encodePayload, decodePayload, ownPayload, splitFrame, describeError, closeInheritedHandles]) precompile(fn);
+  const functions = [poolWorker, connectWorker, apply, isPromise, encodeHead, encodeMessage, encodePayload, decodePayload, ownPayload, splitFrame];
+  for (const fn of [...functions, describeError, closeInheritedHandles, ...outputFunctions(), ...TaskRunner.privateMethods()]) precompile(fn as (...args: never[]) => unknown);
   for (const prototype of [TaskRunner.prototype, NativeWire.prototype]) {
     for (const method of Object.getOwnPropertyNames(prototype)) {
       const descriptor = Object.getOwnPropertyDescriptor(prototype, method);
       if (typeof descriptor?.value === 'function') precompile(descriptor.value as (...args: never[]) => unknown);
     }
   }
+  // A result that is not a number goes through v8.serialize() and Buffer#copy, which this
+  // process may never have called: encoded here once, they are compiled here.
+  encodePayload(null, 'a warm-up');
 }
 
 /** The worker's main function: resolves when the worker is done. */
@@ -84,47 +89,53 @@ export function poolWorker(config: WorkerConfig): Promise<void> {
   // Its own mailbox is taken from the parent's hub before the rest of the hub is let go of.
   if (mailbox !== undefined) {
     const native = loadNative() as NonNullable<ReturnType<typeof loadNative>>;
-    const scratch = Buffer.allocUnsafeSlow(mailbox.bytes);
-    runner.link = new native.PoolLink(mailbox.hub, mailbox.id, scratch, (length) => runner.receiveReused(scratch.subarray(0, length)));
+    runner.scratch = Buffer.allocUnsafeSlow(mailbox.bytes);
+    runner.link = new native.PoolLink(mailbox.hub, mailbox.id, runner.scratch, runner.receiveScratch.bind(runner));
   }
   // A forked worker has copies of the parent's pool sockets: its event loop
   // would read what is meant for the parent.
   if (config.functions !== null) closeInheritedHandles();
   writeWholeLines();
-  return new Promise((resolve) => {
-    const left = (): void => {
-      runner.closeLink();
-      flushLines();
-      resolve();
-    };
-    const onMessage = (header: Header, payload: Buffer): void => runner.receive(header, payload);
-    const pair = config.socketPair;
-    if (pair !== undefined) {
-      // The pool's end of the pair is closed here, or the pool's death would never reach this one as end of file.
-      closeSync(pair[0]);
-      runner.channel = new NativeWire(loadNative() as NonNullable<ReturnType<typeof loadNative>>, pair[1], onMessage, left);
-      void runner.start();
-      return;
-    }
-    // One read buffer, reused: no allocation per read (a stream's 64 KiB each).
-    const onread = {
-      buffer: Buffer.allocUnsafe(READ_BUFFER_SIZE),
-      callback: (length: number, buffer: Uint8Array): boolean => {
-        channel.received(Buffer.from(buffer.buffer, buffer.byteOffset, length));
-        return true;
-      },
-    };
-    const socket = net.connect({ path: config.address, onread });
-    const channel = new Channel(socket, onMessage, left);
-    runner.channel = channel;
-    socket.once('connect', () => void runner.start());
-  });
+  // Bound, not a closure: a closure would be compiled in every worker.
+  return new Promise<void>(connectWorker.bind(null, runner, config));
+}
+
+/** Connects the worker to its pool (its socket pair's end, or the pool's socket) and starts it; `resolve` once it leaves. */
+function connectWorker(runner: TaskRunner, config: WorkerConfig, resolve: () => void): void {
+  const left = (): void => {
+    runner.closeLink();
+    flushLines();
+    resolve();
+  };
+  const onMessage = (header: Header, payload: Buffer): void => runner.receive(header, payload);
+  const pair = config.socketPair;
+  if (pair !== undefined) {
+    // The pool's end of the pair is closed here, or the pool's death would never reach this one as end of file.
+    closeSync(pair[0]);
+    runner.channel = new NativeWire(loadNative() as NonNullable<ReturnType<typeof loadNative>>, pair[1], onMessage, left);
+    void runner.start();
+    return;
+  }
+  // One read buffer, reused: no allocation per read (a stream's 64 KiB each).
+  const onread = {
+    buffer: Buffer.allocUnsafe(READ_BUFFER_SIZE),
+    callback: (length: number, buffer: Uint8Array): boolean => {
+      channel.received(Buffer.from(buffer.buffer, buffer.byteOffset, length));
+      return true;
+    },
+  };
+  const socket = net.connect({ path: config.address, onread });
+  const channel = new Channel(socket, onMessage, left);
+  runner.channel = channel;
+  socket.once('connect', () => void runner.start());
 }
 
 class TaskRunner {
   channel: Wire | null = null;
   /** The worker's mailbox (forked, with the addon): tasks come there; replies that fit go there. */
   link: NativePoolLink | null = null;
+  /** Where the mailbox puts the task it reads. */
+  scratch: Buffer | null = null;
   readonly #config: WorkerConfig;
   readonly #functions = new Map<number, AnyFunction>();
   readonly #queue: Array<[Header, Buffer]> = [];
@@ -152,6 +163,17 @@ class TaskRunner {
     this.link?.start();
     this.#busy = false;
     this.#drain();
+  }
+
+  /** What the fork-time compilation cannot reach otherwise: the private methods. */
+  static privateMethods(): AnyFunction[] {
+    const runner = new TaskRunner({ address: '', token: '', workerId: 0, initializer: null, initargs: [], functions: null });
+    return [runner.#drain, runner.#run, runner.#succeed, runner.#fail, runner.#reply, runner.#function];
+  }
+
+  /** A task of `length` bytes read into {@link scratch} by the mailbox. */
+  receiveScratch(length: number): void {
+    this.receiveReused((this.scratch as Buffer).subarray(0, length));
   }
 
   /** A task read into reused memory (the mailbox's scratch): made its own if it has to wait. */

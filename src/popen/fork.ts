@@ -69,6 +69,25 @@ export class ForkPopen extends BasePopen {
 // microtask: called here once, it is compiled here, not in every such child.
 executionAsyncId();
 
+/**
+ * In the parent: loads and compiles what clearAsyncIdStack() has Node run in
+ * the child, which a process that never set an uncaught-exception capture
+ * callback has not: its functions that get and set the callback, and the
+ * `process.report` they read and set, a lazy getter that loads Node's report
+ * module on first use (a third of a forked pool worker's CPU time before it
+ * is ready, in every child, otherwise).
+ */
+let escapePrepared = false;
+function prepareClearAsyncIdStack(native: NativeBinding): void {
+  if (escapePrepared) return;
+  escapePrepared = true;
+  const report = (process as { report?: object }).report;
+  const trigger = report === undefined ? undefined : Object.getOwnPropertyDescriptor(report, 'reportOnUncaughtException');
+  for (const fn of [process.hasUncaughtExceptionCaptureCallback, process.setUncaughtExceptionCaptureCallback, trigger?.get, trigger?.set]) {
+    if (typeof fn === 'function') native.precompile(fn as (...args: never[]) => unknown);
+  }
+}
+
 // --- in the child -----------------------------------------------------------------
 
 /**
@@ -132,6 +151,7 @@ export function runForkedChild(native: NativeBinding, process: Bootstrappable): 
   // The child asks this before it leaves; asked here first, the getter of
   // Node's streams it calls is compiled once, not in every child.
   stdioPending();
+  prepareClearAsyncIdStack(native);
   findNodeQueues();
   escapeHolder = native;
   native.prepareEscape(runAfterEscape);
