@@ -462,6 +462,12 @@ export class Pool implements AsyncDisposable {
 
   /** Forked workers' mailboxes in shared memory (with the addon): tasks and replies that fit go there, not on the sockets. */
   #hub: NativePoolHub | null = null;
+  /**
+   * Where the hub reads a reply; a forked worker reads its tasks into its own
+   * copy of it: allocated in the child, a MiB of it would count towards V8's
+   * external memory there, which can start a scavenge (page faults by the hundred).
+   */
+  #hubScratch: Buffer | null = null;
   /** The workers by mailbox. */
   readonly #boxes = new Map<number, PoolWorker>();
   /** The socket the workers connect to (spawn, forkserver); forked workers get a socket pair each instead. */
@@ -503,6 +509,7 @@ export class Pool implements AsyncDisposable {
     if (this.#method === 'fork' && native !== null) {
       prepareForkedWorkers(native.precompile);
       const scratch = Buffer.allocUnsafeSlow(MAILBOX_BYTES);
+      this.#hubScratch = scratch;
       this.#hub = new native.PoolHub(scratch, (box, length) => this.#replied(box, scratch.subarray(0, length)));
       inheritedHandles.add(this.#hub);
     } else {
@@ -952,7 +959,7 @@ export class Pool implements AsyncDisposable {
     const pair = this.#method === 'fork' ? (loadNative()?.socketpair() ?? null) : null;
     if (pair !== null) config.socketPair = pair;
     const hub = this.#hub;
-    if (pair !== null && hub !== null) config.mailbox = { hub, id: hub.open(MAILBOX_BYTES), bytes: MAILBOX_BYTES };
+    if (pair !== null && hub !== null) config.mailbox = { hub, id: hub.open(MAILBOX_BYTES), bytes: MAILBOX_BYTES, scratch: this.#hubScratch ?? undefined };
     const process_ = new this.#context.Process({ target: poolWorker, args: [config], daemon: true });
     process_.name = process_.name.replace('Process', 'PoolWorker');
     const knownFunctions = this.#method === 'fork' ? this.#functions.length : Infinity;
@@ -1092,6 +1099,7 @@ export class Pool implements AsyncDisposable {
       inheritedHandles.delete(this.#hub);
       this.#hub.detach();
       this.#hub = null;
+      this.#hubScratch = null;
     }
     if (this.#keepAlive !== null) clearInterval(this.#keepAlive);
     this.#keepAlive = null;

@@ -52,7 +52,7 @@ export interface WorkerConfig {
   /** Under fork, with the addon: `[pool's end, worker's end]` of a socket pair, read by the addon, instead of connecting to `address`. */
   socketPair?: [number, number];
   /** Under fork, with the addon: the pool's mailboxes and this worker's (tasks and replies that fit go there, not on the socket). */
-  mailbox?: { hub: NativePoolHub; id: number; bytes: number };
+  mailbox?: { hub: NativePoolHub; id: number; bytes: number; scratch?: Buffer };
 }
 
 /** The worker's read buffer: a task's message that fits is read in one go. */
@@ -89,7 +89,8 @@ export function poolWorker(config: WorkerConfig): Promise<void> {
   // Its own mailbox is taken from the parent's hub before the rest of the hub is let go of.
   if (mailbox !== undefined) {
     const native = loadNative() as NonNullable<ReturnType<typeof loadNative>>;
-    runner.scratch = Buffer.allocUnsafeSlow(mailbox.bytes);
+    // The pool's own scratch when it sent it: this process's copy of it, already there (see Pool's #hubScratch).
+    runner.scratch = mailbox.scratch !== undefined && mailbox.scratch.length >= mailbox.bytes ? mailbox.scratch : Buffer.allocUnsafeSlow(mailbox.bytes);
     runner.link = new native.PoolLink(mailbox.hub, mailbox.id, runner.scratch, runner.receiveScratch.bind(runner));
   }
   // A forked worker has copies of the parent's pool sockets: its event loop
