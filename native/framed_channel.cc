@@ -11,6 +11,8 @@
 //                                nor sendAsync()
 //       text: true               a payload whose first byte is 1 (reduction.ts's
 //                                JSON tag) is handed over as the text after it
+//       spin: true               wait for an answer awake for a while before
+//                                sleeping (see "Spinning" below)
 //       onWriteError(error)      a sendAsync() backlog's write failed (the
 //                                backlog is dropped)
 //     send(bytes)                one whole frame, blocking while the peer is full
@@ -60,10 +62,29 @@
 // ahead included, and a parent's poll that was started stops in the child the
 // first time it fires there, so that the child never reads for its parent
 // (nor writes the parent's backlog).
+//
+// Spinning (a `spin` channel: a Connection's, a manager link's): a process
+// that sleeps in poll() or epoll_wait() takes tens of microseconds to wake on
+// a virtual machine whose other CPU idles (46-64 µs for a socket round trip
+// here, 5 µs when both ends share one CPU): most of a small message's round
+// trip. So a waiting spin channel stays awake while the answer is due:
+//   - recvSync(), call() and poll() look for a frame for kSyncSpinNs (a
+//     non-blocking read, or a poll() that does not wait, then sched_yield())
+//     before they sleep in poll(); never past their timeout (0: no spin);
+//   - a started channel keeps its event loop turning (an idle handle: libuv
+//     then polls its descriptors without blocking, and a frame is read on the
+//     next turn) for kLoopSpinNs after start() and after each send, so that
+//     a reply, or a server's next request, is read without a sleep.
+// Each look yields the CPU (sched_yield()): on a machine with fewer free CPUs
+// than lookers, the peer that would answer runs instead. The cost is CPU time:
+// a wait that no frame ends burns up to the window before it sleeps. A forked
+// child's copy of a parent's channel does not spin for it (its idle handle
+// stops the first time it fires there, as its poll does).
 #include "framed_channel.h"
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -93,8 +114,48 @@ constexpr int kReadsPerEvent = 16;  // then other handles get their turn
 constexpr int kFlushParts = 64;     // backlog entries written by one writev()
 constexpr uint8_t kTextTag = 1;     // reduction.ts's JSON tag
 constexpr size_t kPipeGrowth = 1024 * 1024;  // the most a pipe grows to (fs.pipe-max-size's default)
+constexpr uint64_t kSyncSpinNs = 100 * 1000;  // a blocking wait's look for a frame before it sleeps
+constexpr uint64_t kLoopSpinNs = 200 * 1000;  // the event loop's turning after a send or start()
 
 uint64_t NowMs() { return uv_hrtime() / 1000000u; }
+
+// One step of a spin: the CPU goes to whatever else is runnable here (the
+// peer, on a busy machine) and comes back.
+void Relax() { sched_yield(); }
+
+// A wait of `timeoutMs` from now (negative or infinite: no limit).
+class Deadline {
+ public:
+  explicit Deadline(double timeoutMs)
+      : forever_(timeoutMs < 0 || std::isinf(timeoutMs)),
+        startNs_(uv_hrtime()),
+        endMs_(forever_ ? 0 : startNs_ / 1000000u + static_cast<uint64_t>(std::ceil(timeoutMs))),
+        timeoutNs_(forever_ ? UINT64_MAX : static_cast<uint64_t>(timeoutMs * 1e6)) {}
+
+  bool forever() const { return forever_; }
+
+  // The milliseconds left, for a poll() (-1: no limit).
+  double LeftMs() const {
+    if (forever_) return -1;
+    const uint64_t now = NowMs();
+    return static_cast<double>(endMs_ > now ? endMs_ - now : 0);
+  }
+
+  // When a spin of `windowNs` from the start stops (within the timeout; none when `spin` is off).
+  uint64_t SpinEnd(bool spin, uint64_t windowNs) const { return spin ? startNs_ + std::min(windowNs, timeoutNs_) : 0; }
+
+ private:
+  bool forever_;
+  uint64_t startNs_;
+  uint64_t endMs_;
+  uint64_t timeoutNs_;
+};
+
+// Whether `fd` has something to read now (or an error, or a hang-up).
+bool ReadableNow(int fd) {
+  pollfd entry{fd, POLLIN, 0};
+  return poll(&entry, 1, 0) > 0;
+}
 
 // Waits until `fd` has one of `events` (or an error, or a hang-up); false once
 // `timeoutMs` has passed (negative: no limit).
@@ -182,7 +243,7 @@ class Channel : public Napi::ObjectWrap<Channel> {
   Channel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Channel>(info) {
     Napi::Env env = info.Env();
     const char* usage =
-        "new Channel(fd: number, onFrames?: Function, options?: { copy?, blocking?, text?: boolean, onWriteError?: Function })";
+        "new Channel(fd: number, onFrames?: Function, options?: { copy?, blocking?, text?, spin?: boolean, onWriteError?: Function })";
     const int fd = IntArg(info, 0, usage);
     if (info.Length() > 1 && !info[1].IsUndefined()) {
       if (!info[1].IsFunction()) ThrowUsage(env, usage);
@@ -195,6 +256,7 @@ class Channel : public Napi::ObjectWrap<Channel> {
       copy = options.Get("copy").ToBoolean();
       blocking_ = options.Get("blocking").ToBoolean();
       text_ = options.Get("text").ToBoolean();
+      spin_ = options.Get("spin").ToBoolean();
       Napi::Value onWriteError = options.Get("onWriteError");
       if (!onWriteError.IsUndefined()) {
         if (!onWriteError.IsFunction()) ThrowUsage(env, usage);
@@ -213,6 +275,12 @@ class Channel : public Napi::ObjectWrap<Channel> {
     if (napi_get_uv_event_loop(env, &loop_) != napi_ok || napi_async_init(env, nullptr, Napi::String::New(env, "node-multiprocessing:Connection"), &asyncContext_) != napi_ok) {
       if (!copy) owned.release();
       throw Napi::Error::New(env, "Channel: no event loop");
+    }
+    if (spin_ && !blocking_) {
+      idle_ = new uv_idle_t;
+      uv_idle_init(loop_, idle_);
+      idle_->data = this;
+      uv_unref(reinterpret_cast<uv_handle_t*>(idle_));  // the poll keeps the loop alive, not the spin
     }
     fd_ = owned.release();
     generation_ = ProcessGeneration();
@@ -237,6 +305,7 @@ class Channel : public Napi::ObjectWrap<Channel> {
   Napi::Value Send(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     SendFrame(env, PayloadArg(info, "send(bytes: Uint8Array)"));
+    AwaitAnswer();
     return env.Undefined();
   }
 
@@ -250,6 +319,7 @@ class Channel : public Napi::ObjectWrap<Channel> {
     FitPipe(parts[0].iov_len + parts[1].iov_len);
     iovec* next = parts;
     int count = 2;
+    AwaitAnswer();
     if (backlog_.empty()) {
       const ssize_t wrote = WriteOnce(env, next, count);
       if (wrote > 0) Advance(&next, &count, static_cast<size_t>(wrote));
@@ -282,7 +352,9 @@ class Channel : public Napi::ObjectWrap<Channel> {
     CheckOpen(env);
     AdoptIfForked();
     if (ended_ || HasFrame()) return Napi::Boolean::New(env, true);
-    return Napi::Boolean::New(env, PollFd(env, fd_, POLLIN, info[0].As<Napi::Number>().DoubleValue()));
+    const Deadline deadline(info[0].As<Napi::Number>().DoubleValue());
+    if (SpinUntilReadable(deadline)) return Napi::Boolean::New(env, true);
+    return Napi::Boolean::New(env, PollFd(env, fd_, POLLIN, deadline.LeftMs()));
   }
 
   Napi::Value Start(const Napi::CallbackInfo& info) {
@@ -292,11 +364,13 @@ class Channel : public Napi::ObjectWrap<Channel> {
     if (onMessages_.IsEmpty() || blocking_) ThrowUsage(env, "start() needs a non-blocking channel made with onFrames");
     reading_ = !ended_;
     WatchEvents(env);
+    AwaitAnswer();
     return env.Undefined();
   }
 
   Napi::Value Stop(const Napi::CallbackInfo& info) {
     reading_ = false;
+    StopSpin();
     WatchEvents(info.Env());
     return info.Env().Undefined();
   }
@@ -434,21 +508,24 @@ class Channel : public Napi::ObjectWrap<Channel> {
     reading_ = false;
     backlog_.clear();
     poll_.Stop();
+    StopSpin();
   }
 
   // Receives the next frame: null once `timeoutMs` has passed (negative: no
-  // limit), undefined at the end of file.
+  // limit), undefined at the end of file. A spin channel looks for it awake
+  // first (see "Spinning").
   Napi::Value Receive(Napi::Env env, double timeoutMs) {
     AdoptIfForked();
-    const bool forever = timeoutMs < 0 || std::isinf(timeoutMs);
-    const uint64_t deadline = forever ? 0 : NowMs() + static_cast<uint64_t>(std::ceil(timeoutMs));
-    auto left = [&] { return forever ? -1.0 : static_cast<double>(deadline > NowMs() ? deadline - NowMs() : 0); };
+    const Deadline deadline(timeoutMs);
+    const uint64_t spinEnd = deadline.SpinEnd(spin_, kSyncSpinNs);
     for (;;) {
       Napi::Value frame;
       if (TakeFrame(env, &frame)) return frame;
       if (ended_) return env.Undefined();
-      // A blocking descriptor's read() waits without a limit: a limited wait polls first.
-      if (blocking_ && !forever && !PollFd(env, fd_, POLLIN, left())) return env.Null();
+      // A blocking descriptor's read() waits without a limit: a spin, or a limited wait, polls first.
+      if (blocking_ && !SpinUntilReadable(deadline) && !deadline.forever() && !PollFd(env, fd_, POLLIN, deadline.LeftMs())) {
+        return env.Null();
+      }
       size_t wanted = 0;
       const ssize_t got = ReadSome(&wanted);
       if (got > 0) continue;
@@ -457,8 +534,23 @@ class Channel : public Napi::ObjectWrap<Channel> {
         continue;  // a partial frame at the end is no frame
       }
       if (errno != EAGAIN && errno != EWOULDBLOCK) ThrowErrno(env, "read");
-      if (!PollFd(env, fd_, POLLIN, left())) return env.Null();
+      if (uv_hrtime() < spinEnd) {
+        Relax();
+        continue;
+      }
+      if (!PollFd(env, fd_, POLLIN, deadline.LeftMs())) return env.Null();
     }
+  }
+
+  // Whether the descriptor became readable within a spin channel's look of
+  // kSyncSpinNs from the deadline's start (false at once without a spin).
+  bool SpinUntilReadable(const Deadline& deadline) const {
+    const uint64_t spinEnd = deadline.SpinEnd(spin_, kSyncSpinNs);
+    while (uv_hrtime() < spinEnd) {
+      if (ReadableNow(fd_)) return true;
+      Relax();
+    }
+    return false;
   }
 
   // The header at start_ (see ParseHeader).
@@ -630,9 +722,39 @@ class Channel : public Napi::ObjectWrap<Channel> {
     CallFromLoop(env, asyncContext_, onMessages_.Value(), 3, args);
   }
 
+  // A started spin channel keeps its loop turning for kLoopSpinNs from now:
+  // an answer (or the next request) is due (see "Spinning").
+  void AwaitAnswer() {
+    if (idle_ == nullptr) return;
+    spinUntil_ = uv_hrtime() + kLoopSpinNs;
+    if (!reading_ || spinning_) return;
+    uv_idle_start(idle_, OnIdle);
+    spinning_ = true;
+  }
+
+  void StopSpin() {
+    if (!spinning_) return;
+    uv_idle_stop(idle_);
+    spinning_ = false;
+  }
+
+  static void OnIdle(uv_idle_t* handle) { static_cast<Channel*>(handle->data)->IdleTurn(); }
+
+  // A turn of the loop while spinning: the loop's poll, which does not block
+  // meanwhile, reads what came. A parent's spin stops in a forked child.
+  void IdleTurn() {
+    if (generation_ != ProcessGeneration() || !reading_ || uv_hrtime() >= spinUntil_) return StopSpin();
+    Relax();
+  }
+
   // Ends the poll, then closes the fd; drops what was read ahead and what waited to be written.
   void Release() {
     poll_.Close();
+    if (idle_ != nullptr) {
+      uv_close(reinterpret_cast<uv_handle_t*>(idle_), [](uv_handle_t* closed) { delete reinterpret_cast<uv_idle_t*>(closed); });
+      idle_ = nullptr;
+      spinning_ = false;
+    }
     reading_ = false;
     if (fd_ >= 0) {
       close(fd_);
@@ -647,6 +769,7 @@ class Channel : public Napi::ObjectWrap<Channel> {
   bool blocking_ = false;
   bool text_ = false;
   int pipeCapacity_ = 0;  // FitPipe's: 0 not asked yet, < 0 not a pipe
+  bool spin_ = false;
   uint32_t generation_ = 0;  // ProcessGeneration() when last used
   std::unique_ptr<uint8_t[]> buffer_;
   size_t start_ = 0;
@@ -659,6 +782,9 @@ class Channel : public Napi::ObjectWrap<Channel> {
   std::deque<Pending> backlog_;
   uv_loop_t* loop_ = nullptr;
   LoopPoll poll_{this, OnReady};
+  uv_idle_t* idle_ = nullptr;  // a non-blocking spin channel's (see "Spinning")
+  bool spinning_ = false;      // idle_ started
+  uint64_t spinUntil_ = 0;     // uv_hrtime() when the loop stops turning for this channel
   napi_async_context asyncContext_ = nullptr;
   Napi::FunctionReference onMessages_;
   Napi::FunctionReference onWriteError_;

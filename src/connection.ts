@@ -129,7 +129,7 @@ export class Connection {
     if (!readable && !writable) throw new TypeError('a connection must be readable, writable or both');
     this.canRead = readable;
     this.canWrite = writable;
-    this.channel = new (native().Channel)(fd, readable ? (frames, ended, error) => this.received(frames, ended, error) : undefined);
+    this.channel = new (native().Channel)(fd, readable ? (frames, ended, error) => this.received(frames, ended, error) : undefined, { spin: readable });
   }
 
   /** True once {@link close} was called. */

@@ -62,6 +62,13 @@ export interface ChannelOptions {
   blocking?: boolean;
   /** Hand a payload whose first byte is 1 (reduction.ts's JSON tag) over as the text after it. */
   text?: boolean;
+  /**
+   * Wait for frames awake for a while before sleeping: `recvSync()`, `call()`
+   * and `poll()` look for 100 µs (within their timeout), a started channel keeps
+   * the event loop turning for 200 µs after `start()` and each send (see
+   * native/framed_channel.cc, "Spinning").
+   */
+  spin?: boolean;
   /** A `sendAsync()` backlog's write failed (the backlog is dropped). */
   onWriteError?: (error: Error) => void;
 }

@@ -71,7 +71,7 @@ class NativeLink implements Link {
   /** `evented`: read on the event loop (non-blocking); else blocking calls. */
   constructor(fd: number, evented: boolean) {
     const { Channel } = loadNative() as NonNullable<ReturnType<typeof loadNative>>;
-    const options = { copy: true, blocking: !evented, text: true };
+    const options = { copy: true, blocking: !evented, text: true, spin: true };
     this.#link = evented
       ? new Channel<LinkFrame>(fd, (frames, ended, error) => this.#received(frames, ended, error), options)
       : new Channel<LinkFrame>(fd, undefined, options);
