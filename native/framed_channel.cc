@@ -400,7 +400,7 @@ class Channel : public Napi::ObjectWrap<Channel> {
   void SendFrame(Napi::Env env, Napi::TypedArray array) {
     const uint8_t* data = Data(array);
     const size_t length = array.ByteLength();
-    FitPipe(length + kLongHeader);
+    FitPipe((length <= kMaxShortLength ? 4 : kLongHeader) + length);
     if (!backlog_.empty()) {
       uint8_t header[kLongHeader];
       iovec parts[2] = {{header, WriteHeader(header, length)}, {const_cast<uint8_t*>(data), length}};
