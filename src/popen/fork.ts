@@ -104,7 +104,11 @@ function clearAsyncIdStack(native: NativeBinding): void {
     clearAsyncIdStackByBinding();
     return;
   }
+  // Without its stack: capturing the parent's deep stack here costs a forked child page faults.
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
   const marker = new Error('node-multiprocessing: emptying the async id stack');
+  Error.stackTraceLimit = limit;
   type Emit = (this: NodeJS.Process, event: string | symbol, ...args: unknown[]) => boolean;
   const emitter = process as unknown as { emit: Emit };
   const emit = Object.getOwnPropertyDescriptor(process, 'emit');
@@ -142,6 +146,24 @@ function clearAsyncIdStackByBinding(): void {
 }
 
 /**
+ * In the parent, once: has Node clear a timer that empties its list, as the
+ * child does to forget the parent's timers (forgetParentCallbacks()): Node's
+ * functions for it are compiled here, and its timers' debug logger (set up on
+ * its first call) made here, not in every child.
+ */
+let clearTimeoutPrepared = false;
+function prepareClearTimeout(): void {
+  if (clearTimeoutPrepared) return;
+  clearTimeoutPrepared = true;
+  clearTimeout(setTimeout(doNothing, UNUSED_DURATION_MS));
+}
+
+/** A timer duration no other timer is likely to have (its list is made, then emptied and dropped). */
+const UNUSED_DURATION_MS = 2 ** 31 - 3;
+
+function doNothing(): void {}
+
+/**
  * Forks; in the child, runs `process` and leaves through `_exit()` (never
  * returns there). Returns the child's pid in the parent.
  */
@@ -157,6 +179,7 @@ export function runForkedChild(native: NativeBinding, process: Bootstrappable): 
   native.prepareEscape(runAfterEscape);
   process._beforeFork?.(native.precompile);
   const parents = parentCallbacks();
+  if (parents !== null && parents.timers.length > 0) prepareClearTimeout();
   const pid = os.fork();
   if (pid === 0) runChild(native, process, parents);
   return pid;
