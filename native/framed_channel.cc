@@ -130,7 +130,7 @@ class Deadline {
       : forever_(timeoutMs < 0 || std::isinf(timeoutMs)),
         startNs_(uv_hrtime()),
         endMs_(forever_ ? 0 : startNs_ / 1000000u + static_cast<uint64_t>(std::ceil(timeoutMs))),
-        timeoutNs_(forever_ ? UINT64_MAX : static_cast<uint64_t>(timeoutMs * 1e6)) {}
+        timeoutMs_(timeoutMs) {}
 
   bool forever() const { return forever_; }
 
@@ -142,13 +142,17 @@ class Deadline {
   }
 
   // When a spin of `windowNs` from the start stops (within the timeout; none when `spin` is off).
-  uint64_t SpinEnd(bool spin, uint64_t windowNs) const { return spin ? startNs_ + std::min(windowNs, timeoutNs_) : 0; }
+  uint64_t SpinEnd(bool spin, uint64_t windowNs) const {
+    if (!spin) return 0;
+    const bool shorter = !forever_ && timeoutMs_ * 1e6 < static_cast<double>(windowNs);
+    return startNs_ + (shorter ? static_cast<uint64_t>(timeoutMs_ * 1e6) : windowNs);
+  }
 
  private:
   bool forever_;
   uint64_t startNs_;
   uint64_t endMs_;
-  uint64_t timeoutNs_;
+  double timeoutMs_;
 };
 
 // Whether `fd` has something to read now (or an error, or a hang-up).
