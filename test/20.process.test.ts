@@ -378,6 +378,12 @@ describe('start methods and contexts', () => {
 });
 
 (NO_ADDON ? describe.skip : describe)('the fork start method watches its child from the event loop', () => {
+  test('a child forked from a callback, its target async, leaves the parent\'s stack where Error is frozen', () => {
+    const run = runFixture('process_frozen_error.js');
+    expect(run.stderr).toBe('');
+    expect(jsonLines(run.stdout)).toEqual([{ exitCode: 0 }]);
+  });
+
   test('a copy made by os.fork() in the same tick does not take up watching its sibling', () => {
     const run = runFixture('process_fork_same_tick.js');
     expect(run.stderr).toBe('');

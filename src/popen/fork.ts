@@ -83,7 +83,7 @@ function prepareClearAsyncIdStack(native: NativeBinding): void {
   escapePrepared = true;
   const report = (process as { report?: object }).report;
   const trigger = report === undefined ? undefined : Object.getOwnPropertyDescriptor(report, 'reportOnUncaughtException');
-  for (const fn of [process.hasUncaughtExceptionCaptureCallback, process.setUncaughtExceptionCaptureCallback, trigger?.get, trigger?.set]) {
+  for (const fn of [errorWithoutStack, process.hasUncaughtExceptionCaptureCallback, process.setUncaughtExceptionCaptureCallback, trigger?.get, trigger?.set]) {
     if (typeof fn === 'function') native.precompile(fn as (...args: never[]) => unknown);
   }
 }
@@ -104,11 +104,7 @@ function clearAsyncIdStack(native: NativeBinding): void {
     clearAsyncIdStackByBinding();
     return;
   }
-  // Without its stack: capturing the parent's deep stack here costs a forked child page faults.
-  const limit = Error.stackTraceLimit;
-  Error.stackTraceLimit = 0;
-  const marker = new Error('node-multiprocessing: emptying the async id stack');
-  Error.stackTraceLimit = limit;
+  const marker = errorWithoutStack('node-multiprocessing: emptying the async id stack');
   type Emit = (this: NodeJS.Process, event: string | symbol, ...args: unknown[]) => boolean;
   const emitter = process as unknown as { emit: Emit };
   const emit = Object.getOwnPropertyDescriptor(process, 'emit');
@@ -123,6 +119,24 @@ function clearAsyncIdStack(native: NativeBinding): void {
     process.setUncaughtExceptionCaptureCallback(null);
     if (emit) Object.defineProperty(process, 'emit', emit);
     else delete (process as { emit?: unknown }).emit;
+  }
+}
+
+/**
+ * An Error without its stack: capturing the parent's deep stack costs a
+ * forked child page faults. (Where `Error` is frozen, with its stack.)
+ */
+function errorWithoutStack(message: string): Error {
+  const limit = Error.stackTraceLimit;
+  try {
+    Error.stackTraceLimit = 0;
+  } catch {
+    return new Error(message);
+  }
+  try {
+    return new Error(message);
+  } finally {
+    Error.stackTraceLimit = limit;
   }
 }
 
