@@ -77,7 +77,10 @@
 //     a reply, or a server's next request, is read without a sleep.
 // Each look yields the CPU (sched_yield()): on a machine with fewer free CPUs
 // than lookers, the peer that would answer runs instead. The cost is CPU time:
-// a wait that no frame ends burns up to the window before it sleeps. A forked
+// a wait that no frame ends burns up to the window before it sleeps. So the
+// windows adapt: one that ends without a frame halves the next (down to 1/8),
+// and a frame that comes within a full window of its wait (caught, or after
+// the sleep) gives the full windows back. A forked
 // child's copy of a parent's channel does not spin for it (its idle handle
 // stops the first time it fires there, as its poll does).
 #include "framed_channel.h"
@@ -116,6 +119,7 @@ constexpr uint8_t kTextTag = 1;     // reduction.ts's JSON tag
 constexpr size_t kPipeGrowth = 1024 * 1024;  // the most a pipe grows to (fs.pipe-max-size's default)
 constexpr uint64_t kSyncSpinNs = 100 * 1000;  // a blocking wait's look for a frame before it sleeps
 constexpr uint64_t kLoopSpinNs = 200 * 1000;  // the event loop's turning after a send or start()
+constexpr int kMaxShrink = 3;                 // the windows shrink to 1/8 while frames come later
 
 uint64_t NowMs() { return uv_hrtime() / 1000000u; }
 
@@ -141,12 +145,17 @@ class Deadline {
     return static_cast<double>(endMs_ > now ? endMs_ - now : 0);
   }
 
-  // When a spin of `windowNs` from the start stops (within the timeout; none when `spin` is off).
-  uint64_t SpinEnd(bool spin, uint64_t windowNs) const {
-    if (!spin) return 0;
-    const bool shorter = !forever_ && timeoutMs_ * 1e6 < static_cast<double>(windowNs);
-    return startNs_ + (shorter ? static_cast<uint64_t>(timeoutMs_ * 1e6) : windowNs);
+  // Whether the timeout is shorter than `windowNs`.
+  bool Cuts(uint64_t windowNs) const { return !forever_ && timeoutMs_ * 1e6 < static_cast<double>(windowNs); }
+
+  // When a spin of `windowNs` from the start stops (within the timeout; 0: no spin).
+  uint64_t SpinEnd(uint64_t windowNs) const {
+    if (windowNs == 0) return 0;
+    return startNs_ + (Cuts(windowNs) ? static_cast<uint64_t>(timeoutMs_ * 1e6) : windowNs);
   }
+
+  // Whether a frame got now came within `windowNs` of the start.
+  bool Within(uint64_t windowNs) const { return uv_hrtime() - startNs_ <= windowNs; }
 
  private:
   bool forever_;
@@ -357,8 +366,15 @@ class Channel : public Napi::ObjectWrap<Channel> {
     AdoptIfForked();
     if (ended_ || HasFrame()) return Napi::Boolean::New(env, true);
     const Deadline deadline(info[0].As<Napi::Number>().DoubleValue());
-    if (SpinUntilReadable(deadline)) return Napi::Boolean::New(env, true);
-    return Napi::Boolean::New(env, PollFd(env, fd_, POLLIN, deadline.LeftMs()));
+    const uint64_t window = SyncWindow();
+    bool ready = SpinUntilReadable(deadline, window);
+    if (!ready) {
+      bool slept = false;
+      Sleeping(deadline, window, &slept);
+      ready = PollFd(env, fd_, POLLIN, deadline.LeftMs());
+    }
+    if (ready && spin_ && deadline.Within(kSyncSpinNs)) shrink_ = 0;
+    return Napi::Boolean::New(env, ready);
   }
 
   Napi::Value Start(const Napi::CallbackInfo& info) {
@@ -521,14 +537,20 @@ class Channel : public Napi::ObjectWrap<Channel> {
   Napi::Value Receive(Napi::Env env, double timeoutMs) {
     AdoptIfForked();
     const Deadline deadline(timeoutMs);
-    const uint64_t spinEnd = deadline.SpinEnd(spin_, kSyncSpinNs);
+    const uint64_t window = SyncWindow();
+    const uint64_t spinEnd = deadline.SpinEnd(window);
+    bool slept = false;
     for (;;) {
       Napi::Value frame;
-      if (TakeFrame(env, &frame)) return frame;
-      if (ended_) return env.Undefined();
+      const bool took = TakeFrame(env, &frame);
+      if (took || ended_) {
+        if (spin_ && deadline.Within(kSyncSpinNs)) shrink_ = 0;  // a full look finds such a frame
+        return took ? frame : env.Undefined();
+      }
       // A blocking descriptor's read() waits without a limit: a spin, or a limited wait, polls first.
-      if (blocking_ && !SpinUntilReadable(deadline) && !deadline.forever() && !PollFd(env, fd_, POLLIN, deadline.LeftMs())) {
-        return env.Null();
+      if (blocking_ && !SpinUntilReadable(deadline, window)) {
+        Sleeping(deadline, window, &slept);
+        if (!deadline.forever() && !PollFd(env, fd_, POLLIN, deadline.LeftMs())) return env.Null();
       }
       size_t wanted = 0;
       const ssize_t got = ReadSome(&wanted);
@@ -542,14 +564,27 @@ class Channel : public Napi::ObjectWrap<Channel> {
         Relax();
         continue;
       }
+      Sleeping(deadline, window, &slept);
       if (!PollFd(env, fd_, POLLIN, deadline.LeftMs())) return env.Null();
     }
   }
 
+  // The look of a blocking wait (recvSync(), call(), poll()): kSyncSpinNs,
+  // less while frames came later than that (0: not a spin channel).
+  uint64_t SyncWindow() const { return spin_ ? kSyncSpinNs >> shrink_ : 0; }
+
+  // A wait is about to sleep: the first time, a look of `window` that the
+  // timeout did not cut found nothing, and the next look is shorter.
+  void Sleeping(const Deadline& deadline, uint64_t window, bool* slept) {
+    if (*slept) return;
+    *slept = true;
+    if (window > 0 && !deadline.Cuts(window) && shrink_ < kMaxShrink) shrink_++;
+  }
+
   // Whether the descriptor became readable within a spin channel's look of
-  // kSyncSpinNs from the deadline's start (false at once without a spin).
-  bool SpinUntilReadable(const Deadline& deadline) const {
-    const uint64_t spinEnd = deadline.SpinEnd(spin_, kSyncSpinNs);
+  // `window` from the deadline's start (false at once without one).
+  bool SpinUntilReadable(const Deadline& deadline, uint64_t window) const {
+    const uint64_t spinEnd = deadline.SpinEnd(window);
     while (uv_hrtime() < spinEnd) {
       if (ReadableNow(fd_)) return true;
       Relax();
@@ -722,15 +757,18 @@ class Channel : public Napi::ObjectWrap<Channel> {
       }
     }
     if (count == 0 && !ended_) return;
+    if (idle_ != nullptr && uv_hrtime() - awaitedNs_ <= kLoopSpinNs) shrink_ = 0;  // a full window catches such frames
     napi_value args[] = {frames, Napi::Boolean::New(env, ended_), error};
     CallFromLoop(env, asyncContext_, onMessages_.Value(), 3, args);
   }
 
-  // A started spin channel keeps its loop turning for kLoopSpinNs from now:
-  // an answer (or the next request) is due (see "Spinning").
+  // A started spin channel keeps its loop turning for kLoopSpinNs from now
+  // (less while frames came later than that): an answer, or the next
+  // request, is due (see "Spinning").
   void AwaitAnswer() {
     if (idle_ == nullptr) return;
-    spinUntil_ = uv_hrtime() + kLoopSpinNs;
+    awaitedNs_ = uv_hrtime();
+    spinUntil_ = awaitedNs_ + (kLoopSpinNs >> shrink_);
     if (!reading_ || spinning_) return;
     uv_idle_start(idle_, OnIdle);
     spinning_ = true;
@@ -747,7 +785,11 @@ class Channel : public Napi::ObjectWrap<Channel> {
   // A turn of the loop while spinning: the loop's poll, which does not block
   // meanwhile, reads what came. A parent's spin stops in a forked child.
   void IdleTurn() {
-    if (generation_ != ProcessGeneration() || !reading_ || uv_hrtime() >= spinUntil_) return StopSpin();
+    if (generation_ != ProcessGeneration() || !reading_) return StopSpin();
+    if (uv_hrtime() >= spinUntil_) {  // nothing came: the next window is shorter
+      if (shrink_ < kMaxShrink) shrink_++;
+      return StopSpin();
+    }
     Relax();
   }
 
@@ -789,6 +831,8 @@ class Channel : public Napi::ObjectWrap<Channel> {
   uv_idle_t* idle_ = nullptr;  // a non-blocking spin channel's (see "Spinning")
   bool spinning_ = false;      // idle_ started
   uint64_t spinUntil_ = 0;     // uv_hrtime() when the loop stops turning for this channel
+  uint64_t awaitedNs_ = 0;     // uv_hrtime() of the last AwaitAnswer()
+  int shrink_ = 0;             // the spin windows are divided by 2^shrink_ (see "Spinning")
   napi_async_context asyncContext_ = nullptr;
   Napi::FunctionReference onMessages_;
   Napi::FunctionReference onWriteError_;

@@ -65,8 +65,8 @@ export interface ChannelOptions {
   /**
    * Wait for frames awake for a while before sleeping: `recvSync()`, `call()`
    * and `poll()` look for 100 µs (within their timeout), a started channel keeps
-   * the event loop turning for 200 µs after `start()` and each send (see
-   * native/framed_channel.cc, "Spinning").
+   * the event loop turning for 200 µs after `start()` and each send; down to
+   * 1/8 of that while frames come later (see native/framed_channel.cc, "Spinning").
    */
   spin?: boolean;
   /** A `sendAsync()` backlog's write failed (the backlog is dropped). */

@@ -8,8 +8,9 @@
  * on the event loop, each batch of messages going straight to the reader; a
  * JSON payload arrives as its text. Either way the Channel spins: a Sync call
  * looks for its answer awake for 100 µs before it sleeps, and the server's
- * loop keeps turning for 200 µs after each answer, so that a client's next
- * call is read without waking a sleeping process. Without it (Windows,
+ * loop keeps turning for 200 µs after each answer (both less while the next
+ * message comes later), so that a client's next call is read without waking
+ * a sleeping process. Without it (Windows,
  * `NODE_MULTIPROCESSING_NO_NATIVE`), the Connection itself carries them.
  * The bytes on the wire are the same either way (Connection's framing and
  * reduction.ts's payloads), so either kind of peer talks to the other.
