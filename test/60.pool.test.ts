@@ -352,7 +352,9 @@ describe.each(methods)('Pool with the %s start method', (method) => {
     await closing.join();
     expect(await result.get(0)).toEqual([1, 4, 9, 16, 25]);
     expect(await waitFor(() => zombieChildren().length === 0, 60000)).toBe(true);
-    expect(fdCount()).toBe(fds);
+    // Not one more descriptor than before (fewer can be: an earlier test's pool may close its last ones
+    // meanwhile, on a loaded machine after this count was taken).
+    expect(await waitFor(() => fdCount() <= fds, 60000)).toBe(true);
   });
 
   test('await using terminates the pool; calls in progress reject', async () => {
