@@ -31,7 +31,9 @@
 //                       nothing written), a consumer after `slots` slots of a
 //                       large item (0: the assembler, nothing taken), as if
 //                       killed there
-//     _state() -> [head, tail, reserveHolder, assembler, sleepers] (tests only)
+//     _drainPartial()   tests only: a consumer stopped in the middle of
+//                       draining the bell, as if killed there
+//     _state() -> [head, tail, reserveHolder, assembler, sleepers, bell] (tests only)
 //   queueRingHeaderBytes: where the data starts in the block
 //
 // Layout: a header (head and tail: 64-bit byte counts that only grow; the
@@ -68,14 +70,22 @@
 //   finds that thread dead and frees both, so producers do not go on ringing
 //   for it. (Past kSlotCount sleepers at once, a sleeper is only counted, in
 //   kSleepers: one killed then stays counted.)
+// - a thread killed while it rings or drains the bell leaves its id in kBell:
+//   the next ringer finds it dead, takes its place and rings.
 //
 // Waking: a consumer about to sleep registers: it takes a sleeper slot (its
 // thread id there, then its bit in kSleeperMask). A producer rings the bell
 // (writes one byte) after publishing a slot when some consumer sleeps (a bit
-// set, or kSleepers) and the bell is not rung yet (the word kBell). A
-// consumer that found nothing clears kBell, drains the pipe, and looks again
-// before it sleeps; one that takes an item while more are there and others
-// sleep rings it again. Producers waiting for room sleep on the futex kRoomSeq,
+// set, or kSleepers) and the bell is not rung yet. The word kBell says so:
+// 0 (not rung), kRung (a byte is in the pipe), or a thread's id with
+// kBellBusy while that thread rings or drains; a ringer that finds kBell
+// not 0 leaves the ringing to the byte already there or to that thread (a dead
+// one's place it takes). A consumer that found nothing drains the pipe under
+// its own id, then sets kBell to 0, then looks again before it sleeps: so
+// kRung always has its byte in the pipe. (Clearing first and draining after
+// lost wake-ups: a ring in between had its byte drained with kBell left
+// kRung, and no producer rang again while consumers slept.) One that takes an
+// item while more are there and others sleep rings it again. Producers waiting for room sleep on the futex kRoomSeq,
 // which consumers bump (and wake) when they free room while producers wait.
 #include <fcntl.h>
 #include <poll.h>
@@ -128,6 +138,11 @@ constexpr size_t kHeaderBytes = kSleeperSlots + 4 * kSlotCount;
 // A sleeper slot being freed by the thread whose id is in the other bits
 // (its sleeper died): nobody takes the slot meanwhile.
 constexpr uint32_t kHealing = 0x80000000u;
+
+// kBell's values but 0: the bell is rung (its byte in the pipe), or the thread
+// whose id is in the other bits is ringing or draining it.
+constexpr uint32_t kRung = 1;
+constexpr uint32_t kBellBusy = 0x80000000u;
 
 // Slots.
 constexpr size_t kSlotHeader = 8;
@@ -193,6 +208,7 @@ class QueueRing : public Napi::ObjectWrap<QueueRing> {
                         InstanceMethod<&QueueRing::Close>("close"),
                         InstanceMethod<&QueueRing::PutPartial>("_putPartial"),
                         InstanceMethod<&QueueRing::TakePartial>("_takePartial"),
+                        InstanceMethod<&QueueRing::DrainPartial>("_drainPartial"),
                         InstanceMethod<&QueueRing::State>("_state"), InstanceAccessor<&QueueRing::BellFd>("bellFd"),
                         InstanceAccessor<&QueueRing::MemoryFd>("memoryFd")});
   }
@@ -335,14 +351,22 @@ class QueueRing : public Napi::ObjectWrap<QueueRing> {
   // Rings the bell if a consumer sleeps and nobody rang it since it was drained.
   void RingBell() {
     if (!AnySleeper()) return;
-    uint32_t expected = 0;
-    if (!U32(kBell).compare_exchange_strong(expected, 1)) return;
+    const uint32_t mine = OwnTid() | kBellBusy;
+    uint32_t seen = 0;
+    while (!U32(kBell).compare_exchange_strong(seen, mine)) {
+      // Rung: its byte wakes the sleepers. A live thread ringing: its byte
+      // will. A live thread draining: it looks again before it sleeps, after
+      // this item was published. Only a dead one's place is taken.
+      if (seen == kRung || ThreadAlive(static_cast<pid_t>(seen & ~kBellBusy))) return;
+    }
     const char byte = 1;
     ssize_t wrote;
     do {
       wrote = write(bellWrite_, &byte, 1);
     } while (wrote < 0 && errno == EINTR);
     // EAGAIN: the pipe is full of rings already; EBADF after close(): nobody here to wake.
+    uint32_t expected = mine;
+    U32(kBell).compare_exchange_strong(expected, kRung);  // unless a drainer took over meanwhile
   }
 
   // --- consumers --------------------------------------------------------------------
@@ -561,11 +585,20 @@ class QueueRing : public Napi::ObjectWrap<QueueRing> {
     }
   }
 
+  // Empties the pipe, then says the bell is not rung (see the top: in this order).
   void DrainBell() {
-    U32(kBell).store(0);
+    uint32_t mine = EmptyBell();
+    U32(kBell).compare_exchange_strong(mine, 0);  // unless another drainer took over meanwhile
+  }
+
+  // Empties the pipe under this thread's mark in kBell; returns the mark.
+  uint32_t EmptyBell() {
+    const uint32_t mine = OwnTid() | kBellBusy;
+    U32(kBell).store(mine);
     char scratch[64];
     while (read(bellRead_, scratch, sizeof scratch) > 0) {
     }
+    return mine;
   }
 
   bool PollFd(int fd, double ms) {
@@ -657,6 +690,13 @@ class QueueRing : public Napi::ObjectWrap<QueueRing> {
     return Result(env, TakeOnce(env, &item, static_cast<size_t>(slots)), item);
   }
 
+  // _drainPartial(): the bell drained under this thread's id, kBell not reset, as a drainer killed there (tests).
+  Napi::Value DrainPartial(const Napi::CallbackInfo& info) {
+    CheckOpen(info.Env());
+    EmptyBell();
+    return info.Env().Undefined();
+  }
+
   // prepareWait() -> item | 0 | 1: see the top of the file.
   Napi::Value PrepareWait(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -716,7 +756,7 @@ class QueueRing : public Napi::ObjectWrap<QueueRing> {
 
   Napi::Value State(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    Napi::Array state = Napi::Array::New(env, 5);
+    Napi::Array state = Napi::Array::New(env, 6);
     state.Set(0u, Napi::Number::New(env, static_cast<double>(U64(kHead).load())));
     state.Set(1u, Napi::Number::New(env, static_cast<double>(U64(kTail).load())));
     state.Set(2u, Napi::Number::New(env, U32(kReserveLock).load()));
@@ -724,6 +764,7 @@ class QueueRing : public Napi::ObjectWrap<QueueRing> {
     int sleepers = static_cast<int>(U32(kSleepers).load());
     for (uint32_t mask = U32(kSleeperMask).load(); mask != 0; mask &= mask - 1) sleepers++;
     state.Set(4u, Napi::Number::New(env, sleepers));
+    state.Set(5u, Napi::Number::New(env, U32(kBell).load()));
     return state;
   }
 

@@ -140,10 +140,12 @@ export interface NativeQueueRing {
   _putPartial(bytes: Uint8Array, slots: number): void;
   /** Tests: stops after `slots` slots of a large item (0: none), the assembler kept (a consumer killed there). */
   _takePartial(slots: number): Buffer | string | 0 | 1;
+  /** Tests: drains the bell under this thread's mark, the mark kept (a consumer killed there). */
+  _drainPartial(): void;
   /** Called with the count of items dropped that will never be delivered (see native/queue_ring.cc, "Deaths"). */
   onLost?: (count: number) => void;
   /** Tests: `[head, tail, reserve lock holder, assembler, consumers registered asleep]`. */
-  _state(): [number, number, number, number, number];
+  _state(): [number, number, number, number, number, number];
 }
 
 /** `pollFds`/`FdWatch` events: 1 readable, 2 writable, 3 either. */

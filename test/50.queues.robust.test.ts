@@ -12,6 +12,7 @@ const targets = require('./fixtures/queue_targets.js') as {
   produceMixed(queue: mp.Queue, producer: number, count: number): void;
   putPartThenWait(queue: mp.Queue, value: unknown, slots: number, ready: mp.Event): Promise<void>;
   takePartThenWait(queue: mp.Queue, slots: number, ready: mp.Event): Promise<void>;
+  drainPartThenWait(queue: mp.Queue, ready: mp.Event): Promise<void>;
   forward(queue: mp.Queue, results: mp.SimpleQueue): Promise<void>;
   getForever(queue: mp.Queue, ready: mp.Event): Promise<void>;
   getSyncForever(queue: mp.Queue): void;
@@ -19,11 +20,11 @@ const targets = require('./fixtures/queue_targets.js') as {
 
 /** The internals these tests reach: the native ring's state. */
 interface QueueInternals {
-  _ring: { ring: { _state(): [number, number, number, number, number] } };
+  _ring: { ring: { _state(): [number, number, number, number, number, number] } };
 }
 
-/** `[head, tail, reserve lock holder, assembler, consumers registered asleep]` of the queue's ring. */
-function ringState(q: mp.Queue): [number, number, number, number, number] {
+/** `[head, tail, reserve lock holder, assembler, consumers registered asleep, bell]` of the queue's ring. */
+function ringState(q: mp.Queue): [number, number, number, number, number, number] {
   return (q as unknown as QueueInternals)._ring.ring._state();
 }
 
@@ -133,6 +134,24 @@ describe('a consumer SIGKILLed', () => {
     expect(q.qsize()).toBe(0);
     expect(q.empty()).toBe(true);
     q.close();
+  });
+
+  test('while draining the bell: the next put takes its place and rings, a sleeping consumer wakes', async () => {
+    const q = new mp.Queue<string | null>();
+    const results = new mp.SimpleQueue<string | null>();
+    start(targets.forward, [q, results]);
+    await until(() => ringState(q)[4] === 1); // the consumer sleeps on the bell
+    const ready = new mp.Event();
+    const drainer = start(targets.drainPartThenWait, [q, ready]);
+    await ready.wait();
+    expect(ringState(q)[5]).toBe((drainer.pid! | 0x80000000) >>> 0); // its mark: a live drainer, which would look again
+    await killAndJoin(drainer);
+    q.putSync('after');
+    expect(await results.get()).toBe('after');
+    q.putSync(null);
+    expect(await results.get()).toBe(null);
+    q.close();
+    results.close();
   });
 
   test.each([
