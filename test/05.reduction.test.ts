@@ -31,6 +31,20 @@ describe('dumps() / loads()', () => {
     expect(loads(dumps(value))).toEqual(value);
   });
 
+  test('what JSON would read otherwise than structured clone takes the clone path: -0, NaN, toJSON (own or inherited), inherited keys', () => {
+    const odd = { zero: -0, nan: NaN, big: Infinity, own: { toJSON: 'not called', kept: 1 } };
+    expect(loads(dumps(odd))).toEqual(odd);
+    const proto = { inherited: 1 };
+    const child = Object.assign(Object.create(proto) as object, { own: 2 });
+    expect(loads(dumps({ child }))).toEqual({ child: { own: 2 } });
+    Object.defineProperty(Object.prototype, 'toJSON', { value: () => 'replaced', configurable: true, writable: true });
+    try {
+      expect(loads(dumps({ a: 1, nested: { b: [2] } }))).toEqual({ a: 1, nested: { b: [2] } });
+    } finally {
+      delete (Object.prototype as { toJSON?: unknown }).toJSON;
+    }
+  });
+
   test('a function anywhere gets a TypeError naming where it is', () => {
     expect(() => dumps({ options: { callback: () => 1 } }, 'args[1]')).toThrow(TypeError);
     expect(() => dumps({ options: { callback: () => 1 } }, 'args[1]')).toThrow(/args\[1\]\.options\.callback/);
