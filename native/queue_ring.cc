@@ -85,8 +85,9 @@
 // kRung always has its byte in the pipe. (Clearing first and draining after
 // lost wake-ups: a ring in between had its byte drained with kBell left
 // kRung, and no producer rang again while consumers slept.) One that takes an
-// item while more are there and others sleep rings it again. Producers waiting for room sleep on the futex kRoomSeq,
-// which consumers bump (and wake) when they free room while producers wait.
+// item while more are there and others sleep rings it again. Producers waiting
+// for room sleep on the futex kRoomSeq, which consumers bump (and wake) when
+// they free room while producers wait.
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/mman.h>

@@ -144,7 +144,7 @@ export interface NativeQueueRing {
   _drainPartial(): void;
   /** Called with the count of items dropped that will never be delivered (see native/queue_ring.cc, "Deaths"). */
   onLost?: (count: number) => void;
-  /** Tests: `[head, tail, reserve lock holder, assembler, consumers registered asleep]`. */
+  /** Tests: `[head, tail, reserve lock holder, assembler, consumers registered asleep, bell word]`. */
   _state(): [number, number, number, number, number, number];
 }
 
