@@ -3,7 +3,7 @@
  * with the Sync twins and leave through _exit.
  */
 import * as mp from '..';
-import { HANG_GUARD_MS, givesUpAfter, sleepSync, untilSync, withLoopRunning } from './40.helpers';
+import { HANG_GUARD_MS, givesUpAfter, sleepSync, untilSync, whileLoopRuns } from './40.helpers';
 import { exitcodeOf, forkChild } from './helpers';
 
 /** Waiters of `condition` not yet notified (its second shared word): to know that children sleep. */
@@ -79,17 +79,18 @@ describe('Condition', () => {
   });
 
   test('the parent waits asynchronously: a child notifies, the loop ran meanwhile', async () => {
-    const condition = new mp.Condition();
+    const [condition, loopRan] = [new mp.Condition(), new mp.Event()];
     const value = mp.RawValue('i', 0);
+    // The child notifies only once a timer of the parent's has run while it waits.
     const pid = forkChild(() => {
-      sleepSync(300);
+      loopRan.waitSync(HANG_GUARD_MS);
       condition.acquireSync();
       value.value = 42;
       condition.notifyAll();
       condition.release();
       return 0;
     });
-    const { result } = await withLoopRunning(async () => {
+    const result = await whileLoopRuns(loopRan, async () => {
       await condition.acquire();
       const seen = await condition.waitFor(() => value.value === 42 && value.value, HANG_GUARD_MS);
       condition.release();
@@ -177,13 +178,16 @@ describe('Barrier', () => {
   test('3 processes: distinct indices, the action runs once, before anyone leaves', async () => {
     const actions = mp.RawValue('i', 0);
     const barrier = new mp.Barrier(3, { action: () => (actions.value += 1) });
+    const loopRan = new mp.Event();
+    // The children come to the barrier only once a timer of the parent's has run while it waits there.
     const children = Array.from({ length: 2 }, () =>
       forkChild(() => {
+        loopRan.waitSync(HANG_GUARD_MS);
         const index = barrier.waitSync(HANG_GUARD_MS);
         return actions.value === 1 ? 10 + index : 1;
       }),
     );
-    const { result: index } = await withLoopRunning(() => barrier.wait(HANG_GUARD_MS));
+    const index = await whileLoopRuns(loopRan, () => barrier.wait(HANG_GUARD_MS));
     expect(actions.value).toBe(1);
     const indices = [index, ...children.map((pid) => exitcodeOf(pid) - 10)];
     expect(indices.sort()).toEqual([0, 1, 2]);

@@ -39,38 +39,53 @@ export async function givesUpAfter<T>(timeout: number, wait: () => T | Promise<T
 }
 
 /**
- * Awaits `wait` while a 10 ms interval ticks; expects the interval to have
- * run meanwhile (the event loop was not blocked): once a wait has lasted
- * 100 ms, the timers phase before the one that delivers its end runs the
- * interval at least once, however loaded the machine. Returns the result and
- * how long the wait took.
+ * Proves, by events and not by time, that the async wait `wait` leaves the
+ * event loop running: starts it, then sets `loopRan` from a timer of this
+ * process. The caller makes the process that ends the wait wait for
+ * `loopRan` first, so a wait that blocked the loop could never end (it fails
+ * by its hang guard instead). Returns what the wait returned.
  */
-export async function withLoopRunning<T>(wait: () => Promise<T>): Promise<{ result: T; waited: number }> {
-  let ticks = 0;
-  const timer = setInterval(() => ticks++, 10);
-  const start = performance.now();
+export async function whileLoopRuns<T>(loopRan: mp.Event, wait: () => Promise<T>): Promise<T> {
+  const waiting = wait();
+  const timer = setTimeout(() => loopRan.set(), 10);
   try {
-    const result = await wait();
-    const waited = performance.now() - start;
-    if (waited >= 100) expect(ticks).toBeGreaterThanOrEqual(1);
-    return { result, waited };
+    const result = await waiting;
+    expect(loopRan.isSet()).toBe(true);
+    return result;
   } finally {
-    clearInterval(timer);
+    clearTimeout(timer);
   }
 }
 
-/** Forks a child that holds `lock` for `ms`, and returns once it holds it. */
-export function holdInChild(lock: mp.Lock | mp.RLock, ms: number): number {
-  const held = new mp.Event();
+/** A child process that holds a lock (see holdInChild). */
+export interface Holder {
+  readonly pid: number;
+  /** Whether the child has released the lock (it says so just before). */
+  released(): boolean;
+  /** Tells a child that holds until told to release the lock. */
+  letGo(): void;
+}
+
+/**
+ * Forks a child that takes `lock` and returns once it holds it. The child
+ * releases it on `letGo()`, or, given `ms`, after that long (for a parent
+ * that blocks meanwhile and so cannot tell it): tests check the order of
+ * events with `released()`, not the time a wait took.
+ */
+export function holdInChild(lock: mp.Lock | mp.RLock, ms?: number): Holder {
+  const [held, letGo] = [new mp.Event(), new mp.Event()];
+  const released = mp.RawValue('i', 0);
   const pid = forkChild(() => {
     lock.acquireSync();
     held.set();
-    sleepSync(ms);
+    if (ms === undefined) letGo.waitSync(HANG_GUARD_MS);
+    else sleepSync(ms);
+    released.value = 1;
     lock.release();
     return 0;
   });
-  expect(held.waitSync(10000)).toBe(true);
-  return pid;
+  expect(held.waitSync(HANG_GUARD_MS)).toBe(true);
+  return { pid, released: () => released.value === 1, letGo: () => letGo.set() };
 }
 
 /**

@@ -5,7 +5,7 @@
  * waits with the async ones while its event loop keeps running.
  */
 import * as mp from '..';
-import { forkTogether, givesUpAfter, holdInChild, withLoopRunning } from './40.helpers';
+import { HANG_GUARD_MS, forkTogether, givesUpAfter, holdInChild, whileLoopRuns } from './40.helpers';
 import { exitcodeOf, forkChild } from './helpers';
 
 describe('Lock', () => {
@@ -86,55 +86,54 @@ describe('Lock', () => {
 
   test('acquireSync waits for the holder to release it', () => {
     const lock = new mp.Lock();
-    const pid = holdInChild(lock, 300);
-    const start = performance.now();
+    const holder = holdInChild(lock, 300);
     expect(lock.acquireSync()).toBe(true);
-    expect(performance.now() - start).toBeGreaterThanOrEqual(100);
+    expect(holder.released()).toBe(true);
     lock.release();
-    expect(exitcodeOf(pid)).toBe(0);
+    expect(exitcodeOf(holder.pid)).toBe(0);
   });
 
   test('acquireSync({ timeout }) gives up after the timeout (±50 ms)', async () => {
     const lock = new mp.Lock();
-    const pid = holdInChild(lock, 1500);
+    const holder = holdInChild(lock);
     expect(await givesUpAfter(250, () => lock.acquireSync({ timeout: 250 }))).toBe(false);
     expect(lock.acquireSync({ block: false })).toBe(false);
-    expect(exitcodeOf(pid)).toBe(0);
+    holder.letGo();
+    expect(exitcodeOf(holder.pid)).toBe(0);
   });
 
-  test('acquire() waits without blocking the event loop', async () => {
-    const lock = new mp.Lock();
-    const [held, loopRan] = [new mp.Event(), new mp.Event()];
-    // The child releases only once a timer of the parent's has run while it waits.
-    const pid = forkChild(() => {
-      lock.acquireSync();
-      held.set();
-      loopRan.waitSync();
+  test('acquire(), with or without a timeout, waits without blocking the event loop', async () => {
+    for (const timeout of [undefined, HANG_GUARD_MS]) {
+      const lock = new mp.Lock();
+      const [held, loopRan] = [new mp.Event(), new mp.Event()];
+      // The child releases only once a timer of the parent's has run while it waits.
+      const pid = forkChild(() => {
+        lock.acquireSync();
+        held.set();
+        loopRan.waitSync(HANG_GUARD_MS);
+        lock.release();
+        return 0;
+      });
+      expect(held.waitSync(HANG_GUARD_MS)).toBe(true);
+      expect(await whileLoopRuns(loopRan, () => lock.acquire({ timeout }))).toBe(true);
       lock.release();
-      return 0;
-    });
-    held.waitSync();
-    const acquiring = lock.acquire();
-    setTimeout(() => loopRan.set(), 10);
-    expect(await acquiring).toBe(true);
-    expect(loopRan.isSet()).toBe(true);
-    lock.release();
-    expect(exitcodeOf(pid)).toBe(0);
+      expect(exitcodeOf(pid)).toBe(0);
+    }
   });
 
-  test('acquire({ timeout }) resolves to false after the timeout (±50 ms), the loop running meanwhile', async () => {
+  test('acquire({ timeout }) resolves to false after the timeout (±50 ms)', async () => {
     const lock = new mp.Lock();
-    const pid = holdInChild(lock, 1500);
-    const { result } = await withLoopRunning(() => givesUpAfter(250, () => lock.acquire({ timeout: 250 })));
-    expect(result).toBe(false);
+    const holder = holdInChild(lock);
+    expect(await givesUpAfter(250, () => lock.acquire({ timeout: 250 }))).toBe(false);
     expect(await lock.acquire({ block: false })).toBe(false);
-    expect(exitcodeOf(pid)).toBe(0);
+    holder.letGo();
+    expect(exitcodeOf(holder.pid)).toBe(0);
     expect(await lock.acquire({ block: false })).toBe(true);
   });
 
   test('several async waiters in one process get the lock one after the other', async () => {
     const lock = new mp.Lock();
-    const pid = holdInChild(lock, 200);
+    const holder = holdInChild(lock);
     const order: number[] = [];
     const waiters = [0, 1, 2].map(async (n) => {
       await lock.acquire();
@@ -142,9 +141,10 @@ describe('Lock', () => {
       await new Promise((resolve) => setTimeout(resolve, 20));
       lock.release();
     });
+    holder.letGo();
     await Promise.all(waiters);
     expect(order.sort()).toEqual([0, 1, 2]);
-    expect(exitcodeOf(pid)).toBe(0);
+    expect(exitcodeOf(holder.pid)).toBe(0);
   });
 
   test('release of an unlocked Lock throws', () => {
@@ -201,21 +201,23 @@ describe('RLock', () => {
 
   test('another process waits until every level is released', async () => {
     const lock = new mp.RLock();
-    const pid = holdInChild(lock, 300);
-    const start = performance.now();
-    expect(await lock.acquire({ timeout: 5000 })).toBe(true);
-    expect(performance.now() - start).toBeGreaterThanOrEqual(100);
+    const holder = holdInChild(lock);
+    const acquiring = lock.acquire({ timeout: HANG_GUARD_MS });
+    holder.letGo();
+    expect(await acquiring).toBe(true);
+    expect(holder.released()).toBe(true);
     expect(await lock.acquire()).toBe(true); // recursion through the async path too
     lock.release();
     lock.release();
     expect(() => lock.release()).toThrow();
-    expect(exitcodeOf(pid)).toBe(0);
+    expect(exitcodeOf(holder.pid)).toBe(0);
   });
 
   test('acquireSync({ timeout }) gives up after the timeout (±50 ms)', async () => {
     const lock = new mp.RLock();
-    const pid = holdInChild(lock, 1500);
+    const holder = holdInChild(lock);
     expect(await givesUpAfter(200, () => lock.acquireSync({ timeout: 200 }))).toBe(false);
-    expect(exitcodeOf(pid)).toBe(0);
+    holder.letGo();
+    expect(exitcodeOf(holder.pid)).toBe(0);
   });
 });

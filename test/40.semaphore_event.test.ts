@@ -3,7 +3,7 @@
  * Children do their work with the Sync twins and leave through _exit.
  */
 import * as mp from '..';
-import { HANG_GUARD_MS, forkTogether, givesUpAfter, sleepSync, withLoopRunning } from './40.helpers';
+import { HANG_GUARD_MS, forkTogether, givesUpAfter, sleepSync, whileLoopRuns } from './40.helpers';
 import { exitcodeOf, forkChild } from './helpers';
 
 describe('Semaphore', () => {
@@ -53,14 +53,11 @@ describe('Semaphore', () => {
     const loopRan = new mp.Event();
     // The child releases only once a timer of the parent's has run while it waits.
     const pid = forkChild(() => {
-      loopRan.waitSync();
+      loopRan.waitSync(HANG_GUARD_MS);
       semaphore.release();
       return 0;
     });
-    const acquiring = semaphore.acquire({ timeout: 60_000 });
-    setTimeout(() => loopRan.set(), 10);
-    expect(await acquiring).toBe(true);
-    expect(loopRan.isSet()).toBe(true);
+    expect(await whileLoopRuns(loopRan, () => semaphore.acquire({ timeout: HANG_GUARD_MS }))).toBe(true);
     expect(semaphore.getValue()).toBe(0);
     expect(exitcodeOf(pid)).toBe(0);
   });
@@ -117,14 +114,11 @@ describe('Event', () => {
     const [event, loopRan] = [new mp.Event(), new mp.Event()];
     // The child sets it only once a timer of the parent's has run while it waits.
     const pid = forkChild(() => {
-      loopRan.waitSync();
+      loopRan.waitSync(HANG_GUARD_MS);
       event.set();
       return 0;
     });
-    const waiting = event.wait();
-    setTimeout(() => loopRan.set(), 10);
-    expect(await waiting).toBe(true);
-    expect(loopRan.isSet()).toBe(true);
+    expect(await whileLoopRuns(loopRan, () => event.wait())).toBe(true);
     expect(exitcodeOf(pid)).toBe(0);
   });
 
