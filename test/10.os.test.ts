@@ -177,8 +177,17 @@ describe('the forked child runs its event loop', () => {
 
   test('output still queued for a slow reader at the fork is written once, by the parent', () => {
     const fixture = path.join(__dirname, 'fixtures', 'os_output_pending.js');
-    // The reader sleeps first: the 512 KiB write fills the pipe and waits in libuv's queue.
-    const out = execFileSync('sh', ['-c', `"${process.execPath}" "${fixture}" | (sleep 0.5; cat)`], { encoding: 'utf8', timeout: 600000 }); // a hang guard
+    const forked = path.join(os.tmpdir(), `mp-forked-${process.pid}`);
+    fs.rmSync(forked, { force: true });
+    // The reader waits until the fixture sees its 512 KiB write queued in libuv (the pipe is full) and is about to fork.
+    const reader = `(until [ -e "${forked}" ]; do sleep 0.01; done; cat)`;
+    let out: string;
+    try {
+      out = execFileSync('sh', ['-c', `"${process.execPath}" "${fixture}" "${forked}" | ${reader}`], { encoding: 'utf8', timeout: 600000 }); // a hang guard
+    } finally {
+      fs.rmSync(forked, { force: true });
+    }
+    expect(out).not.toMatch(/not queued/);
     expect(out.match(/^x{1023}$/gm)).toHaveLength(512);
     expect(out.match(/^start$/gm)).toHaveLength(1);
     expect(out.match(/^end of the big write$/gm)).toHaveLength(1);
@@ -192,7 +201,7 @@ describe('the forked child runs its event loop', () => {
     try {
       const result = spawnSync(process.execPath, [path.join(__dirname, 'fixtures', 'os_output_once.js'), '4'], {
         stdio: ['ignore', fd, fd],
-        timeout: 20000,
+        timeout: 600000, // a hang guard
       });
       expect(result.status).toBe(0);
       const text = fs.readFileSync(file, 'utf8');
@@ -241,14 +250,15 @@ describe('the parent\'s machine code, shared with its children', () => {
 
 describe('waitpid(), wait(), waitpidAsync()', () => {
   test('WNOHANG answers [0, 0] while the child runs, then reaps it', () => {
+    const go = new mp.Event();
     const pid = mp.os.fork();
     if (pid === 0) {
-      setTimeout(() => mp.os._exit(0), 300);
-      // Block here: the child must not return into jest.
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300);
+      // Runs until the parent has asked (blocking here: the child must not return into jest).
+      go.waitSync(60000);
       mp.os._exit(0);
     }
     expect(mp.os.waitpid(pid, mp.os.WNOHANG)).toEqual([0, 0]);
+    go.set();
     expect(exitcodeOf(pid)).toBe(0);
   });
 
@@ -352,6 +362,7 @@ describe('zombies and orphans, as the kernel makes them', () => {
 
   test('child_process keeps working beside forked children, and reaps only its own', async () => {
     const zombie = forkChild(() => 0);
+    expect(await waitFor(() => procStat(zombie)?.state === 'Z')).toBe(true);
     const status = await new Promise<number | null>((resolve) => {
       spawn(process.execPath, ['-e', 'process.exit(3)']).on('exit', (code) => resolve(code));
     });

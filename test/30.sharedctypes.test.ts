@@ -216,7 +216,7 @@ describe('crossing to a spawned child (reduction)', () => {
     const block = heap.allocate(4, 4);
     try {
       const payload = dumps({ value, array, shm, list, block }).toString('base64');
-      const run = spawnSync(process.execPath, [path.join(FIXTURES, 'shm_child.js'), 'load', payload], { encoding: 'utf8', timeout: 20000 });
+      const run = spawnSync(process.execPath, [path.join(FIXTURES, 'shm_child.js'), 'load', payload], { encoding: 'utf8', timeout: 600000 }); // a hang guard
       expect(run.stderr).toBe('');
       expect(run.status).toBe(0);
       const [report] = jsonLines(run.stdout);

@@ -3,19 +3,8 @@
  * with the Sync twins and leave through _exit.
  */
 import * as mp from '..';
-import { HANG_GUARD_MS, givesUpAfter, sleepSync, untilSync, whileLoopRuns } from './40.helpers';
+import { HANG_GUARD_MS, givesUpAfter, sleepersOf, untilSleepers, untilSync, whileLoopRuns } from './40.helpers';
 import { exitcodeOf, forkChild } from './helpers';
-
-/** Waiters of `condition` not yet notified (its second shared word): to know that children sleep. */
-function waitersOf(condition: mp.Condition): number {
-  return Atomics.load((condition as unknown as { _words: Int32Array })._words, 1);
-}
-
-/** Blocks until `condition` has `n` waiters, 10 s at most. */
-function untilWaiters(condition: mp.Condition, n: number): void {
-  expect(untilSync(() => waitersOf(condition) >= n)).toBe(true);
-  expect(waitersOf(condition)).toBe(n);
-}
 
 describe('Condition', () => {
   test('notify() wakes a process waiting in waitFor', () => {
@@ -27,7 +16,7 @@ describe('Condition', () => {
       condition.release();
       return seen ? 0 : 1;
     });
-    untilWaiters(condition, 1);
+    untilSleepers(condition, 1);
     condition.acquireSync();
     ready.value = 1;
     condition.notify();
@@ -47,12 +36,13 @@ describe('Condition', () => {
         return notified ? 0 : 1;
       }),
     );
-    untilWaiters(condition, 3);
+    untilSleepers(condition, 3);
     condition.acquireSync();
     condition.notify(1);
+    expect(sleepersOf(condition)).toBe(2); // exactly one taken off, at once
     condition.release();
-    sleepSync(300);
-    expect(woken.value).toBe(1);
+    expect(untilSync(() => woken.value === 1)).toBe(true);
+    expect(sleepersOf(condition)).toBe(2);
     condition.acquireSync();
     condition.notifyAll();
     condition.release();
@@ -68,7 +58,7 @@ describe('Condition', () => {
       condition.release();
       return notified ? 0 : 1;
     });
-    untilWaiters(condition, 1);
+    untilSleepers(condition, 1);
     condition.acquireSync();
     condition.notify(1);
     // We wait right after notifying, before the child can take its turn: the
@@ -261,7 +251,7 @@ describe('Barrier', () => {
   test('abort() from another process breaks it for the waiters', () => {
     const barrier = new mp.Barrier(2);
     const pid = forkChild(() => {
-      sleepSync(200);
+      untilSync(() => barrier.nWaiting === 1); // the parent waits
       barrier.abort();
       return 0;
     });
@@ -283,7 +273,6 @@ describe('Barrier', () => {
     });
     expect(untilSync(() => barrier.nWaiting === 1)).toBe(true);
     barrier.reset();
-    sleepSync(100);
     expect(barrier.waitSync(HANG_GUARD_MS)).toBeGreaterThanOrEqual(0);
     expect(exitcodeOf(pid)).toBe(0);
   });

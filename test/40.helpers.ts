@@ -26,6 +26,23 @@ export function untilSync(condition: () => boolean): boolean {
 }
 
 /**
+ * The processes asleep on `primitive` (its second shared word: an Event's or
+ * Semaphore's sleepers, a Condition's waiters not yet notified). A waiter
+ * counts itself only after it has read the state it sleeps on, so once it is
+ * counted, a change of state reaches it: the tests wait for this, not for
+ * time, before they set, release or notify.
+ */
+export function sleepersOf(primitive: mp.Event | mp.Semaphore | mp.Condition): number {
+  return Atomics.load((primitive as unknown as { _words: Int32Array })._words, 1);
+}
+
+/** Blocks until `n` processes sleep on `primitive` (60 s at most: a hang guard); expects exactly `n`. */
+export function untilSleepers(primitive: mp.Event | mp.Semaphore | mp.Condition, n: number): void {
+  expect(untilSync(() => sleepersOf(primitive) >= n)).toBe(true);
+  expect(sleepersOf(primitive)).toBe(n);
+}
+
+/**
  * Runs `wait` (sync or async), which should give up after `timeout` ms:
  * expects it not to give up sooner (timer granularity aside). How much later
  * it returns is the machine's load, not the library's: a wait that never

@@ -3,7 +3,7 @@
  * Children do their work with the Sync twins and leave through _exit.
  */
 import * as mp from '..';
-import { HANG_GUARD_MS, forkTogether, givesUpAfter, sleepSync, whileLoopRuns } from './40.helpers';
+import { HANG_GUARD_MS, forkTogether, givesUpAfter, sleepSync, untilSleepers, untilSync, whileLoopRuns } from './40.helpers';
 import { exitcodeOf, forkChild } from './helpers';
 
 describe('Semaphore', () => {
@@ -19,7 +19,9 @@ describe('Semaphore', () => {
         inside.value += 1;
         most.value = Math.max(most.value, inside.value);
         lock.release();
-        sleepSync(20);
+        // Holds on until a second holder is in (it always comes: 5 children, 2 places).
+        if (round === 0) untilSync(() => most.value >= 2);
+        else sleepSync(20);
         lock.acquireSync();
         inside.value -= 1;
         lock.release();
@@ -75,7 +77,7 @@ describe('Semaphore', () => {
   test('a release wakes one sleeping process per count', () => {
     const semaphore = new mp.Semaphore(0);
     const children = Array.from({ length: 3 }, () => forkChild(() => (semaphore.acquireSync({ timeout: HANG_GUARD_MS }) ? 0 : 1)));
-    sleepSync(100); // let them sleep
+    untilSleepers(semaphore, 3);
     for (let i = 0; i < 3; i++) semaphore.release();
     expect(children.map(exitcodeOf)).toEqual([0, 0, 0]);
     expect(semaphore.getValue()).toBe(0);
@@ -125,7 +127,7 @@ describe('Event', () => {
   test('set() wakes every waiting process; clear() makes wait() wait again', () => {
     const event = new mp.Event();
     const children = Array.from({ length: 3 }, () => forkChild(() => (event.waitSync(HANG_GUARD_MS) ? 0 : 1)));
-    sleepSync(100);
+    untilSleepers(event, 3);
     event.set();
     expect(children.map(exitcodeOf)).toEqual([0, 0, 0]);
     event.clear();
@@ -136,7 +138,7 @@ describe('Event', () => {
   test('a waiter that sleeps through set() then clear() still returns true', () => {
     const event = new mp.Event();
     const pid = forkChild(() => (event.waitSync(HANG_GUARD_MS) ? 0 : 1));
-    sleepSync(100);
+    untilSleepers(event, 1);
     event.set();
     event.clear();
     expect(exitcodeOf(pid)).toBe(0);

@@ -5,7 +5,7 @@
  * and checks what the survivors get. No sleeps: every wait is for an event.
  */
 import * as mp from '..';
-import { untilSync } from './40.helpers';
+import { HANG_GUARD_MS, untilSync } from './40.helpers';
 import { exitcodeOf, forkChild } from './helpers';
 
 /** Blocks this thread for ever: the point where the test kills the child. */
@@ -21,7 +21,7 @@ function childStoppedAt(body: () => void): number {
     reached.set();
     blockForever();
   });
-  expect(reached.waitSync(10000)).toBe(true);
+  expect(reached.waitSync(HANG_GUARD_MS)).toBe(true);
   return pid;
 }
 
@@ -335,7 +335,7 @@ describe('Barrier', () => {
     const waiting = forkChild(() => barrier.waitSync(60000) + 10);
     expect(untilSync(() => barrier.nWaiting === 1)).toBe(true);
     const last = forkChild(() => barrier.waitSync());
-    expect(inAction.waitSync(10000)).toBe(true);
+    expect(inAction.waitSync(HANG_GUARD_MS)).toBe(true);
     killAndReap(last);
     expect(barrier.waitSync(60000)).toBe(1);
     expect(exitcodeOf(waiting)).toBe(10);

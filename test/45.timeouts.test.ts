@@ -13,7 +13,7 @@
  */
 import * as mp from '..';
 import { exitcodeOf, forkChild, jsonLines, procStat, runFixture } from './helpers';
-import { sleepSync } from './40.helpers';
+import { HANG_GUARD_MS, sleepSync } from './40.helpers';
 
 const SHORT = [0, 0.5];
 const LONG = [2 ** 31, 2 ** 53, Infinity];
@@ -46,7 +46,7 @@ function releaseOnceBlocked(release: () => void, setUp: () => void = () => {}): 
     release();
     return 0;
   });
-  expect(ready.waitSync(10000)).toBe(true);
+  expect(ready.waitSync(HANG_GUARD_MS)).toBe(true);
   return { pid, arm: () => armed.set() };
 }
 
@@ -137,7 +137,7 @@ describe('RLock', () => {
       rlock.release();
       return 0;
     });
-    expect(held.waitSync(10000)).toBe(true);
+    expect(held.waitSync(HANG_GUARD_MS)).toBe(true);
     return { rlock, go, holder };
   }
 
