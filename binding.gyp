@@ -7,6 +7,7 @@
         "native/errors.cc",
         "native/fork.cc",
         "native/fork_threadpool.cc",
+        "native/fork_streams.cc",
         "native/wait.cc",
         "native/shm.cc",
         "native/futex.cc",
@@ -38,7 +39,7 @@
           }
         }],
         ["OS=='win'", {
-          "sources!": ["native/fork.cc", "native/fork_threadpool.cc", "native/wait.cc", "native/shm.cc", "native/futex.cc", "native/popen.cc", "native/connection.cc", "native/fd_wait.cc", "native/socket.cc", "native/queue_ring.cc", "native/thread_alive.cc", "native/framed_channel.cc", "native/pool_link.cc", "native/child_platform.cc", "native/shared_code.cc", "native/internals.cc"],
+          "sources!": ["native/fork.cc", "native/fork_threadpool.cc", "native/fork_streams.cc", "native/wait.cc", "native/shm.cc", "native/futex.cc", "native/popen.cc", "native/connection.cc", "native/fd_wait.cc", "native/socket.cc", "native/queue_ring.cc", "native/thread_alive.cc", "native/framed_channel.cc", "native/pool_link.cc", "native/child_platform.cc", "native/shared_code.cc", "native/internals.cc"],
           "sources": ["native/unsupported.cc"],
           "msvs_settings": { "VCCLCompilerTool": { "ExceptionHandling": 1 } }
         }]

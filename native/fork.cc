@@ -11,7 +11,8 @@
 //   6. V8's background work has no thread    -> the child gets one of ours
 //      (child_platform.cc); failing that, it compiles on its main thread.
 //   9. nested forks                          -> a forked child parks nothing.
-//  11. the parent's thread-pool work          -> stays the parent's (fork_threadpool.cc).
+//  11. the parent's thread-pool work          -> stays the parent's (fork_threadpool.cc),
+//      and so do its pending socket and pipe writes (fork_streams.cc).
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -50,7 +51,9 @@
 #include "child_platform.h"
 #include "errors.h"
 #include "internals.h"
+#include "fork_streams.h"
 #include "fork_threadpool.h"
+#include "loop_handles.h"
 #include "modules.h"
 #include "own_threads.h"
 #include "shared_code.h"
@@ -149,20 +152,6 @@ class ForkableAddressSpace {
 ForkableAddressSpace g_addressSpace;
 
 // ---------------------------------------------------------------------------
-// The loop's handles, read only. uv_walk() moves every handle's queue links as
-// it goes: a write to every page that holds a handle, each a copy-on-write
-// fault in a child (and in the parent after each fork). This reads libuv's
-// handle queue from Node's own uv.h, as the code below reads other fields.
-template <typename Visit>
-void ForEachHandle(uv_loop_t* loop, Visit visit) {
-  const auto* queue = static_cast<const uv__queue*>(static_cast<void*>(&loop->handle_queue));
-  for (const uv__queue* q = queue->next; q != queue; q = q->next) {
-    visit(reinterpret_cast<uv_handle_t*>(reinterpret_cast<char*>(const_cast<uv__queue*>(q)) -
-                                         offsetof(uv_handle_t, handle_queue)));
-  }
-}
-
-// ---------------------------------------------------------------------------
 // Output must appear once. Writes to a pipe that is full wait in libuv's queue;
 // a child would inherit the queue and write them a second time. So, as Python
 // flushes sys.stdout before it forks, the parent first writes out what stdout
@@ -220,9 +209,8 @@ void FlushStdioWrites(uv_loop_t* loop) {
   ForEachHandle(loop, [](uv_handle_t* handle) {
     if (handle->type != UV_NAMED_PIPE && handle->type != UV_TTY && handle->type != UV_TCP) return;
     auto* stream = reinterpret_cast<uv_stream_t*>(handle);
-    if (stream->write_queue_size == 0) return;
     uv_os_fd_t fd;
-    if (uv_fileno(handle, &fd) == 0 && (fd == STDOUT_FILENO || fd == STDERR_FILENO)) FlushQueuedWrites(stream, fd);
+    if (stream->write_queue_size != 0 && IsStdoutOrStderr(handle) && uv_fileno(handle, &fd) == 0) FlushQueuedWrites(stream, fd);
   });
 }
 
@@ -387,8 +375,9 @@ class LoopEndWatcher {
     return length;
   }
 
-  // Requests of streams and UDP sockets go on in the child: libuv writes or
-  // finishes them there as in the parent.
+  // Requests that go on in the child: those of stdout and stderr (flushed by
+  // the parent, they complete in the child too) and of UDP sockets; the other
+  // streams' are the parent's alone (ForgetParentStreamRequests).
   static unsigned int SocketRequests(uv_loop_t* loop) {
     unsigned int count = 0;
     ForEachHandle(loop, [&count](uv_handle_t* handle) {
@@ -586,6 +575,7 @@ void SetUpChild(Napi::Env env, uv_loop_t* loop, v8::Platform* platform) {
   DropParentEvents(loop);
   if (int err = uv_loop_fork(loop)) ThrowErrno(env, -err, "uv_loop_fork");
   if (int err = ForgetParentThreadPoolWork(loop)) ThrowErrno(env, -err, "pthread_mutex_init");
+  ForgetParentStreamRequests(loop);
   ForgetParentChildren();
   LoopEndWatcher::Arm(loop);
   if (nested) {

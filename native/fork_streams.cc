@@ -1,0 +1,93 @@
+// The parent's socket and pipe requests, in a forked child.
+//
+// A stream (a TCP socket, a pipe, a TTY) keeps what the kernel would not take
+// at once in libuv's write queue, and writes it when the descriptor becomes
+// writable; a finished write waits in the completed queue for its callback; a
+// uv_shutdown() waits for the queue to empty; a connect waits for the socket
+// to become writable. fork() copies all of it into the child, whose loop would
+// carry it on as its own, on the descriptors it shares with the parent:
+// - the peer would get the queued bytes twice, the two copies interleaved (4
+//   MiB written to a slow reader arrived as 4.6 MiB, garbled);
+// - the child would shut the shared socket down as soon as its copy of the
+//   queue ran dry, under the feet of the parent, still writing;
+// - the child would run the parent's callbacks: a 'drain' handler that writes
+//   the next chunk, a 'connect' handler that sends a request, once more.
+// So the child forgets them, as it forgets the parent's thread-pool work
+// (fork_threadpool.cc): they are the parent's, which completes them once. The
+// child never runs their callbacks (its copy of the JS stream waits for them
+// for ever) and its loop is not kept alive by them (fork.cc's LoopEndWatcher
+// counts them as lost). stdout and stderr are the exception: the parent
+// flushed them before the fork, and their requests complete in the child too,
+// so that the child's own output flows behind them.
+//
+// This reads libuv's stream and watcher fields from Node's own uv.h, as
+// fork.cc does, and does what libuv's own uv__io_stop() would do to stop
+// watching for writability, without its system calls: right after
+// uv_loop_fork() no descriptor is in the child's new epoll yet, they only wait
+// in the loop's watcher queue to be added at its next poll.
+#include "fork_streams.h"
+
+#include <poll.h>
+
+#include "loop_handles.h"
+
+namespace mp {
+namespace {
+
+bool IsEmpty(const uv__queue& queue) { return queue.next == &queue; }
+
+void MakeEmpty(uv__queue* queue) {
+  queue->next = queue;
+  queue->prev = queue;
+}
+
+// Takes `node` out of whatever queue holds it (a no-op for a node alone).
+void Unlink(uv__queue* node) {
+  node->prev->next = node->next;
+  node->next->prev = node->prev;
+  MakeEmpty(node);
+}
+
+// The child no longer waits for `stream` to become writable; if it waited for
+// nothing else (it was not reading), its descriptor leaves the loop.
+void StopWatchingWritable(uv_loop_t* loop, uv_stream_t* stream) {
+  uv__io_t* watcher = &stream->io_watcher;
+  // A completed write's callback was due on the next turn (uv__io_feed).
+  Unlink(&watcher->pending_queue);
+  watcher->pevents &= ~static_cast<unsigned int>(POLLOUT);
+  if (watcher->pevents != 0 || watcher->fd < 0 || static_cast<unsigned int>(watcher->fd) >= loop->nwatchers) return;
+  Unlink(&watcher->watcher_queue);
+  watcher->events = 0;
+  if (loop->watchers[watcher->fd] == watcher) {
+    loop->watchers[watcher->fd] = nullptr;
+    loop->nfds--;
+  }
+}
+
+bool HasParentRequests(const uv_stream_t* stream) {
+  return !IsEmpty(stream->write_queue) || !IsEmpty(stream->write_completed_queue) || stream->connect_req != nullptr ||
+         stream->shutdown_req != nullptr;
+}
+
+void ForgetRequestsOf(uv_loop_t* loop, uv_stream_t* stream) {
+  MakeEmpty(&stream->write_queue);
+  MakeEmpty(&stream->write_completed_queue);
+  stream->write_queue_size = 0;
+  // libuv reads a pending connect and shutdown from these fields alone.
+  stream->connect_req = nullptr;
+  stream->shutdown_req = nullptr;
+  StopWatchingWritable(loop, stream);
+}
+
+}  // namespace
+
+void ForgetParentStreamRequests(uv_loop_t* loop) {
+  ForEachHandle(loop, [loop](uv_handle_t* handle) {
+    if (handle->type != UV_TCP && handle->type != UV_NAMED_PIPE && handle->type != UV_TTY) return;
+    if (IsStdoutOrStderr(handle)) return;
+    auto* stream = reinterpret_cast<uv_stream_t*>(handle);
+    if (HasParentRequests(stream)) ForgetRequestsOf(loop, stream);
+  });
+}
+
+}  // namespace mp
