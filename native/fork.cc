@@ -719,6 +719,15 @@ Napi::Value SharesCodeWithChildren(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), CodeSharedWithChildren());
 }
 
+// A Process child, before its target runs: the parent's sockets and pipes
+// fall silent (fork_streams.cc).
+Napi::Value QuietParentIo(const Napi::CallbackInfo& info) {
+  uv_loop_t* loop = nullptr;
+  if (napi_get_uv_event_loop(info.Env(), &loop) != napi_ok) throw Napi::Error::New(info.Env(), "quietParentIo: no event loop");
+  QuietParentHandles(loop);
+  return info.Env().Undefined();
+}
+
 Napi::Value IsForkedChild(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), g_isForkedChild);
 }
@@ -767,6 +776,7 @@ void InitFork(Napi::Env env, Napi::Object exports) {
   exports.Set("_exit", Napi::Function::New(env, Exit, "_exit"));
   exports.Set("setForkChildHooks", Napi::Function::New(env, SetForkChildHooks, "setForkChildHooks"));
   exports.Set("isForkedChild", Napi::Function::New(env, IsForkedChild, "isForkedChild"));
+  exports.Set("quietParentIo", Napi::Function::New(env, QuietParentIo, "quietParentIo"));
   exports.Set("sharesCodeWithChildren", Napi::Function::New(env, SharesCodeWithChildren, "sharesCodeWithChildren"));
   exports.Set("isMainThread", Napi::Function::New(env, IsMainThread, "isMainThread"));
   exports.Set("precompile", Napi::Function::New(env, Precompile, "precompile"));

@@ -20,11 +20,19 @@
 // flushed them before the fork, and their requests complete in the child too,
 // so that the child's own output flows behind them.
 //
+// A Process child (a Pool worker, a manager's server) goes further: it runs
+// its target only, as Python's does, so the parent's sockets, servers, pipes
+// and stdin fall silent in it (QuietParentHandles): its loop would otherwise
+// read from them (whichever process reads first gets the bytes: a Pool worker
+// answered two thirds of its parent's HTTP requests) and accept on the
+// parent's listening sockets.
+//
 // This reads libuv's stream and watcher fields from Node's own uv.h, as
 // fork.cc does, and does what libuv's own uv__io_stop() would do to stop
-// watching for writability, without its system calls: right after
-// uv_loop_fork() no descriptor is in the child's new epoll yet, they only wait
-// in the loop's watcher queue to be added at its next poll.
+// watching, without its system calls: a child's new epoll has none of the
+// parent's descriptors (uv_loop_fork() only queued them, to be added at its
+// next poll, and the epoll deletes a descriptor it reports that nobody
+// watches), so taking a watcher out of the loop is all it takes.
 #include "fork_streams.h"
 
 #include <poll.h>
@@ -48,13 +56,12 @@ void Unlink(uv__queue* node) {
   MakeEmpty(node);
 }
 
-// The child no longer waits for `stream` to become writable; if it waited for
-// nothing else (it was not reading), its descriptor leaves the loop.
-void StopWatchingWritable(uv_loop_t* loop, uv_stream_t* stream) {
-  uv__io_t* watcher = &stream->io_watcher;
+// The child no longer waits for `events` on `watcher`; if it waited for
+// nothing else, its descriptor leaves the loop.
+void StopWatching(uv_loop_t* loop, uv__io_t* watcher, unsigned int events) {
   // A completed write's callback was due on the next turn (uv__io_feed).
   Unlink(&watcher->pending_queue);
-  watcher->pevents &= ~static_cast<unsigned int>(POLLOUT);
+  watcher->pevents &= ~events;
   if (watcher->pevents != 0 || watcher->fd < 0 || static_cast<unsigned int>(watcher->fd) >= loop->nwatchers) return;
   Unlink(&watcher->watcher_queue);
   watcher->events = 0;
@@ -76,17 +83,35 @@ void ForgetRequestsOf(uv_loop_t* loop, uv_stream_t* stream) {
   // libuv reads a pending connect and shutdown from these fields alone.
   stream->connect_req = nullptr;
   stream->shutdown_req = nullptr;
-  StopWatchingWritable(loop, stream);
+  StopWatching(loop, &stream->io_watcher, POLLOUT);
+}
+
+bool IsSocketOrPipe(const uv_handle_t* handle) {
+  return handle->type == UV_TCP || handle->type == UV_NAMED_PIPE || handle->type == UV_TTY;
+}
+
+uv__io_t* WatcherOf(uv_handle_t* handle) {
+  if (IsSocketOrPipe(handle)) return &reinterpret_cast<uv_stream_t*>(handle)->io_watcher;
+  if (handle->type == UV_UDP) return &reinterpret_cast<uv_udp_t*>(handle)->io_watcher;
+  return nullptr;
 }
 
 }  // namespace
 
 void ForgetParentStreamRequests(uv_loop_t* loop) {
   ForEachHandle(loop, [loop](uv_handle_t* handle) {
-    if (handle->type != UV_TCP && handle->type != UV_NAMED_PIPE && handle->type != UV_TTY) return;
-    if (IsStdoutOrStderr(handle)) return;
+    if (!IsSocketOrPipe(handle) || IsStdoutOrStderr(handle)) return;
     auto* stream = reinterpret_cast<uv_stream_t*>(handle);
     if (HasParentRequests(stream)) ForgetRequestsOf(loop, stream);
+  });
+}
+
+void QuietParentHandles(uv_loop_t* loop) {
+  ForEachHandle(loop, [loop](uv_handle_t* handle) {
+    uv__io_t* watcher = WatcherOf(handle);
+    if (watcher == nullptr || uv_is_closing(handle) || IsStdoutOrStderr(handle)) return;
+    StopWatching(loop, watcher, watcher->pevents);
+    uv_unref(handle);
   });
 }
 

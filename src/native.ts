@@ -158,6 +158,8 @@ export interface NativeBinding {
   _exit(code?: number): never;
   setForkChildHooks(beforeExit: () => void, exit: () => void): void;
   isForkedChild(): boolean;
+  /** In a Process child, before its target runs: the parent's sockets, servers, pipes and stdin are watched no more (native/fork_streams.cc). */
+  quietParentIo(): void;
   /** Whether the first fork moved node's machine code into anonymous huge pages (see native/shared_code.cc). */
   sharesCodeWithChildren(): boolean;
   /** One line per internal of Node's the addon relies on that this Node lacks, saying what goes without it. */

@@ -5,6 +5,10 @@
  * once, in order; the child's copy of the loop, which runs meanwhile, writes
  * nothing, shuts nothing down and runs none of the parent's callbacks.
  * (Before: 4 MiB arrived as 4.6-4.9 MiB, garbled, and the child died of EPIPE.)
+ *
+ * A Process child or a Pool worker goes further, as Python's: it runs its
+ * target only, so the parent's sockets fall silent there. (Before: a Pool's
+ * workers answered two thirds of the connections to their parent's server.)
  */
 import { FixtureRun, jsonLines, runFixture } from './helpers';
 
@@ -28,5 +32,13 @@ describe.each(WAYS)('a fork (%s) while a socket has I/O in flight', (how) => {
   test("a connect in flight: the 'connect' handler runs in the parent only", () => {
     const reports = reportsOf(runFixture('fork_stream_connect.js', [how]));
     expect(reports).toEqual([{ child: { handlerRan: false } }, { parentConnected: true, exitCode: 0 }]);
+  });
+});
+
+describe.each(['pool', 'process'])('a %s child while the parent serves connections', (how) => {
+  test("never accepts on the parent's listening socket; its own sockets work", () => {
+    const [report] = reportsOf(runFixture('fork_quiet_parent_io.js', [how]));
+    expect(report).toMatchObject({ pids: 30, answeredByOthers: 0 });
+    if (how === 'process') expect(report).toMatchObject({ childAskedOk: true, exitCode: 0 });
   });
 });

@@ -169,6 +169,12 @@ describe.each(methods.filter((method) => method !== 'fork'))('an unguarded main 
     expect(byLabel.get('exit listener')).toEqual([true]);
     expect(lines).toHaveLength(14);
   });
+
+  test("the target's own nextTick callbacks run when the parent had some pending at start() (its never run there)", () => {
+    const run = runFixture('process_parent_ticks.js', []);
+    expect(run.stderr).toBe('');
+    expect(jsonLines(run.stdout)).toEqual([{ targetTickRan: true, parentTickRanInChild: false, exitCode: 0 }]);
+  });
 });
 
 (NO_ADDON ? describe.skip : describe)('forkserver', () => {

@@ -17,7 +17,7 @@ import type { NativeBinding } from '../native';
 import { requireNative } from '../native';
 import * as os from '../os';
 import { createStdio, flushStdio, stdioPending, usesFork } from '../util';
-import { findNodeQueues, forgetParentCallbacks, ParentCallbacks, parentCallbacks } from './pending';
+import { findNodeQueues, forgetParentCallbacks, forgetParentTicks, ParentCallbacks, parentCallbacks } from './pending';
 import { BasePopen, Launchable } from './popen';
 import { Reaper } from './reaper';
 
@@ -201,6 +201,10 @@ export function runForkedChild(native: NativeBinding, process: Bootstrappable): 
 
 function runChild(native: NativeBinding, process: Bootstrappable, parents: ParentCallbacks | null): never {
   try {
+    // Before anything of the child's own exists: what the loop watches and
+    // the nextTick callbacks queued now are the parent's.
+    native.quietParentIo();
+    forgetParentTicks(parents);
     process._becomeChild(native._exit);
     // A termination inside a microtask also drops the microtasks queued after
     // it, the target's own included: call the target only after escaping.

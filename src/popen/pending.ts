@@ -200,13 +200,21 @@ function immediateRunning(nodeQueues: NodeQueues): ImmediateEntry | null {
 }
 
 /**
- * In the child, before its event loop runs: the parent's timers, immediates
- * and nextTick callbacks never run. (Those of the target, queued after the
- * fork, stay; but for nextTick callbacks, where the parent had some pending.)
+ * In the child, before anything of its own is queued (its target's
+ * `net.connect()`, say, queues a nextTick): the parent's nextTick callbacks
+ * never run. Node's queue of them keeps no mark of whose they are, so it is
+ * emptied before the child's own can be in it.
+ */
+export function forgetParentTicks(callbacks: ParentCallbacks | null): void {
+  if (callbacks !== null && callbacks.ticks && queues) while (queues.ticks.shift() != null);
+}
+
+/**
+ * In the child, before its event loop runs: the parent's timers and
+ * immediates never run (those of the target, queued after the fork, stay).
  */
 export function forgetParentCallbacks(callbacks: ParentCallbacks | null): void {
   if (callbacks === null || !queues) return;
-  if (callbacks.ticks) while (queues.ticks.shift() != null);
   for (const timer of callbacks.timers) clearTimeout(timer as unknown as NodeJS.Timeout);
   for (const immediate of callbacks.immediates) clearImmediate(immediate as unknown as NodeJS.Immediate);
   if (callbacks.runningImmediate !== null) leaveImmediateBatch(queues, callbacks.runningImmediate);
