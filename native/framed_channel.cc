@@ -55,6 +55,18 @@
 // the next large frame tries again. A socket pair (a duplex Pipe) has its
 // buffers set when made (connection.cc).
 //
+// Lending (send() of a frame of kLendMin or more into a pipe): the payload's
+// pages are lent to the pipe (vmsplice) rather than copied into it, and the
+// reader copies them out: one copy of the bytes instead of two (64 MiB from a
+// forked child: ~1.1 GB/s instead of ~0.8 here). A lent page is read where it
+// is, so the sender must not change it before the reader has taken it: all
+// but the payload's last pipe-capacity bytes are lent, and those are written.
+// The pipe holds at most its capacity, in slots of a page or less, and a
+// written page never joins a lent one's slot; so the last written byte goes
+// in only once every lent slot before it has been read: when send() returns,
+// the caller's buffer is free again, as after a write(). The capacity is asked
+// again just before (another writer of the pipe may have grown it).
+//
 // Reading happens only while someone waits (src/connection.ts stops the poll
 // when nobody does): a connection handed to another process leaves nothing
 // behind that its new reader would miss, except what was read ahead while
@@ -117,6 +129,7 @@ constexpr int kReadsPerEvent = 16;  // then other handles get their turn
 constexpr int kFlushParts = 64;     // backlog entries written by one writev()
 constexpr uint8_t kTextTag = 1;     // reduction.ts's JSON tag
 constexpr size_t kPipeGrowth = 1024 * 1024;  // the most a pipe grows to (fs.pipe-max-size's default)
+constexpr size_t kLendMin = 4 * 1024 * 1024;  // a pipe's frames from this size on are lent, not copied
 constexpr uint64_t kSyncSpinNs = 100 * 1000;  // a blocking wait's look for a frame before it sleeps
 constexpr uint64_t kLoopSpinNs = 200 * 1000;  // the event loop's turning after a send or start()
 constexpr int kMaxShrink = 3;                 // the windows shrink to 1/8 while frames come later
@@ -438,7 +451,49 @@ class Channel : public Napi::ObjectWrap<Channel> {
     }
     uint8_t header[kLongHeader];
     iovec parts[2] = {{header, WriteHeader(header, length)}, {const_cast<uint8_t*>(data), length}};
-    WriteAll(env, parts, 2);
+    const size_t lent = LendablePart(length);
+    if (lent == 0) return WriteAll(env, parts, 2);
+    WriteAll(env, parts, 1);
+    LendAll(env, data, lent);
+    iovec rest{const_cast<uint8_t*>(data) + lent, length - lent};
+    WriteAll(env, &rest, 1);
+  }
+
+  // How much of a payload of `length` bytes to lend to the pipe (see the
+  // top): all but its last pipe capacity; 0 (write it all) for a socket, a
+  // payload of less than kLendMin, or where the pipe's capacity is unknown.
+  size_t LendablePart(size_t length) {
+#if defined(__linux__) && defined(F_GETPIPE_SZ)
+    if (length < kLendMin || pipeCapacity_ <= 0) return 0;
+    // Asked again: the capacity that counts is the pipe's now, whoever grew it.
+    const int capacity = fcntl(fd_, F_GETPIPE_SZ);
+    if (capacity <= 0 || length <= 2 * static_cast<size_t>(capacity)) return 0;
+    return length - static_cast<size_t>(capacity);
+#else
+    (void)length;
+    return 0;
+#endif
+  }
+
+  // Lends the `length` bytes at `data` to the pipe, page by page (vmsplice),
+  // blocking while it is full.
+  void LendAll(Napi::Env env, const uint8_t* data, size_t length) {
+#ifdef __linux__
+    iovec next{const_cast<uint8_t*>(data), length};
+    while (next.iov_len > 0) {
+      const ssize_t lent = vmsplice(fd_, &next, 1, SPLICE_F_NONBLOCK);
+      if (lent < 0) {
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN) ThrowErrno(env, "vmsplice");
+        PollFd(env, fd_, POLLOUT, -1);
+        continue;
+      }
+      next.iov_base = static_cast<uint8_t*>(next.iov_base) + lent;
+      next.iov_len -= static_cast<size_t>(lent);
+    }
+#else
+    (void)env, (void)data, (void)length;
+#endif
   }
 
   // Grows a pipe towards holding a frame of `size` bytes (see the top); a

@@ -15,6 +15,7 @@ const targets = require('./fixtures/connection_targets.js') as {
   sendMany(conn: mp.Connection, count: number): void;
   sendBig(conn: mp.Connection, size: number): void;
   sendSizes(conn: mp.Connection, sizes: number[]): void;
+  sendThenChange(conn: mp.Connection, size: number, changed: mp.Event): void;
   useShared(conn: mp.Connection): Promise<void>;
   useReceivedConnection(conn: mp.Connection): Promise<void>;
 };
@@ -385,6 +386,37 @@ describe('large messages and the pipe capacity', () => {
     await p.join();
     reader.close();
     expect(fdCount()).toBe(fds);
+  });
+
+  // A large message's pages are lent to a one-way pipe (vmsplice), all but its
+  // last pipe capacity, which is written. The reader here takes the raw bytes
+  // through a blocking descriptor of its own: all but that last capacity, then
+  // waits until the sender has returned from sendBytes() and overwritten its
+  // buffer, then takes the rest. Had any page still been lent when sendBytes()
+  // returned, the rest would hold the new bytes.
+  (grows ? test : test.skip)('a large message carries the bytes it had when sendBytes() was called: the sender may reuse its buffer once it returns', async () => {
+    const size = 8 * MIB;
+    const [reader, writer] = mp.Pipe(false);
+    const changed = new mp.Event();
+    const p = new mp.Process({ target: targets.sendThenChange, args: [writer, size, changed] });
+    p.start();
+    writer.close();
+    const raw = fs.openSync(`/proc/self/fd/${reader.fileno()}`, 'r');
+    const frame = Buffer.alloc(HEADER + size);
+    const readUpTo = (end: number, from: number): number => {
+      let at = from;
+      while (at < end) at += fs.readSync(raw, frame, at, end - at, null);
+      return at;
+    };
+    const before = readUpTo(frame.length - GROWN, 0);
+    expect(await changed.wait(60_000)).toBe(true);
+    readUpTo(frame.length, before);
+    fs.closeSync(raw);
+    expect(frame.readInt32BE(0)).toBe(size);
+    expect(frame.subarray(HEADER).indexOf(2)).toBe(-1);
+    await p.join();
+    expect(p.exitCode).toBe(0);
+    reader.close();
   });
 
   // The budget of pipe pages per user binds unprivileged users only: a root run uses up nobody's.
