@@ -207,10 +207,11 @@ void FlushQueuedWrites(uv_stream_t* stream, int fd) {
 
 void FlushStdioWrites(uv_loop_t* loop) {
   ForEachHandle(loop, [](uv_handle_t* handle) {
-    if (handle->type != UV_NAMED_PIPE && handle->type != UV_TTY && handle->type != UV_TCP) return;
+    if (!IsStream(handle)) return;
     auto* stream = reinterpret_cast<uv_stream_t*>(handle);
-    uv_os_fd_t fd;
-    if (stream->write_queue_size != 0 && IsStdoutOrStderr(handle) && uv_fileno(handle, &fd) == 0) FlushQueuedWrites(stream, fd);
+    if (stream->write_queue_size == 0) return;
+    const int fd = StdioOutputFd(handle);
+    if (fd >= 0) FlushQueuedWrites(stream, fd);
   });
 }
 
@@ -384,7 +385,7 @@ class LoopEndWatcher {
       if (handle->type == UV_UDP) {
         auto* udp = reinterpret_cast<uv_udp_t*>(handle);
         count += QueueLength(udp->write_queue) + QueueLength(udp->write_completed_queue);
-      } else if (handle->type == UV_NAMED_PIPE || handle->type == UV_TTY || handle->type == UV_TCP) {
+      } else if (IsStream(handle)) {
         auto* stream = reinterpret_cast<uv_stream_t*>(handle);
         count += QueueLength(stream->write_queue) + QueueLength(stream->write_completed_queue);
         count += (stream->connect_req != nullptr) + (stream->shutdown_req != nullptr);

@@ -86,12 +86,8 @@ void ForgetRequestsOf(uv_loop_t* loop, uv_stream_t* stream) {
   StopWatching(loop, &stream->io_watcher, POLLOUT);
 }
 
-bool IsSocketOrPipe(const uv_handle_t* handle) {
-  return handle->type == UV_TCP || handle->type == UV_NAMED_PIPE || handle->type == UV_TTY;
-}
-
 uv__io_t* WatcherOf(uv_handle_t* handle) {
-  if (IsSocketOrPipe(handle)) return &reinterpret_cast<uv_stream_t*>(handle)->io_watcher;
+  if (IsStream(handle)) return &reinterpret_cast<uv_stream_t*>(handle)->io_watcher;
   if (handle->type == UV_UDP) return &reinterpret_cast<uv_udp_t*>(handle)->io_watcher;
   return nullptr;
 }
@@ -100,7 +96,7 @@ uv__io_t* WatcherOf(uv_handle_t* handle) {
 
 void ForgetParentStreamRequests(uv_loop_t* loop) {
   ForEachHandle(loop, [loop](uv_handle_t* handle) {
-    if (!IsSocketOrPipe(handle) || IsStdoutOrStderr(handle)) return;
+    if (!IsStream(handle) || IsStdoutOrStderr(handle)) return;
     auto* stream = reinterpret_cast<uv_stream_t*>(handle);
     if (HasParentRequests(stream)) ForgetRequestsOf(loop, stream);
   });

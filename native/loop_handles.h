@@ -19,11 +19,19 @@ void ForEachHandle(uv_loop_t* loop, Visit visit) {
   }
 }
 
-// Whether `handle` is a stream on stdout or stderr: their queued writes are
-// flushed by the parent before a fork and completed in the child too.
-inline bool IsStdoutOrStderr(const uv_handle_t* handle) {
-  uv_os_fd_t fd;
-  return uv_fileno(handle, &fd) == 0 && (fd == 1 || fd == 2);
+// Whether `handle` is a uv_stream_t: a TCP socket, a pipe or a TTY.
+inline bool IsStream(const uv_handle_t* handle) {
+  return handle->type == UV_TCP || handle->type == UV_NAMED_PIPE || handle->type == UV_TTY;
 }
+
+// The descriptor of a handle on stdout or stderr (1 or 2), else -1: their
+// queued writes are flushed by the parent before a fork and completed in the
+// child too.
+inline int StdioOutputFd(const uv_handle_t* handle) {
+  uv_os_fd_t fd;
+  return uv_fileno(handle, &fd) == 0 && (fd == 1 || fd == 2) ? fd : -1;
+}
+
+inline bool IsStdoutOrStderr(const uv_handle_t* handle) { return StdioOutputFd(handle) >= 0; }
 
 }  // namespace mp
