@@ -50,9 +50,9 @@
 
 #include "child_platform.h"
 #include "errors.h"
-#include "internals.h"
 #include "fork_streams.h"
 #include "fork_threadpool.h"
+#include "internals.h"
 #include "loop_handles.h"
 #include "modules.h"
 #include "own_threads.h"

@@ -1,6 +1,8 @@
 // Reading a libuv loop's handles from Node's own uv.h (the fork code's need).
 #pragma once
 
+#include <unistd.h>
+
 #include <cstddef>
 
 #include <uv.h>
@@ -24,12 +26,12 @@ inline bool IsStream(const uv_handle_t* handle) {
   return handle->type == UV_TCP || handle->type == UV_NAMED_PIPE || handle->type == UV_TTY;
 }
 
-// The descriptor of a handle on stdout or stderr (1 or 2), else -1: their
+// The descriptor of a handle on stdout or stderr, else -1: their
 // queued writes are flushed by the parent before a fork and completed in the
 // child too.
 inline int StdioOutputFd(const uv_handle_t* handle) {
   uv_os_fd_t fd;
-  return uv_fileno(handle, &fd) == 0 && (fd == 1 || fd == 2) ? fd : -1;
+  return uv_fileno(handle, &fd) == 0 && (fd == STDOUT_FILENO || fd == STDERR_FILENO) ? fd : -1;
 }
 
 inline bool IsStdoutOrStderr(const uv_handle_t* handle) { return StdioOutputFd(handle) >= 0; }
